@@ -1,0 +1,35 @@
+# Set-up and checks. `make demo` and `make test` work from a fresh clone: they build .venv first.
+VENV := .venv
+PY := $(VENV)/bin/python
+# torch and torchvision are pinned to the releases this workplace keeps on local disk;
+# an unpinned install would pull a multi-GB CUDA build instead.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+DEMO := .demo
+
+.PHONY: demo test lint venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PINS)
+	$(PY) -m pip install -q -e '.[train,dev]' $(TORCH_PINS)
+	touch $@
+
+test: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pytest
+
+lint: venv
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+demo: venv
+	rm -rf $(DEMO)
+	$(VENV)/bin/vla-data generate $(DEMO)/episodes --layout processed --episodes 6 --steps 40
+	$(VENV)/bin/vla-data convert $(DEMO)/episodes $(DEMO)/shards --val-episodes 1
+	$(VENV)/bin/vla-data stats $(DEMO)/shards
+
+clean:
+	rm -rf $(VENV) $(DEMO)
