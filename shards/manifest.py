@@ -1,0 +1,123 @@
+"""manifest.json: what a shard set holds, how it was made, and the checksums to trust it by."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shards.format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, SPLITS
+
+
+class ManifestError(Exception):
+    """A folder's manifest.json is missing, unreadable or not a vla-shards manifest."""
+
+
+@dataclass
+class ShardEntry:
+    name: str
+    bytes: int
+    samples: int
+    sha256: str
+
+
+@dataclass
+class EpisodeEntry:
+    path: str  # relative to the input folder, posix separators
+    key: str  # the `{episode}` of its sample keys ("" when skipped before a key was given)
+    sha256: str
+    steps: int
+    split: str | None  # "train" | "val" | None when skipped
+    status: str  # "ok" | "skipped"
+    reason: str | None = None
+
+
+@dataclass
+class Manifest:
+    dataset: str
+    tool_version: str
+    layout: str
+    cameras: list[str]
+    chunk: int
+    action_dim: int
+    proprio_dim: int | None
+    image_size: int
+    options: dict[str, Any]
+    splits: dict[str, list[ShardEntry]] = field(default_factory=dict)
+    episodes: list[EpisodeEntry] = field(default_factory=list)
+    format: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+
+    def shards(self, split: str) -> list[ShardEntry]:
+        return self.splits.get(split, [])
+
+    def samples(self, split: str) -> int:
+        return sum(s.samples for s in self.shards(split))
+
+    def episode_count(self, split: str) -> int:
+        return sum(1 for e in self.episodes if e.status == "ok" and e.split == split)
+
+    def skipped(self) -> list[EpisodeEntry]:
+        return [e for e in self.episodes if e.status != "ok"]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        fields = dict(data)
+        fields["splits"] = {
+            split: [ShardEntry(**s) for s in shards]
+            for split, shards in data.get("splits", {}).items()
+        }
+        fields["episodes"] = [EpisodeEntry(**e) for e in data.get("episodes", [])]
+        return cls(**fields)
+
+
+def is_shard_set(folder: Path) -> bool:
+    """True when `folder` holds a manifest.json written by this format (any version)."""
+    try:
+        data = json.loads((folder / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == FORMAT_NAME
+
+
+def parse_manifest(text: str, source: str) -> Manifest:
+    """Parse manifest text; `source` names the file or URL in error messages."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ManifestError(f"{source}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        raise ManifestError(f"{source}: not a {FORMAT_NAME} manifest")
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ManifestError(
+            f"{source}: format version {version} is newer than this tool reads "
+            f"({FORMAT_VERSION}); upgrade vla-shards"
+        )
+    try:
+        manifest = Manifest.from_dict(data)
+    except TypeError as exc:
+        raise ManifestError(f"{source}: malformed manifest ({exc})") from None
+    unknown = set(manifest.splits) - set(SPLITS)
+    if unknown:
+        raise ManifestError(f"{source}: unknown split(s) {sorted(unknown)}")
+    return manifest
+
+
+def read_manifest(folder: Path) -> Manifest:
+    path = folder / MANIFEST_FILE
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: no manifest.json; is this a vla-shards folder?") from None
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read ({exc.strerror})") from None
+    return parse_manifest(text, str(path))
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> None:
+    (folder / MANIFEST_FILE).write_text(manifest.to_json())
