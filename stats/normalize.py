@@ -1,0 +1,63 @@
+"""OpenVLA-OFT action normalization to [-1, 1] and back.
+
+Written with operators and `.clip` only, so the same functions serve numpy arrays on
+the CPU and torch tensors on the GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from stats.compute import ArrayStats
+
+NORMALIZATIONS = ("bounds_q99", "bounds")
+_EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """low/high per dimension, the mask of normalized dims, and dims with low == high."""
+
+    low: np.ndarray
+    high: np.ndarray
+    mask: np.ndarray
+    constant: np.ndarray
+
+
+def bounds(stats: ArrayStats, normalization: str) -> Bounds:
+    """`bounds_q99` uses q01/q99 (LIBERO); `bounds` min/max (ALOHA's absolute joints)."""
+    if normalization == "bounds_q99":
+        low, high = stats.q01, stats.q99
+    elif normalization == "bounds":
+        low, high = stats.min, stats.max
+    else:
+        raise ValueError(f"unknown normalization {normalization!r}; use one of {NORMALIZATIONS}")
+    low = np.asarray(low, dtype=np.float32)
+    high = np.asarray(high, dtype=np.float32)
+    return Bounds(low, high, np.asarray(stats.mask, bool), low == high)
+
+
+def normalize(x, b: Bounds, low=None, high=None, mask=None, constant=None):
+    """clip(2(x - low)/(high - low + eps) - 1, -1, 1) where mask; x elsewhere; 0 where low == high.
+
+    `low`, `high`, `mask`, `constant` may be given as tensors already on x's device;
+    otherwise the numpy arrays of `b` are used.
+    """
+    low = b.low if low is None else low
+    high = b.high if high is None else high
+    mask = b.mask if mask is None else mask
+    constant = b.constant if constant is None else constant
+    y = (2 * (x - low) / (high - low + _EPS) - 1).clip(-1, 1)
+    y = y * ~constant
+    return y * mask + x * ~mask
+
+
+def denormalize(y, b: Bounds, low=None, high=None, mask=None):
+    """0.5 (y + 1)(high - low + eps) + low where mask; y elsewhere."""
+    low = b.low if low is None else low
+    high = b.high if high is None else high
+    mask = b.mask if mask is None else mask
+    x = 0.5 * (y + 1) * (high - low + _EPS) + low
+    return x * mask + y * ~mask
