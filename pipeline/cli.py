@@ -1,0 +1,192 @@
+"""`vla-data`: the command line of the data side. Options only fill configs; errors are one line."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.config import ConfigError, ConvertConfig, PlanConfig, parse_dims, parse_val_episodes
+from pipeline.convert import ConvertError, convert, plan_stats
+from pipeline.episodes import LAYOUTS, LayoutError
+from pipeline.generate import GenerateConfig, generate
+from pipeline.output import OutputError
+from pipeline.plan import make_plan
+from shards.format import STATS_FILE
+from shards.manifest import ManifestError, is_shard_set
+from stats.compute import STAT_KEYS, DatasetStats
+from stats.io import StatsError, read_stats, stats_to_json
+
+# Errors a user can cause; anything else is a bug and keeps its traceback.
+USER_ERRORS = (ConfigError, ConvertError, LayoutError, OutputError, ManifestError, StatsError)
+
+
+def user_errors(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def _cameras(value: str | None) -> tuple[str, ...] | None:
+    return tuple(c.strip() for c in value.split(",") if c.strip()) if value else None
+
+
+def plan_options(fn: Callable) -> Callable:
+    """Options shared by `convert` and `stats EPISODES_DIR`: both must plan identically."""
+    options = [
+        click.option("--layout", type=click.Choice(LAYOUTS), help="Force a layout."),
+        click.option("--cameras", help="Comma-separated cameras, e.g. head,left_wrist."),
+        click.option("--val-episodes", default="0.05", show_default=True,
+                     help="Val episodes: a count (3) or a fraction (0.05)."),
+        click.option("--seed", default=0, show_default=True, help="Seeds split and shuffle."),
+        click.option("--instruction", help="Language instruction (aloha episodes)."),
+        click.option("--no-normalize-dims", default="", help="Action dims with mask false: 6,13."),
+        click.option("--name", help="Dataset name (default: the input folder's name)."),
+        click.option("--workers", type=int, default=None, help="Processes (default: CPUs)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _plan_kwargs(episodes_dir: Path, kw: dict) -> dict:
+    args = {
+        "episodes_dir": episodes_dir,
+        "layout": kw["layout"],
+        "cameras": _cameras(kw["cameras"]),
+        "val_episodes": parse_val_episodes(kw["val_episodes"]),
+        "seed": kw["seed"],
+        "instruction": kw["instruction"],
+        "no_normalize_dims": parse_dims(kw["no_normalize_dims"]),
+        "name": kw["name"],
+    }
+    if kw["workers"] is not None:
+        args["workers"] = kw["workers"]
+    return args
+
+
+@click.group()
+@click.version_option(package_name="vla-shards")
+def main() -> None:
+    """Turn robot HDF5 episodes into shareable WebDataset shards with action statistics."""
+
+
+@main.command("convert")
+@click.argument("episodes_dir", type=click.Path(path_type=Path))
+@click.argument("shards_dir", type=click.Path(path_type=Path))
+@plan_options
+@click.option("--image-size", default=224, show_default=True)
+@click.option("--jpeg-quality", default=95, show_default=True)
+@click.option("--chunk", default=8, show_default=True, help="Action rows per sample.")
+@click.option("--shard-samples", default=1000, show_default=True)
+@click.option("--strict", is_flag=True, help="Any bad episode is an error; nothing is written.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing shard set.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@user_errors
+def convert_cmd(episodes_dir: Path, shards_dir: Path, **kw) -> None:
+    """Convert EPISODES_DIR into a shard set in SHARDS_DIR."""
+    config = ConvertConfig(
+        **_plan_kwargs(episodes_dir, kw),
+        shards_dir=shards_dir,
+        image_size=kw["image_size"],
+        jpeg_quality=kw["jpeg_quality"],
+        chunk=kw["chunk"],
+        shard_samples=kw["shard_samples"],
+        strict=kw["strict"],
+        overwrite=kw["overwrite"],
+        progress=not kw["quiet"],
+    )
+    summary = convert(config)
+    m = summary.manifest
+    n_shards = sum(len(s) for s in m.splits.values())
+    click.echo(
+        f"wrote {m.samples('train') + m.samples('val')} samples in {n_shards} shards to "
+        f"{summary.shards_dir}: train {m.episode_count('train')} episodes / "
+        f"{m.samples('train')} samples, val {m.episode_count('val')} / {m.samples('val')}; "
+        f"cameras {','.join(m.cameras)}; skipped {len(summary.skipped)} episode(s)"
+    )
+    for path, reason in summary.skipped:
+        click.echo(f"skipped {path}: {reason}", err=True)
+
+
+@main.command("stats")
+@click.argument("folder", type=click.Path(path_type=Path))
+@plan_options
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write stats JSON here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON instead of a table.")
+@click.option("--verify", is_flag=True, help="Recompute from the train samples and compare.")
+@user_errors
+def stats_cmd(folder: Path, output: Path | None, as_json: bool, verify: bool, **kw) -> None:
+    """Show the statistics of a shard set, or compute them from an episodes folder."""
+    if is_shard_set(folder):
+        stats = read_stats(folder / STATS_FILE)
+        if verify:
+            from pipeline.check import verify_stats
+
+            problems = verify_stats(folder)
+            for problem in problems:
+                click.echo(f"mismatch {problem.quantity}.{problem.key}: {problem.detail}", err=True)
+            if problems:
+                raise click.ClickException(f"{folder}: stats.json disagrees with the train samples")
+            click.echo(f"{folder / STATS_FILE}: matches the train samples")
+    else:
+        if verify:
+            raise click.ClickException(f"{folder}: --verify needs a shard set (no manifest.json)")
+        config = PlanConfig(**_plan_kwargs(folder, kw), progress=False)
+        stats = {config.dataset_name: plan_stats(make_plan(config), config)}
+    name, entry = next(iter(stats.items()))
+    text = stats_to_json(name, entry)
+    if output is not None:
+        output.write_text(text)
+    if as_json:
+        click.echo(text, nl=False)
+    elif not verify:
+        _print_stats(name, entry)
+
+
+def _print_stats(name: str, stats: DatasetStats) -> None:
+    console = Console()
+    for quantity, values in (("action", stats.action), ("proprio", stats.proprio)):
+        if values is None:
+            continue
+        table = Table(title=f"{name}: {quantity}")
+        table.add_column("dim", justify="right")
+        for key in STAT_KEYS:
+            table.add_column(key, justify="right")
+        for d in range(len(values.mean)):
+            row = [f"{getattr(values, k)[d]:.4f}" for k in STAT_KEYS if k != "mask"]
+            table.add_row(str(d), *row, "yes" if values.mask[d] else "no")
+        console.print(table)
+    console.print(
+        f"{stats.num_transitions} transitions from {stats.num_trajectories} train trajectories"
+    )
+
+
+@main.command("generate")
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--layout", type=click.Choice(LAYOUTS), default="processed", show_default=True)
+@click.option("--episodes", default=4, show_default=True)
+@click.option("--steps", default=40, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@user_errors
+def generate_cmd(out_dir: Path, layout: str, episodes: int, steps: int, seed: int) -> None:
+    """Write small synthetic sample episodes (for trying the tools and for tests)."""
+    try:
+        config = GenerateConfig(out_dir, layout=layout, episodes=episodes, steps=steps, seed=seed)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    paths = generate(config)
+    click.echo(f"wrote {len(paths)} {layout} episodes to {out_dir}")
+
+
+if __name__ == "__main__":
+    main()

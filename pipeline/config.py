@@ -1,0 +1,115 @@
+"""Typed options of a conversion; the CLI only fills these in."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.episodes import LAYOUTS
+from shards.format import CAMERAS
+
+
+class ConfigError(ValueError):
+    """An option value a user gave cannot work; the message names the option."""
+
+
+def parse_val_episodes(text: str) -> float | int:
+    """`3` is a count of episodes, `0.05` a fraction of them, `0` none."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"--val-episodes: {text!r} is neither a count nor a fraction") from None
+    if value < 0:
+        raise ConfigError("--val-episodes must not be negative")
+    if value.is_integer() and "." not in text:
+        return int(value)
+    if value >= 1:
+        raise ConfigError("--val-episodes as a fraction must be below 1 (or give a count)")
+    return value
+
+
+def parse_dims(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(d) for d in text.split(",") if d.strip())
+    except ValueError:
+        raise ConfigError(f"expected comma-separated dimension numbers, got {text!r}") from None
+
+
+@dataclass
+class PlanConfig:
+    """Which episodes, cameras and split a conversion uses (shared by convert and stats)."""
+
+    episodes_dir: Path
+    layout: str | None = None  # None: detected from the files
+    cameras: tuple[str, ...] | None = None  # None: every camera present in all good episodes
+    val_episodes: float | int = 0.05  # a fraction of the good episodes, or a count
+    seed: int = 0  # seeds the train/val split and the sample shuffle
+    instruction: str | None = None  # aloha only: the task's language instruction
+    no_normalize_dims: tuple[int, ...] = ()  # action dims left out of normalization (mask false)
+    name: str | None = None  # dataset name; default the input folder's name
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes
+    progress: bool = True  # show progress bars
+
+    def __post_init__(self) -> None:
+        self.episodes_dir = Path(self.episodes_dir)
+        if self.layout is not None and self.layout not in LAYOUTS:
+            raise ConfigError(f"--layout: unknown layout {self.layout!r}; use one of {LAYOUTS}")
+        if self.cameras is not None:
+            unknown = [c for c in self.cameras if c not in CAMERAS]
+            if unknown or not self.cameras:
+                raise ConfigError(
+                    f"--cameras: unknown camera(s) {unknown}; use names from {', '.join(CAMERAS)}"
+                )
+        if self.workers < 1:
+            raise ConfigError("--workers must be at least 1")
+        if isinstance(self.val_episodes, float) and not 0 <= self.val_episodes < 1:
+            raise ConfigError("--val-episodes as a fraction must be in [0, 1)")
+        if self.val_episodes < 0:
+            raise ConfigError("--val-episodes must not be negative")
+
+    @property
+    def dataset_name(self) -> str:
+        return self.name or self.episodes_dir.resolve().name
+
+
+@dataclass
+class ConvertConfig(PlanConfig):
+    """Everything `vla-data convert` needs beyond the plan."""
+
+    shards_dir: Path = Path("shards")
+    image_size: int = 224  # square side of the stored images
+    jpeg_quality: int = 95
+    chunk: int = 8  # action rows per sample
+    shard_samples: int = 1000  # samples per tar shard
+    strict: bool = False  # any bad episode stops the conversion before a shard is written
+    overwrite: bool = False  # replace an existing shard set (never anything else)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.shards_dir = Path(self.shards_dir)
+        if not 16 <= self.image_size <= 4096:
+            raise ConfigError("--image-size must be between 16 and 4096")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError("--jpeg-quality must be between 1 and 100")
+        if self.chunk < 1:
+            raise ConfigError("--chunk must be at least 1")
+        if self.shard_samples < 1:
+            raise ConfigError("--shard-samples must be at least 1")
+
+    def recorded_options(self) -> dict:
+        """The options that shape the output (workers and progress do not), for the manifest."""
+        return {
+            "layout": self.layout,
+            "cameras": list(self.cameras) if self.cameras else None,
+            "val_episodes": self.val_episodes,
+            "seed": self.seed,
+            "instruction": self.instruction,
+            "no_normalize_dims": list(self.no_normalize_dims),
+            "name": self.dataset_name,
+            "image_size": self.image_size,
+            "jpeg_quality": self.jpeg_quality,
+            "chunk": self.chunk,
+            "shard_samples": self.shard_samples,
+            "strict": self.strict,
+        }

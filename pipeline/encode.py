@@ -1,0 +1,109 @@
+"""One episode -> its samples as ready tar bytes in a spool file (runs in a worker process).
+
+Frames are read in blocks so memory stays bounded whatever the episode's length or
+camera resolution; each sample's tar bytes are final, so the shard writer only copies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pipeline.episodes import Episode, EpisodeError, EpisodeInfo
+from shards.format import (
+    ACTIONS_MEMBER,
+    META_MEMBER,
+    camera_member,
+    encode_actions,
+    encode_jpeg,
+    encode_meta,
+    sample_key,
+)
+from shards.writer import sample_tar_bytes
+
+FRAME_BLOCK = 32  # frames per camera read at once: ~30 MB for 480x640 ALOHA frames
+
+
+@dataclass(frozen=True)
+class EncodeJob:
+    path: Path
+    layout: str
+    instruction: str | None
+    key: str
+    dataset: str
+    cameras: tuple[str, ...]
+    image_size: int
+    jpeg_quality: int
+    chunk: int
+    spool: Path
+
+
+@dataclass
+class EncodeResult:
+    spool: Path
+    offsets: np.ndarray | None  # int64 (T, 2): byte offset and length of sample t in the spool
+    reason: str | None = None  # set when the episode failed while encoding
+
+
+def resize(frame: np.ndarray, size: int) -> np.ndarray:
+    """Square resize with PIL's bicubic filter, which antialiases when shrinking."""
+    if frame.shape[0] == size and frame.shape[1] == size:
+        return frame
+    return np.asarray(Image.fromarray(frame).resize((size, size), Image.Resampling.BICUBIC))
+
+
+def action_chunk(actions: np.ndarray, t: int, chunk: int) -> tuple[np.ndarray, int]:
+    """actions[t : t+chunk], rows past the end repeating the last action; and the real row count."""
+    rows = actions[t : t + chunk]
+    valid = len(rows)
+    if valid < chunk:
+        rows = np.concatenate([rows, np.repeat(actions[-1:], chunk - valid, axis=0)])
+    return rows.astype(np.float32), valid
+
+
+def encode_episode(job: EncodeJob) -> EncodeResult:
+    try:
+        with Episode(job.path, job.layout, job.instruction) as episode:
+            info = episode.info()
+            offsets = np.zeros((info.steps, 2), dtype=np.int64)
+            with open(job.spool, "wb") as spool:
+                position = 0
+                for start in range(0, info.steps, FRAME_BLOCK):
+                    stop = min(start + FRAME_BLOCK, info.steps)
+                    jpegs = {
+                        cam: [
+                            encode_jpeg(resize(f, job.image_size), job.jpeg_quality)
+                            for f in episode.frames(cam, start, stop)
+                        ]
+                        for cam in job.cameras
+                    }
+                    for t in range(start, stop):
+                        data = _sample_bytes(job, info, t, {c: jpegs[c][t - start] for c in jpegs})
+                        spool.write(data)
+                        offsets[t] = (position, len(data))
+                        position += len(data)
+    except EpisodeError as exc:
+        return EncodeResult(job.spool, None, str(exc))
+    return EncodeResult(job.spool, offsets)
+
+
+def _sample_bytes(job: EncodeJob, info: EpisodeInfo, t: int, jpegs: dict[str, bytes]) -> bytes:
+    chunk, valid = action_chunk(info.actions, t, job.chunk)
+    meta = {
+        "episode": job.key,
+        "t": t,
+        "steps": info.steps,
+        "valid": valid,
+        "instructions": info.instructions,
+        "unseen": info.unseen,
+        "dataset": job.dataset,
+    }
+    if info.proprio is not None:
+        meta["proprio"] = [float(v) for v in info.proprio[t]]
+    members = {camera_member(c): jpegs[c] for c in job.cameras}
+    members[ACTIONS_MEMBER] = encode_actions(chunk)
+    members[META_MEMBER] = encode_meta(meta)
+    return sample_tar_bytes(sample_key(job.key, t), members)

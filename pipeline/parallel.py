@@ -1,0 +1,77 @@
+"""Run one function over many jobs in worker processes, in job order, with a progress bar."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+R = TypeVar("R")
+
+
+def progress_bar(enabled: bool, unit: str = "") -> Progress:
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    ]
+    return Progress(*columns, disable=not enabled, transient=False)
+
+
+def run_ordered(
+    fn: Callable[..., R],
+    jobs: Sequence[tuple[Any, ...]],
+    workers: int,
+    label: str,
+    progress: bool,
+    units: Callable[[R], int] | None = None,
+    total: int | None = None,
+    unit_name: str = "episodes",
+) -> list[R]:
+    """`[fn(*job) for job in jobs]`, spread over `workers` processes; order is kept.
+
+    `units(result)` says how far a finished job moves the bar (default 1), out of `total`.
+    Results come back in job order whatever the worker count, which is what makes the
+    converter's output independent of `--workers`.
+    """
+    units = units or (lambda _: 1)
+    results: list[R] = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task(label, total=total if total is not None else len(jobs), rate="")
+        done = 0
+
+        def record(result: R) -> None:
+            nonlocal done
+            results.append(result)
+            done += units(result)
+            elapsed = bar.tasks[0].elapsed or 0.0
+            rate = f"{done / elapsed:,.0f} {unit_name}/s" if elapsed > 0 else ""
+            bar.update(task, advance=units(result), rate=rate)
+
+        if workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                record(fn(*job))
+            return results
+        # spawn: workers start clean (no inherited HDF5 handles or threads from the parent).
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+            try:
+                for result in pool.map(fn, *zip(*jobs, strict=True)):
+                    record(result)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    return results

@@ -1,0 +1,159 @@
+"""Look at every episode once (checksum, structure, actions), then choose cameras and the split.
+
+The plan is everything a conversion decides before it writes a byte; `vla-data stats`
+on episodes uses the same plan, so its statistics equal what convert writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pipeline.config import ConfigError, PlanConfig
+from pipeline.episodes import Episode, EpisodeError, EpisodeInfo, detect_layout, list_episodes
+from pipeline.parallel import run_ordered
+from shards.format import CAMERAS, episode_key
+
+if TYPE_CHECKING:
+    from pipeline.encode import EncodeResult
+
+
+@dataclass
+class EpisodeProbe:
+    """What planning learned about one episode file."""
+
+    path: Path
+    relative: str  # posix path relative to the input folder
+    sha256: str
+    info: EpisodeInfo | None  # None when unreadable
+    reason: str | None = None  # why the episode is skipped; None when good
+    key: str = ""
+    split: str | None = None
+    encoded: EncodeResult | None = None  # set by the converter's encode stage
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+@dataclass
+class Plan:
+    layout: str
+    cameras: tuple[str, ...]
+    probes: list[EpisodeProbe]  # every episode file, in sorted relative-path order
+
+    def good(self, split: str | None = None) -> list[EpisodeProbe]:
+        return [p for p in self.probes if p.ok and (split is None or p.split == split)]
+
+    def skipped(self) -> list[EpisodeProbe]:
+        return [p for p in self.probes if not p.ok]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def probe_episode(
+    path: Path, root: Path, layout: str, cameras: tuple[str, ...] | None, instruction: str | None
+) -> EpisodeProbe:
+    """Checksum and check one episode; never raises for bad episode content."""
+    relative = path.relative_to(root).as_posix()
+    probe = EpisodeProbe(path, relative, file_sha256(path), info=None)
+    try:
+        with Episode(path, layout, instruction) as episode:
+            probe.info = episode.info()
+            episode.check_cameras(cameras if cameras is not None else probe.info.cameras)
+            if not probe.info.instructions:
+                raise EpisodeError("has no language instructions")
+            if probe.info.steps == 0:
+                raise EpisodeError("has no timesteps")
+    except EpisodeError as exc:
+        probe.reason = str(exc)
+    return probe
+
+
+def split_counts(n_good: int, val_episodes: float | int) -> int:
+    """Episodes for val: a count, or a fraction (at least one once there are 20 or more)."""
+    if isinstance(val_episodes, int):
+        n_val = val_episodes
+    else:
+        n_val = int(n_good * val_episodes)
+        if val_episodes > 0 and n_good >= 20:
+            n_val = max(1, n_val)
+    if n_val >= n_good > 0:
+        raise ConfigError(
+            f"--val-episodes {val_episodes} leaves no training episodes out of {n_good} good ones"
+        )
+    return n_val
+
+
+def make_plan(config: PlanConfig) -> Plan:
+    root = config.episodes_dir
+    layout = config.layout or detect_layout(root)
+    if layout == "aloha" and not config.instruction:
+        raise ConfigError("aloha episodes carry no language instruction; pass --instruction TEXT")
+    paths = list_episodes(root, layout)
+    jobs = [(p, root, layout, config.cameras, config.instruction) for p in paths]
+    probes = run_ordered(probe_episode, jobs, config.workers, "checking episodes", config.progress)
+    _check_dims(probes)
+    cameras = config.cameras or _common_cameras(probes, root)
+    _assign_keys(probes)
+    _assign_split(probes, config)
+    return Plan(layout, cameras, probes)
+
+
+def _check_dims(probes: list[EpisodeProbe]) -> None:
+    """Episodes whose action or proprio width differs from the first good one are skipped."""
+    good = [p for p in probes if p.ok]
+    if not good:
+        return
+    first = good[0].info
+    proprio_dim = None if first.proprio is None else first.proprio.shape[1]
+    for p in good[1:]:
+        if p.info.actions.shape[1] != first.actions.shape[1]:
+            p.reason = (
+                f"action has {p.info.actions.shape[1]} dims but {good[0].relative} "
+                f"has {first.actions.shape[1]}"
+            )
+        elif (None if p.info.proprio is None else p.info.proprio.shape[1]) != proprio_dim:
+            p.reason = f"proprio differs in presence or width from {good[0].relative}"
+
+
+def _common_cameras(probes: list[EpisodeProbe], root: Path) -> tuple[str, ...]:
+    good = [p for p in probes if p.ok]
+    if not good:
+        return ()
+    common = [c for c in CAMERAS if all(c in p.info.cameras for p in good)]
+    if not common:
+        raise ConfigError(f"{root}: no camera is present in every good episode; pick --cameras")
+    return tuple(common)
+
+
+def _assign_keys(probes: list[EpisodeProbe]) -> None:
+    owners: dict[str, str] = {}
+    for p in probes:
+        if not p.ok:
+            continue
+        key = episode_key(p.relative)
+        if key in owners:
+            p.reason = f"its sample key {key!r} collides with {owners[key]}; rename one file"
+            continue
+        owners[key] = p.relative
+        p.key = key
+
+
+def _assign_split(probes: list[EpisodeProbe], config: PlanConfig) -> None:
+    good = [p for p in probes if p.ok]
+    n_val = split_counts(len(good), config.val_episodes)
+    order = np.random.default_rng(config.seed).permutation(len(good))
+    val = set(order[:n_val].tolist())
+    for i, p in enumerate(good):
+        p.split = "val" if i in val else "train"
