@@ -1,0 +1,123 @@
+"""Conversion speed against the bare image work, and peak memory as the input grows.
+
+    .venv/bin/python bench/convert.py [--workers 2 --steps 50 --repeats 3]
+
+Prints, measured side by side in one run (alternating, medians):
+- samples/s of `vla-data convert --workers N` on a 10-episode input, and samples/s of the
+  bare image work alone (read frames, resize to 224, JPEG-encode; same N processes) on the
+  same episodes, and their ratio;
+- peak RSS of the whole convert process tree (parent + workers, sampled every 20 ms) for a
+  10- and a 40-episode input, and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import psutil
+
+from pipeline.encode import resize
+from pipeline.episodes import Episode, list_episodes
+from pipeline.generate import GenerateConfig, generate
+from shards.format import encode_jpeg
+
+VLA_DATA = str(Path(sys.executable).with_name("vla-data"))
+
+
+def bare_episode(path: Path, size: int, quality: int) -> int:
+    """The irreducible work of one episode: read every frame, resize, encode. Returns images."""
+    n = 0
+    with Episode(path, "processed") as episode:
+        info = episode.info()
+        for cam in info.cameras:
+            for start in range(0, info.steps, 32):
+                for frame in episode.frames(cam, start, min(start + 32, info.steps)):
+                    encode_jpeg(resize(frame, size), quality)
+                    n += 1
+    return n
+
+
+def time_bare(episodes: list[Path], workers: int) -> float:
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        list(pool.map(bare_episode, episodes, [224] * len(episodes), [95] * len(episodes)))
+    return time.perf_counter() - start
+
+
+def run_convert(src: Path, workers: int) -> tuple[float, int]:
+    """Wall time and peak RSS (bytes, summed over the process tree) of one conversion."""
+    out = Path(tempfile.mkdtemp()) / "shards"
+    cmd = [VLA_DATA, "convert", str(src), str(out), "--workers", str(workers), "--quiet"]
+    start = time.perf_counter()
+    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            try:
+                tree = [proc, *proc.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    code = proc.wait()
+    elapsed = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    if code != 0:
+        raise SystemExit(f"vla-data convert failed with exit code {code}")
+    subprocess.run(["rm", "-rf", str(out.parent)], check=True)
+    return elapsed, peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp())
+    small, large = root / "small", root / "large"
+    generate(GenerateConfig(small, episodes=10, steps=args.steps, seed=1))
+    generate(GenerateConfig(large, episodes=40, steps=args.steps, seed=2))
+    episodes = list_episodes(small, "processed")
+    samples = 10 * args.steps
+
+    convert_s, bare_s, rss_small, rss_large = [], [], [], []
+    for _ in range(args.repeats):  # alternate, so drift hits both sides alike
+        elapsed, peak = run_convert(small, args.workers)
+        convert_s.append(elapsed)
+        rss_small.append(peak)
+        bare_s.append(time_bare(episodes, args.workers))
+        rss_large.append(run_convert(large, args.workers)[1])
+
+    convert_rate = samples / statistics.median(convert_s)
+    bare_rate = samples / statistics.median(bare_s)
+    mib = 1 << 20
+    print(f"input: 10 episodes x {args.steps} steps x 4 cameras 256x256, workers={args.workers}")
+    print(f"convert (whole CLI, incl. start-up): {convert_rate:8.1f} samples/s")
+    print(f"bare image work (read+resize+encode): {bare_rate:8.1f} samples/s")
+    print(f"ratio convert / bare: {convert_rate / bare_rate:.2f}")
+    small_peak, large_peak = statistics.median(rss_small), statistics.median(rss_large)
+    print(f"peak RSS, 10 episodes: {small_peak / mib:.0f} MiB; 40 episodes: {large_peak / mib:.0f} MiB")
+    print(f"ratio 40 / 10 episodes: {large_peak / small_peak:.2f}")
+    subprocess.run(["rm", "-rf", str(root)], check=True)
+
+
+if __name__ == "__main__":
+    main()
