@@ -114,7 +114,8 @@ def main() -> None:
     print(f"bare image work (read+resize+encode): {bare_rate:8.1f} samples/s")
     print(f"ratio convert / bare: {convert_rate / bare_rate:.2f}")
     small_peak, large_peak = statistics.median(rss_small), statistics.median(rss_large)
-    print(f"peak RSS, 10 episodes: {small_peak / mib:.0f} MiB; 40 episodes: {large_peak / mib:.0f} MiB")
+    print(f"peak RSS, 10 episodes: {small_peak / mib:.0f} MiB", end="; ")
+    print(f"40 episodes: {large_peak / mib:.0f} MiB")
     print(f"ratio 40 / 10 episodes: {large_peak / small_peak:.2f}")
     subprocess.run(["rm", "-rf", str(root)], check=True)
 
