@@ -19,7 +19,7 @@ import numpy as np
 from pipeline.config import ConfigError, ConvertConfig, PlanConfig
 from pipeline.encode import EncodeJob, encode_episode
 from pipeline.output import check_target, discard, publish, staging_dir
-from pipeline.parallel import progress_bar, run_ordered
+from pipeline.parallel import WorkerPool, progress_bar
 from pipeline.plan import EpisodeProbe, Plan, make_plan
 from shards.format import SPLITS, STATS_FILE
 from shards.manifest import EpisodeEntry, Manifest, ShardEntry, write_manifest
@@ -59,25 +59,28 @@ def plan_stats(plan: Plan, config: PlanConfig) -> DatasetStats:
 
 def convert(config: ConvertConfig) -> ConvertSummary:
     check_target(config.shards_dir, config.overwrite)
-    plan = make_plan(config)
-    if not plan.good():
-        raise ConvertError(_no_good_episodes(plan, config))
-    if config.strict and plan.skipped():
-        raise ConvertError(_strict_failure(plan))
-    staging = staging_dir(config.shards_dir)
+    staging = None
     try:
-        _encode(plan, config, staging)
+        with WorkerPool(config.workers) as pool:
+            plan = make_plan(config, pool)
+            if not plan.good():
+                raise ConvertError(_no_good_episodes(plan, config))
+            if config.strict and plan.skipped():
+                raise ConvertError(_strict_failure(plan))
+            staging = staging_dir(config.shards_dir)
+            _encode(plan, config, staging, pool)
         if config.strict and plan.skipped():
             raise ConvertError(_strict_failure(plan))
         manifest = _write_set(plan, config, staging)
         publish(staging, config.shards_dir, config.overwrite)
     finally:
-        discard(staging)  # a no-op once published; on error or Ctrl-C, nothing half-made stays
+        if staging is not None:
+            discard(staging)  # a no-op once published; on error or Ctrl-C nothing half-made stays
     skipped = [(p.relative, p.reason) for p in plan.skipped()]
     return ConvertSummary(config.shards_dir, manifest, skipped)
 
 
-def _encode(plan: Plan, config: ConvertConfig, staging: Path) -> None:
+def _encode(plan: Plan, config: ConvertConfig, staging: Path, pool: WorkerPool) -> None:
     """Encode every good episode into staging/spool/; episodes failing here become skipped."""
     spool_dir = staging / "spool"
     spool_dir.mkdir()
@@ -99,10 +102,9 @@ def _encode(plan: Plan, config: ConvertConfig, staging: Path) -> None:
         )
         for i, p in enumerate(good)
     ]
-    results = run_ordered(
+    results = pool.run_ordered(
         encode_episode,
         jobs,
-        config.workers,
         "encoding samples",
         config.progress,
         units=lambda r: 0 if r.offsets is None else len(r.offsets),

@@ -31,47 +31,57 @@ def progress_bar(enabled: bool, unit: str = "") -> Progress:
     return Progress(*columns, disable=not enabled, transient=False)
 
 
-def run_ordered(
-    fn: Callable[..., R],
-    jobs: Sequence[tuple[Any, ...]],
-    workers: int,
-    label: str,
-    progress: bool,
-    units: Callable[[R], int] | None = None,
-    total: int | None = None,
-    unit_name: str = "episodes",
-) -> list[R]:
-    """`[fn(*job) for job in jobs]`, spread over `workers` processes; order is kept.
+class WorkerPool:
+    """Worker processes kept for a whole conversion, so planning and encoding share one start-up.
 
-    `units(result)` says how far a finished job moves the bar (default 1), out of `total`.
-    Results come back in job order whatever the worker count, which is what makes the
-    converter's output independent of `--workers`.
+    With one worker everything runs in this process (simplest to debug, same results).
     """
-    units = units or (lambda _: 1)
-    results: list[R] = []
-    with progress_bar(progress) as bar:
-        task = bar.add_task(label, total=total if total is not None else len(jobs), rate="")
-        done = 0
 
-        def record(result: R) -> None:
-            nonlocal done
-            results.append(result)
-            done += units(result)
-            elapsed = bar.tasks[0].elapsed or 0.0
-            rate = f"{done / elapsed:,.0f} {unit_name}/s" if elapsed > 0 else ""
-            bar.update(task, advance=units(result), rate=rate)
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
 
-        if workers <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                record(fn(*job))
-            return results
-        # spawn: workers start clean (no inherited HDF5 handles or threads from the parent).
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
-            try:
-                for result in pool.map(fn, *zip(*jobs, strict=True)):
-                    record(result)
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
-    return results
+    def __enter__(self) -> WorkerPool:
+        if self.workers > 1:
+            # spawn: workers start clean (no inherited HDF5 handles or threads from the parent).
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def run_ordered(
+        self,
+        fn: Callable[..., R],
+        jobs: Sequence[tuple[Any, ...]],
+        label: str,
+        progress: bool,
+        units: Callable[[R], int] | None = None,
+        total: int | None = None,
+        unit_name: str = "episodes",
+    ) -> list[R]:
+        """`[fn(*job) for job in jobs]` spread over the workers, results in job order.
+
+        `units(result)` says how far a finished job moves the bar (default 1), out of
+        `total`. Results come back in job order whatever the worker count, which is what
+        makes the converter's output independent of `--workers`.
+        """
+        units = units or (lambda _: 1)
+        results: list[R] = []
+        with progress_bar(progress) as bar:
+            task = bar.add_task(label, total=total if total is not None else len(jobs), rate="")
+            done = 0
+            if self._pool is None or len(jobs) <= 1:
+                outputs = (fn(*job) for job in jobs)
+            else:
+                outputs = self._pool.map(fn, *zip(*jobs, strict=True))
+            for result in outputs:
+                results.append(result)
+                done += units(result)
+                elapsed = bar.tasks[0].elapsed or 0.0
+                rate = f"{done / elapsed:,.0f} {unit_name}/s" if elapsed > 0 else ""
+                bar.update(task, advance=units(result), rate=rate)
+        return results

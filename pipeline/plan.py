@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline.config import ConfigError, PlanConfig
 from pipeline.episodes import Episode, EpisodeError, EpisodeInfo, detect_layout, list_episodes
-from pipeline.parallel import run_ordered
+from pipeline.parallel import WorkerPool
 from shards.format import CAMERAS, episode_key
 
 if TYPE_CHECKING:
@@ -95,14 +95,18 @@ def split_counts(n_good: int, val_episodes: float | int) -> int:
     return n_val
 
 
-def make_plan(config: PlanConfig) -> Plan:
+def make_plan(config: PlanConfig, pool: WorkerPool | None = None) -> Plan:
+    """Probe every episode (in `pool`'s workers, or in a pool of its own) and decide."""
+    if pool is None:
+        with WorkerPool(config.workers) as own_pool:
+            return make_plan(config, own_pool)
     root = config.episodes_dir
     layout = config.layout or detect_layout(root)
     if layout == "aloha" and not config.instruction:
         raise ConfigError("aloha episodes carry no language instruction; pass --instruction TEXT")
     paths = list_episodes(root, layout)
     jobs = [(p, root, layout, config.cameras, config.instruction) for p in paths]
-    probes = run_ordered(probe_episode, jobs, config.workers, "checking episodes", config.progress)
+    probes = pool.run_ordered(probe_episode, jobs, "checking episodes", config.progress)
     _check_dims(probes)
     cameras = config.cameras or _common_cameras(probes, root)
     _assign_keys(probes)
