@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from shards.format import STATS_FILE
+from shards.format import ACTIONS_MEMBER, META_MEMBER, STATS_FILE, decode_actions, decode_meta
 from shards.manifest import read_manifest
-from shards.samples import RawSample, iter_raw_samples
+from shards.samples import iter_raw_samples
 from stats.io import read_stats
-from stats.verify import StatsMismatch, compare, recompute
-
-
-def iter_split(folder: Path, split: str) -> Iterator[RawSample]:
-    for shard in read_manifest(folder).shards(split):
-        path = folder / shard.name
-        with open(path, "rb") as stream:
-            yield from iter_raw_samples(stream, str(path))
+from stats.verify import RowCollector, StatsMismatch, compare
 
 
 def verify_stats(folder: Path) -> list[StatsMismatch]:
     """Recompute stats from every train sample's first action row; list the disagreements."""
     name, expected = next(iter(read_stats(folder / STATS_FILE).items()))
+    rows = RowCollector()
+    for shard in read_manifest(folder).shards("train"):
+        path = folder / shard.name
+        with open(path, "rb") as stream:
+            for raw in iter_raw_samples(stream, str(path)):
+                rows.add(decode_meta(raw[META_MEMBER]), decode_actions(raw[ACTIONS_MEMBER]))
     no_normalize = np.flatnonzero(~expected.action.mask).tolist()
-    return compare(expected, recompute(iter_split(folder, "train"), no_normalize))
+    return compare(expected, rows.stats(no_normalize))

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from shards.format import ACTIONS_MEMBER, META_MEMBER, decode_actions, decode_meta
-from shards.samples import RawSample
 from stats.compute import STAT_KEYS, ArrayStats, DatasetStats, dataset_stats
 
 # Means and stds are sums in another order than at conversion time (samples are shuffled);
@@ -23,31 +20,41 @@ class StatsMismatch:
     detail: str
 
 
-def recompute(samples: Iterable[RawSample], no_normalize: Iterable[int]) -> DatasetStats:
-    """Stats over the first action row (= the action at t) of every sample, grouped by episode."""
-    actions: dict[str, list[np.ndarray]] = {}
-    proprio: dict[str, list[np.ndarray]] = {}
-    for raw in samples:
-        meta = decode_meta(raw[META_MEMBER])
-        actions.setdefault(meta["episode"], []).append(decode_actions(raw[ACTIONS_MEMBER])[0])
+@dataclass
+class RowCollector:
+    """Per-episode rows seen in samples: the first action row of a sample is the action at t."""
+
+    actions: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    proprio: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+    def add(self, meta: dict, actions: np.ndarray) -> None:
+        self.actions.setdefault(meta["episode"], []).append(actions[0])
         if "proprio" in meta:
-            proprio.setdefault(meta["episode"], []).append(np.asarray(meta["proprio"], np.float32))
-    if not actions:
-        raise ValueError("no train samples to recompute statistics from")
-    episodes = sorted(actions)
-    return dataset_stats(
-        [np.stack(actions[e]) for e in episodes],
-        [np.stack(proprio[e]) for e in episodes] if proprio else None,
-        list(no_normalize),
-    )
+            row = np.asarray(meta["proprio"], np.float32)
+            self.proprio.setdefault(meta["episode"], []).append(row)
+
+    def merge(self, other: RowCollector) -> None:
+        for mine, theirs in ((self.actions, other.actions), (self.proprio, other.proprio)):
+            for episode, rows in theirs.items():
+                mine.setdefault(episode, []).extend(rows)
+
+    def stats(self, no_normalize: list[int]) -> DatasetStats:
+        if not self.actions:
+            raise ValueError("no train samples to recompute statistics from")
+        episodes = sorted(self.actions)
+        return dataset_stats(
+            [np.stack(self.actions[e]) for e in episodes],
+            [np.stack(self.proprio[e]) for e in episodes] if self.proprio else None,
+            no_normalize,
+        )
 
 
 def compare(expected: DatasetStats, actual: DatasetStats) -> list[StatsMismatch]:
     problems = []
-    for field in ("num_transitions", "num_trajectories"):
-        if getattr(expected, field) != getattr(actual, field):
-            detail = f"stats.json {getattr(expected, field)}, samples {getattr(actual, field)}"
-            problems.append(StatsMismatch("counts", field, detail))
+    for name in ("num_transitions", "num_trajectories"):
+        if getattr(expected, name) != getattr(actual, name):
+            detail = f"stats.json {getattr(expected, name)}, samples {getattr(actual, name)}"
+            problems.append(StatsMismatch("counts", name, detail))
     problems += _compare_arrays("action", expected.action, actual.action)
     if (expected.proprio is None) != (actual.proprio is None):
         problems.append(StatsMismatch("proprio", "presence", "stats.json and samples disagree"))
