@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,15 +15,27 @@ from pipeline.config import ConfigError, ConvertConfig, PlanConfig, parse_dims, 
 from pipeline.convert import ConvertError, convert, plan_stats
 from pipeline.episodes import LAYOUTS, LayoutError
 from pipeline.generate import GenerateConfig, generate
+from pipeline.info import describe
 from pipeline.output import OutputError
+from pipeline.parallel import WorkerPool
 from pipeline.plan import make_plan
+from pipeline.verify import summarize, verify_shard
 from shards.format import STATS_FILE
 from shards.manifest import ManifestError, is_shard_set
+from shards.source import ShardSetError, open_shard_set
 from stats.compute import STAT_KEYS, DatasetStats
 from stats.io import StatsError, read_stats, stats_to_json
 
 # Errors a user can cause; anything else is a bug and keeps its traceback.
-USER_ERRORS = (ConfigError, ConvertError, LayoutError, OutputError, ManifestError, StatsError)
+USER_ERRORS = (
+    ConfigError,
+    ConvertError,
+    LayoutError,
+    OutputError,
+    ManifestError,
+    ShardSetError,
+    StatsError,
+)
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -169,6 +182,47 @@ def _print_stats(name: str, stats: DatasetStats) -> None:
     console.print(
         f"{stats.num_transitions} transitions from {stats.num_trajectories} train trajectories"
     )
+
+
+@main.command("verify")
+@click.argument("source")
+@click.option("--workers", type=int, default=None, help="Processes (default: CPUs).")
+@user_errors
+def verify_cmd(source: str, workers: int | None) -> None:
+    """Check every shard's checksum, samples and stats.json against manifest.json."""
+    shard_set = open_shard_set(source, check_files=False)
+    jobs = [
+        (shard_set, split, entry)
+        for split in shard_set.manifest.splits
+        for entry in shard_set.manifest.shards(split)
+    ]
+    with WorkerPool(workers or os.cpu_count() or 1) as pool:
+        reports = pool.run_ordered(verify_shard, jobs, "verifying shards", False)
+    result = summarize(shard_set, reports)
+    for r in result.shards:
+        status = "ok  " if r.ok else "FAIL"
+        click.echo(
+            f"{status} {r.name}: {r.samples} samples" + "".join(f"\n     {p}" for p in r.problems)
+        )
+    for problem in result.set_problems:
+        click.echo(f"FAIL set: {problem}")
+    for m in result.stats_problems:
+        click.echo(f"FAIL stats.json {m.quantity}.{m.key}: {m.detail}")
+    if not result.ok:
+        bad = sum(not r.ok for r in result.shards)
+        raise click.ClickException(f"{source}: verification failed ({bad} bad shard(s))")
+    samples = sum(r.samples for r in result.shards)
+    click.echo(f"{source}: OK: {len(result.shards)} shards, {samples} samples, stats.json matches")
+
+
+@main.command("info")
+@click.argument("source")
+@user_errors
+def info_cmd(source: str) -> None:
+    """Summarize a shard set: dataset, splits, cameras, chunk, size, skipped episodes."""
+    shard_set = open_shard_set(source, check_files=False)
+    for line in describe(shard_set.manifest, shard_set.source):
+        click.echo(line)
 
 
 @main.command("generate")
