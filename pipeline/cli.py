@@ -11,11 +11,19 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.config import ConfigError, ConvertConfig, PlanConfig, parse_dims, parse_val_episodes
-from pipeline.convert import ConvertError, convert, plan_stats
+from pipeline.config import (
+    ConfigError,
+    ConvertConfig,
+    PlanConfig,
+    parse_dims,
+    parse_part,
+    parse_val_episodes,
+)
+from pipeline.convert import ConvertError, ConvertSummary, convert, plan_stats
 from pipeline.episodes import LAYOUTS, LayoutError
 from pipeline.generate import GenerateConfig, generate
 from pipeline.info import describe
+from pipeline.merge import MergeConfig, merge
 from pipeline.output import OutputError
 from pipeline.parallel import WorkerPool
 from pipeline.plan import make_plan
@@ -103,6 +111,7 @@ def main() -> None:
 @click.option("--shard-samples", default=1000, show_default=True)
 @click.option("--strict", is_flag=True, help="Any bad episode is an error; nothing is written.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing shard set.")
+@click.option("--part", help="Convert only part I of N (I/N), for `vla-data merge`.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @user_errors
 def convert_cmd(episodes_dir: Path, shards_dir: Path, **kw) -> None:
@@ -116,9 +125,26 @@ def convert_cmd(episodes_dir: Path, shards_dir: Path, **kw) -> None:
         shard_samples=kw["shard_samples"],
         strict=kw["strict"],
         overwrite=kw["overwrite"],
+        part=parse_part(kw["part"]) if kw["part"] else None,
         progress=not kw["quiet"],
     )
-    summary = convert(config)
+    _report(convert(config))
+
+
+@main.command("merge")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace an existing shard set.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@user_errors
+def merge_cmd(paths: tuple[Path, ...], overwrite: bool, quiet: bool) -> None:
+    """Join PART_DIR... (from `convert --part I/N`) into one shard set OUT_DIR (the last path)."""
+    if len(paths) < 2:
+        raise click.UsageError("give the part folders and then the output folder")
+    *parts, out_dir = paths
+    _report(merge(MergeConfig(tuple(parts), out_dir, overwrite=overwrite, progress=not quiet)))
+
+
+def _report(summary: ConvertSummary) -> None:
     m = summary.manifest
     n_shards = sum(len(s) for s in m.splits.values())
     click.echo(

@@ -29,6 +29,17 @@ def parse_val_episodes(text: str) -> float | int:
     return value
 
 
+def parse_part(text: str) -> tuple[int, int]:
+    """`2/8` -> (2, 8): the second of eight parts."""
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--part: expected I/N such as 2/8, got {text!r}") from None
+    if not 1 <= index <= count:
+        raise ConfigError(f"--part: {text!r} needs 1 <= I <= N")
+    return index, count
+
+
 def parse_dims(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(d) for d in text.split(",") if d.strip())
@@ -48,6 +59,7 @@ class PlanConfig:
     instruction: str | None = None  # aloha only: the task's language instruction
     no_normalize_dims: tuple[int, ...] = ()  # action dims left out of normalization (mask false)
     name: str | None = None  # dataset name; default the input folder's name
+    part: tuple[int, int] | None = None  # (i, n): only every n-th episode from the i-th, 1-based
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes
     progress: bool = True  # show progress bars
 
@@ -61,6 +73,8 @@ class PlanConfig:
                 raise ConfigError(
                     f"--cameras: unknown camera(s) {unknown}; use names from {', '.join(CAMERAS)}"
                 )
+        if self.part is not None and not 1 <= self.part[0] <= self.part[1]:
+            raise ConfigError("--part: needs 1 <= I <= N")
         if self.workers < 1:
             raise ConfigError("--workers must be at least 1")
         if isinstance(self.val_episodes, float) and not 0 <= self.val_episodes < 1:
@@ -107,6 +121,7 @@ class ConvertConfig(PlanConfig):
             "instruction": self.instruction,
             "no_normalize_dims": list(self.no_normalize_dims),
             "name": self.dataset_name,
+            "part": list(self.part) if self.part else None,
             "image_size": self.image_size,
             "jpeg_quality": self.jpeg_quality,
             "chunk": self.chunk,

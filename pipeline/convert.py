@@ -20,7 +20,7 @@ from pipeline.config import ConfigError, ConvertConfig, PlanConfig
 from pipeline.encode import EncodeJob, encode_episode
 from pipeline.output import check_target, discard, publish, staging_dir
 from pipeline.parallel import WorkerPool, progress_bar
-from pipeline.plan import EpisodeProbe, Plan, make_plan
+from pipeline.plan import EpisodeProbe, Plan, assign_split, make_plan
 from shards.format import SPLITS, STATS_FILE
 from shards.manifest import EpisodeEntry, Manifest, ShardEntry, write_manifest
 from shards.writer import ShardWriter
@@ -71,7 +71,10 @@ def convert(config: ConvertConfig) -> ConvertSummary:
             _encode(plan, config, staging, pool)
         if config.strict and plan.skipped():
             raise ConvertError(_strict_failure(plan))
-        manifest = _write_set(plan, config, staging)
+        # The split is over the episodes that made it; this only moves anything when an
+        # episode failed while encoding, and keeps a merge of parts equal to one conversion.
+        assign_split(plan.probes, config)
+        manifest = write_set(plan, config, staging)
         publish(staging, config.shards_dir, config.overwrite)
     finally:
         if staging is not None:
@@ -117,7 +120,7 @@ def _encode(plan: Plan, config: ConvertConfig, staging: Path, pool: WorkerPool) 
             probe.reason = result.reason
 
 
-def _write_set(plan: Plan, config: ConvertConfig, staging: Path) -> Manifest:
+def write_set(plan: Plan, config: ConvertConfig, staging: Path) -> Manifest:
     splits: dict[str, list[ShardEntry]] = {}
     for index, split in enumerate(SPLITS):
         episodes = plan.good(split)

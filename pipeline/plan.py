@@ -105,12 +105,16 @@ def make_plan(config: PlanConfig, pool: WorkerPool | None = None) -> Plan:
     if layout == "aloha" and not config.instruction:
         raise ConfigError("aloha episodes carry no language instruction; pass --instruction TEXT")
     paths = list_episodes(root, layout)
+    if config.part is not None:
+        # Round-robin over the sorted list: parts are balanced and fixed by the folder alone.
+        index, count = config.part
+        paths = paths[index - 1 :: count]
     jobs = [(p, root, layout, config.cameras, config.instruction) for p in paths]
     probes = pool.run_ordered(probe_episode, jobs, "checking episodes", config.progress)
     _check_dims(probes)
     cameras = config.cameras or _common_cameras(probes, root)
-    _assign_keys(probes)
-    _assign_split(probes, config)
+    assign_keys(probes)
+    assign_split(probes, config)
     return Plan(layout, cameras, probes)
 
 
@@ -141,7 +145,8 @@ def _common_cameras(probes: list[EpisodeProbe], root: Path) -> tuple[str, ...]:
     return tuple(common)
 
 
-def _assign_keys(probes: list[EpisodeProbe]) -> None:
+def assign_keys(probes: list[EpisodeProbe]) -> None:
+    """Each good episode's sample-key prefix; a later path whose key is taken is skipped."""
     owners: dict[str, str] = {}
     for p in probes:
         if not p.ok:
@@ -154,8 +159,11 @@ def _assign_keys(probes: list[EpisodeProbe]) -> None:
         p.key = key
 
 
-def _assign_split(probes: list[EpisodeProbe], config: PlanConfig) -> None:
+def assign_split(probes: list[EpisodeProbe], config: PlanConfig) -> None:
+    """Seeded split of the good episodes (in path order) into train and val, by whole episodes."""
     good = [p for p in probes if p.ok]
+    for p in probes:
+        p.split = None
     n_val = split_counts(len(good), config.val_episodes)
     order = np.random.default_rng(config.seed).permutation(len(good))
     val = set(order[:n_val].tolist())
