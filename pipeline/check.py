@@ -1,4 +1,4 @@
-"""Checks of a finished shard set against its own stats.json."""
+"""Read a finished shard set's train rows back, and check its stats.json against them."""
 
 from __future__ import annotations
 
@@ -11,16 +11,20 @@ from stats.io import read_stats
 from stats.verify import RowCollector, StatsMismatch, compare
 
 
-def verify_stats(folder: Path) -> list[StatsMismatch]:
-    """Recompute stats from every train sample's first action row; list the disagreements."""
-    name, expected = next(iter(read_stats(folder / STATS_FILE).items()))
-    manifest = read_manifest(folder)
+def train_rows(folder: Path) -> RowCollector:
+    """Every train timestep's action (each sample's first row) and proprio, per episode."""
     rows = RowCollector()
-    for shard in manifest.shards("train"):
+    for shard in read_manifest(folder).shards("train"):
         path = folder / shard.name
         with open(path, "rb") as stream:
             for raw in iter_raw_samples(stream, str(path)):
                 rows.add(decode_meta(raw[META_MEMBER]), decode_actions(raw[ACTIONS_MEMBER]))
+    return rows
+
+
+def verify_stats(folder: Path) -> list[StatsMismatch]:
+    """Recompute stats from every train sample's first action row; list the disagreements."""
+    name, expected = next(iter(read_stats(folder / STATS_FILE).items()))
     # The mask follows the options the set was made with, not stats.json, so an edited mask shows.
-    no_normalize = list(manifest.options.get("no_normalize_dims", []))
-    return compare(expected, rows.stats(no_normalize))
+    no_normalize = list(read_manifest(folder).options.get("no_normalize_dims", []))
+    return compare(expected, train_rows(folder).stats(no_normalize))

@@ -8,9 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.check import train_rows, verify_stats
 from pipeline.config import (
     ConfigError,
     ConvertConfig,
@@ -27,6 +29,7 @@ from pipeline.merge import MergeConfig, merge
 from pipeline.output import OutputError
 from pipeline.parallel import WorkerPool
 from pipeline.plan import make_plan
+from pipeline.preview import contact_sheet, first_samples, histograms
 from pipeline.verify import summarize, verify_shard
 from shards.format import STATS_FILE
 from shards.manifest import ManifestError, is_shard_set
@@ -163,14 +166,17 @@ def _report(summary: ConvertSummary) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write stats JSON here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON instead of a table.")
 @click.option("--verify", is_flag=True, help="Recompute from the train samples and compare.")
+@click.option("--plot", type=click.Path(path_type=Path), help="Write per-dim histograms (PNG).")
 @user_errors
-def stats_cmd(folder: Path, output: Path | None, as_json: bool, verify: bool, **kw) -> None:
+def stats_cmd(
+    folder: Path, output: Path | None, as_json: bool, verify: bool, plot: Path | None, **kw
+) -> None:
     """Show the statistics of a shard set, or compute them from an episodes folder."""
     if is_shard_set(folder):
         stats = read_stats(folder / STATS_FILE)
+        if plot is not None:
+            rows = np.concatenate([np.stack(r) for r in train_rows(folder).actions.values()])
         if verify:
-            from pipeline.check import verify_stats
-
             problems = verify_stats(folder)
             for problem in problems:
                 click.echo(f"mismatch {problem.quantity}.{problem.key}: {problem.detail}", err=True)
@@ -181,8 +187,13 @@ def stats_cmd(folder: Path, output: Path | None, as_json: bool, verify: bool, **
         if verify:
             raise click.ClickException(f"{folder}: --verify needs a shard set (no manifest.json)")
         config = PlanConfig(**_plan_kwargs(folder, kw), progress=False)
-        stats = {config.dataset_name: plan_stats(make_plan(config), config)}
+        plan = make_plan(config)
+        stats = {config.dataset_name: plan_stats(plan, config)}
+        rows = np.concatenate([p.info.actions for p in plan.good("train")])
     name, entry = next(iter(stats.items()))
+    if plot is not None:
+        histograms(rows, entry.action, f"{name} actions", plot)
+        click.echo(f"wrote {plot}")
     text = stats_to_json(name, entry)
     if output is not None:
         output.write_text(text)
@@ -249,6 +260,24 @@ def info_cmd(source: str) -> None:
     shard_set = open_shard_set(source, check_files=False)
     for line in describe(shard_set.manifest, shard_set.source):
         click.echo(line)
+
+
+@main.command("preview")
+@click.argument("source")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), default="preview.png", show_default=True
+)
+@click.option("-n", "--samples", default=8, show_default=True)
+@click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
+@user_errors
+def preview_cmd(source: str, output: Path, samples: int, split: str) -> None:
+    """Contact sheet of N samples: every camera, the instruction, the action chunk."""
+    shard_set = open_shard_set(source)
+    picked = first_samples(shard_set, split, samples)
+    if not picked:
+        raise click.ClickException(f"{source}: the {split} split has no samples")
+    contact_sheet(picked, shard_set.manifest.cameras, output)
+    click.echo(f"wrote {output} ({len(picked)} {split} samples)")
 
 
 @main.command("generate")
