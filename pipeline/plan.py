@@ -164,7 +164,9 @@ def assign_split(probes: list[EpisodeProbe], config: PlanConfig) -> None:
     good = [p for p in probes if p.ok]
     for p in probes:
         p.split = None
-    n_val = split_counts(len(good), config.val_episodes)
+    # A part of a scale-out conversion keeps every episode in train: the split is a choice
+    # over all episodes, made when the parts are merged.
+    n_val = 0 if config.part else split_counts(len(good), config.val_episodes)
     order = np.random.default_rng(config.seed).permutation(len(good))
     val = set(order[:n_val].tolist())
     for i, p in enumerate(good):
