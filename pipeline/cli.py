@@ -280,6 +280,32 @@ def preview_cmd(source: str, output: Path, samples: int, split: str) -> None:
     click.echo(f"wrote {output} ({len(picked)} {split} samples)")
 
 
+@main.command("loadtest")
+@click.argument("source")
+@click.option("--workers", default=2, show_default=True)
+@click.option("--batch-size", default=8, show_default=True)
+@click.option("--images", default="head,left_wrist", show_default=True, help="Cameras to load.")
+@click.option("--samples", default=4000, show_default=True, help="Samples to time.")
+@click.option("--shuffle-buffer", default=1000, show_default=True)
+@user_errors
+def loadtest_cmd(source: str, workers: int, batch_size: int, images: str, samples: int,
+                 shuffle_buffer: int) -> None:  # fmt: skip
+    """Time the trainer's CPU-side loader alone: samples/s and MB/s of shard data."""
+    from pipeline.loadtest import LoadtestConfig, loadtest  # torch: only this command needs it
+
+    try:
+        config = LoadtestConfig(source, workers, batch_size, _cameras(images), samples,
+                                shuffle_buffer=shuffle_buffer)  # fmt: skip
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    result = loadtest(config)
+    click.echo(
+        f"{result.samples_per_s:.1f} samples/s, {result.mb_per_s:.1f} MB/s "
+        f"({result.samples} samples in {result.seconds:.2f} s, {workers} workers, "
+        f"batch {batch_size}, images {images})"
+    )
+
+
 @main.command("generate")
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--layout", type=click.Choice(LAYOUTS), default="processed", show_default=True)

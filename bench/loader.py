@@ -1,0 +1,130 @@
+"""Our shard loader against the common alternative, a map-style HDF5 Dataset, side by side.
+
+    .venv/bin/python bench/loader.py [--episodes 20 --steps 100 --workers 2 --batch-size 8
+                                      --samples 3000 --rounds 3]
+
+Both sides load the same episodes with the same workers and batch size, two cameras
+(head, left_wrist), up to a batch ready to go to the device:
+- shards: `vla-data loadtest`'s loader (pipeline.loadtest, i.e. the trainer's DataLoader)
+  over a set converted from the episodes with `--cameras head,left_wrist`;
+- hdf5: a torch map-style Dataset that, per sample, reads both 256x256 frames at t with
+  h5py, resizes them 256 -> 224 with PIL (bicubic), normalizes to float and slices
+  action[t:t+8] (the padding rule of the shards), shuffled by the DataLoader.
+Rounds alternate the two; it prints each side's median samples/s, bytes read per sample,
+and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from pipeline.config import ConvertConfig
+from pipeline.convert import convert
+from pipeline.generate import GenerateConfig, generate
+from pipeline.loadtest import LoadtestConfig, loadtest
+
+CAMERAS = ("head_camera_image", "left_wrist_image")
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+class HDF5Frames(Dataset):
+    """The per-sample HDF5 path many OpenVLA fine-tuning forks use (read, resize, normalize)."""
+
+    def __init__(self, paths: list[Path], chunk: int = 8) -> None:
+        self.paths = paths
+        self.chunk = chunk
+        self.index = []
+        for e, path in enumerate(paths):
+            with h5py.File(path, "r") as f:
+                self.index += [(e, t) for t in range(f["action"].shape[0])]
+        self._files: dict[int, h5py.File] = {}  # opened lazily, per worker process
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        e, t = self.index[i]
+        f = self._files.get(e)
+        if f is None:
+            f = self._files[e] = h5py.File(self.paths[e], "r")
+        images = []
+        for name in CAMERAS:
+            frame = Image.fromarray(f[name][t]).resize((224, 224), Image.Resampling.BICUBIC)
+            images.append((np.asarray(frame, np.float32) / 255.0 - MEAN) / STD)
+        actions = f["action"][t : t + self.chunk]
+        if len(actions) < self.chunk:
+            pad = np.repeat(f["action"][-1:], self.chunk - len(actions), axis=0)
+            actions = np.concatenate([actions, pad])
+        return {
+            "images": torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2),
+            "actions": torch.from_numpy(actions.astype(np.float32)),
+        }
+
+
+def time_hdf5(paths: list[Path], workers: int, batch_size: int, samples: int) -> float:
+    loader = DataLoader(HDF5Frames(paths), batch_size=batch_size, shuffle=True,
+                        num_workers=workers, persistent_workers=False)  # fmt: skip
+    batches = iter(loader)
+    for _ in range(5):  # same warm-up as the shard side: worker start-up stays out
+        next(batches)
+    seen, start = 0, time.perf_counter()
+    while seen < samples:
+        try:
+            seen += len(next(batches)["actions"])
+        except StopIteration:
+            batches = iter(loader)
+    return seen / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--samples", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp())
+    paths = generate(GenerateConfig(root / "eps", episodes=args.episodes, steps=args.steps))
+    two_cameras = ("head", "left_wrist")
+    convert(ConvertConfig(root / "eps", shards_dir=root / "shards", val_episodes=0,
+                          cameras=two_cameras, shard_samples=250, progress=False))  # fmt: skip
+    config = LoadtestConfig(str(root / "shards"), args.workers, args.batch_size,
+                            samples=args.samples)  # fmt: skip
+
+    ours, theirs, ours_bytes = [], [], 0.0
+    for _ in range(args.rounds):
+        result = loadtest(config)
+        ours.append(result.samples_per_s)
+        ours_bytes = result.bytes_read / result.samples
+        theirs.append(time_hdf5(paths, args.workers, args.batch_size, args.samples))
+
+    hdf5_bytes = len(CAMERAS) * 256 * 256 * 3 + 8 * 14 * 4  # two raw frames + 8 action rows
+    print(f"{args.episodes} episodes x {args.steps} steps, workers={args.workers}, "
+          f"batch={args.batch_size}, head+left_wrist, {args.rounds} rounds")  # fmt: skip
+    report("shards (vla-data loadtest)", ours, ours_bytes)
+    report("hdf5 map-style Dataset", theirs, hdf5_bytes)
+    print(f"ratio shards / hdf5: {statistics.median(ours) / statistics.median(theirs):.2f}x")
+
+
+def report(name: str, rates: list[float], bytes_per_sample: float) -> None:
+    rounds = ", ".join(f"{x:.0f}" for x in rates)
+    print(f"{name:<28}{statistics.median(rates):8.1f} samples/s (rounds: {rounds}), "
+          f"{bytes_per_sample / 1e3:.1f} kB read/sample")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
