@@ -182,6 +182,7 @@ def summarize(shard_set: ShardSet, reports: list[ShardReport]) -> VerifyReport:
     elif not rows.actions:
         set_problems.append("no train samples: stats.json cannot be checked")
     else:
-        no_normalize = np.flatnonzero(~shard_set.stats.action.mask).tolist()
+        # The mask follows the options the set was made with, so an edited mask shows.
+        no_normalize = list(shard_set.manifest.options.get("no_normalize_dims", []))
         stats_problems = compare(shard_set.stats, rows.stats(no_normalize))
     return VerifyReport(reports, set_problems, stats_problems)
