@@ -1,0 +1,16 @@
+"""OpenVLA-7B built natively (timm ViTs, projector, HF Llama) with OFT's LoRA and L1 action head."""
+
+from .checkpoint import load_policy, save_policy
+from .configs import ModelConfig, ModelLoadError
+from .images import normalize_images
+from .policy import VLAPolicy, build_policy
+
+__all__ = [
+    "ModelConfig",
+    "ModelLoadError",
+    "VLAPolicy",
+    "build_policy",
+    "load_policy",
+    "normalize_images",
+    "save_policy",
+]

@@ -1,0 +1,70 @@
+"""Policy checkpoints: peft adapter files, action_head.safetensors and model_config.json."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+from peft import get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
+
+from .configs import ModelConfig, ModelLoadError
+from .policy import VLAPolicy, build_policy
+from .weights import check_state_dict
+
+ADAPTER_FILE = "adapter_model.safetensors"  # written by peft's save_pretrained
+HEAD_FILE = "action_head.safetensors"
+CONFIG_FILE = "model_config.json"
+
+
+def save_policy(policy: VLAPolicy, out_dir: Path) -> None:
+    """Adapter as peft writes it (PeftModel.from_pretrained loads it), head, and ModelConfig."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    policy.vla.save_pretrained(out_dir)
+    head = {k: v.detach().cpu().contiguous() for k, v in policy.action_head.state_dict().items()}
+    save_file(head, out_dir / HEAD_FILE)
+    (out_dir / CONFIG_FILE).write_text(json.dumps(asdict(policy.config), indent=2) + "\n")
+
+
+def _read_config(ckpt_dir: Path) -> ModelConfig:
+    path = ckpt_dir / CONFIG_FILE
+    try:
+        return ModelConfig(**json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise ModelLoadError(
+            f"{path}: not a readable model config ({exc}); point at a folder save_policy wrote"
+        ) from exc
+
+
+def _read_tensors(path: Path, device: torch.device | str) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is missing; point at a folder save_policy wrote")
+    return load_file(path, device=str(device))
+
+
+def load_policy(
+    ckpt_dir: Path, base: str | None = None, device: torch.device | str = "cpu"
+) -> VLAPolicy:
+    """Rebuild the saved policy (on `base` when given) and load adapter and head strictly."""
+    ckpt_dir = Path(ckpt_dir)
+    config = _read_config(ckpt_dir)
+    if base is not None:
+        config = replace(config, base=base)
+    policy = build_policy(config, device)
+    fix = "the checkpoint was saved with a different base or ModelConfig: pass the right base"
+
+    adapter_path = ckpt_dir / ADAPTER_FILE
+    adapter = _read_tensors(adapter_path, device)
+    expected = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(policy.vla).items()}
+    check_state_dict(expected, adapter, adapter_path, fix)
+    set_peft_model_state_dict(policy.vla, adapter)
+
+    head_path = ckpt_dir / HEAD_FILE
+    head = _read_tensors(head_path, device)
+    expected = {k: tuple(v.shape) for k, v in policy.action_head.state_dict().items()}
+    check_state_dict(expected, head, head_path, fix)
+    policy.action_head.load_state_dict(head)
+    return policy

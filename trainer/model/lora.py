@@ -1,0 +1,41 @@
+"""LoRA the OFT way (peft, alpha = min(r, 16), gaussian init) on every linear layer that runs."""
+
+from __future__ import annotations
+
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+
+from .vla import OpenVLA
+
+
+def lora_targets(model: OpenVLA) -> list[str]:
+    """Full names of the nn.Linear layers in the forward path (vision towers, projector, LLM).
+
+    OFT's "all-linear" with peft 0.11 also adapted lm_head, the last ViT blocks and SigLIP's
+    attn_pool (2.86M of its ~110.7M on 7B); none of them ever gets a gradient, so we leave
+    them out: 107,862,016 trainable LoRA parameters on 7B at r=32, and DDP needs no
+    find_unused_parameters.
+    """
+    unused = tuple(model.unused_module_names())
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear)
+        and not any(name == u or name.startswith(u + ".") for u in unused)
+    ]
+
+
+def add_lora(model: OpenVLA, rank: int) -> PeftModel:
+    """Wrap with LoRA; peft freezes every base weight (the unused modules included)."""
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=min(rank, 16),
+        lora_dropout=0.0,
+        target_modules=lora_targets(model),
+        init_lora_weights="gaussian",
+    )
+    return get_peft_model(model, config)
+
+
+def count_parameters(module: nn.Module, trainable_only: bool) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,71 @@
+"""VLAPolicy: the LoRA-wrapped OpenVLA base plus the L1 regression head, predicting chunks."""
+
+from __future__ import annotations
+
+import torch
+from peft import PeftModel
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from .bases import build_base
+from .configs import ModelConfig
+from .head import L1RegressionHead
+from .lora import add_lora, count_parameters
+from .prompt import build_prompt_ids, sequence_ids
+
+
+class VLAPolicy(nn.Module):
+    """pixel_values + prompt ids -> normalized actions (B, chunk, action_dim), float32."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        vla: PeftModel,
+        action_head: L1RegressionHead,
+        tokenizer: PreTrainedTokenizerBase,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.vla = vla
+        self.action_head = action_head
+        self.tokenizer = tokenizer
+        self.ids = sequence_ids(tokenizer, vla.get_base_model().pad_token_id)
+
+    def tokenize(self, instructions: list[str]) -> dict[str, torch.Tensor]:
+        """CPU input_ids and attention_mask (B, L), right-padded: BOS, prompt, sep, slots, EOS."""
+        return build_prompt_ids(self.tokenizer, instructions, self.config.num_slots, self.ids)
+
+    def forward(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        expected = 6 * self.config.num_images
+        if pixel_values.shape[1] != expected:
+            raise ValueError(f"pixel_values has {pixel_values.shape[1]} channels, want {expected}")
+        features = self.vla(
+            pixel_values=pixel_values,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            num_slots=self.config.num_slots,
+        )
+        # (B, chunk*D, H) -> (B, chunk, D*H): one row of D slot states per predicted step.
+        rows = features.reshape(features.shape[0], self.config.chunk, -1)
+        head_dtype = self.action_head.in_proj.weight.dtype
+        return self.action_head(rows.to(head_dtype)).float()
+
+    def trainable_parameters(self) -> dict[str, int]:
+        """Trainable counts (LoRA, head, total) and all parameters, for the start-of-run log."""
+        lora = count_parameters(self.vla, trainable_only=True)
+        head = count_parameters(self.action_head, trainable_only=True)
+        total = lora + head
+        return {"lora": lora, "head": head, "total": total, "all": count_parameters(self, False)}
+
+
+def build_policy(config: ModelConfig, device: torch.device | str = "cpu") -> VLAPolicy:
+    """Base (tiny / random 7B / loaded, frozen, config.dtype) + LoRA + float32 head on device."""
+    base, tokenizer = build_base(config.base, device, config.torch_dtype)
+    if config.grad_checkpointing:
+        base.set_grad_checkpointing(True)
+    vla = add_lora(base, config.lora_rank)
+    with torch.device(device):
+        head = L1RegressionHead(config.action_dim, base.hidden_size)
+    return VLAPolicy(config, vla, head, tokenizer)

@@ -1,0 +1,65 @@
+"""Token ids of the OFT parallel-decoding sequence: BOS, prompt, separator, action slots, EOS."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+PROMPT = "In: What action should the robot take to {}?\nOut:"
+SEPARATOR_TOKEN = "\u2581"  # Llama-2 id 29871, which OFT puts between "Out:" and the actions
+
+
+@dataclass(frozen=True)
+class SequenceIds:
+    """The fixed ids around the prompt text."""
+
+    bos: int
+    eos: int
+    pad: int
+    sep: int
+    slot: int
+
+    def __post_init__(self) -> None:
+        for name in ("bos", "eos", "pad", "sep", "slot"):
+            if getattr(self, name) is None or getattr(self, name) < 0:
+                raise ValueError(f"tokenizer has no {name} id")
+
+
+def sequence_ids(tokenizer: PreTrainedTokenizerBase, pad_id: int) -> SequenceIds:
+    """Ids for a tokenizer; pad comes from the model config (32000 for OpenVLA)."""
+    # Slots reuse the pad id: their embeddings are zeroed and forward finds them by position
+    # (just before the final EOS), so the id never reaches the network.
+    return SequenceIds(
+        bos=tokenizer.bos_token_id,
+        eos=tokenizer.eos_token_id,
+        pad=pad_id,
+        sep=tokenizer.convert_tokens_to_ids(SEPARATOR_TOKEN),
+        slot=pad_id,
+    )
+
+
+def build_prompt_ids(
+    tokenizer: PreTrainedTokenizerBase, instructions: list[str], num_slots: int, ids: SequenceIds
+) -> dict[str, torch.Tensor]:
+    """Right-padded input_ids and attention_mask (B, L): BOS, prompt, sep, slots, EOS, pad."""
+    rows = []
+    for text in instructions:
+        # BOS is added by hand so Llama and the tiny tokenizer give the same layout.
+        prompt = tokenizer(PROMPT.format(text.lower()), add_special_tokens=False)["input_ids"]
+        rows.append([ids.bos, *prompt, ids.sep, *([ids.slot] * num_slots), ids.eos])
+    length = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), length), ids.pad, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        attention_mask[i, : len(row)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def slot_positions(attention_mask: torch.Tensor, num_slots: int) -> torch.Tensor:
+    """(B, num_slots) text positions of the action slots: the num_slots tokens before EOS."""
+    lengths = attention_mask.sum(dim=1, keepdim=True)
+    offsets = torch.arange(num_slots, device=attention_mask.device)
+    return lengths - 1 - num_slots + offsets

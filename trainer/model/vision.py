@@ -1,0 +1,70 @@
+"""The fused DINOv2 + SigLIP vision backbone: second-to-last-block patch features, concatenated."""
+
+from __future__ import annotations
+
+import timm
+import torch
+from torch import nn
+
+from .configs import IMAGE_SIZE, TINY_TOWER_OVERRIDES
+
+# Ends of each tower that OpenVLA never runs (features come from the second-to-last block);
+# they stay loaded so the published checkpoint matches key for key, but stay frozen.
+_UNUSED_TAILS = ("norm", "fc_norm", "attn_pool", "head")
+
+
+def create_tower(timm_id: str) -> nn.Module:
+    """A timm ViT at 224 px without a classifier, random weights (the checkpoint fills them)."""
+    name, overrides = TINY_TOWER_OVERRIDES.get(timm_id, (timm_id, {}))
+    return timm.create_model(
+        name, pretrained=False, num_classes=0, img_size=IMAGE_SIZE, **overrides
+    )
+
+
+def tower_features(tower: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """(M, 3, 224, 224) -> (M, 256, width): output of the second-to-last block, no prefix tokens."""
+    # stop_early skips the last block; timm honours set_grad_checkpointing here (non-reentrant).
+    (features,) = tower.forward_intermediates(
+        pixels,
+        indices=[len(tower.blocks) - 2],
+        norm=False,
+        stop_early=True,
+        output_fmt="NLC",
+        intermediates_only=True,
+    )
+    return features
+
+
+class FusedVisionBackbone(nn.Module):
+    """DINOv2 ("featurizer") and SigLIP ("fused_featurizer") side by side, names as published."""
+
+    def __init__(self, timm_ids: list[str]) -> None:
+        super().__init__()
+        self.featurizer = create_tower(timm_ids[0])
+        self.fused_featurizer = create_tower(timm_ids[1])
+
+    @property
+    def embed_dim(self) -> int:
+        return self.featurizer.embed_dim + self.fused_featurizer.embed_dim
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(M, 6, 224, 224), DINOv2 channels first -> (M, 256, 1024 + 1152)."""
+        dino = tower_features(self.featurizer, pixel_values[:, :3])
+        siglip = tower_features(self.fused_featurizer, pixel_values[:, 3:])
+        return torch.cat([dino, siglip], dim=2)
+
+    def unused_module_names(self) -> list[str]:
+        """Submodules (relative names) that never run: last block, final norm, attn_pool."""
+        names = []
+        for tower_name in ("featurizer", "fused_featurizer"):
+            tower = getattr(self, tower_name)
+            names.append(f"{tower_name}.blocks.{len(tower.blocks) - 1}")
+            for tail in _UNUSED_TAILS:
+                module = getattr(tower, tail, None)
+                if module is not None and any(True for _ in module.parameters()):
+                    names.append(f"{tower_name}.{tail}")
+        return names
+
+    def set_grad_checkpointing(self, enable: bool) -> None:
+        self.featurizer.set_grad_checkpointing(enable)
+        self.fused_featurizer.set_grad_checkpointing(enable)
