@@ -1,0 +1,1 @@
+"""Fine-tuning OpenVLA on shard sets: config, device-side batches, step, loop, checkpoints, CLI."""

@@ -1,0 +1,290 @@
+"""Training batches streamed from a shard set: epoch order, rank/worker split, shuffle, decode."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from shards.format import SPLITS
+from shards.samples import RawSample, SampleError, ShardReadError, decode_sample, iter_raw_samples
+from shards.source import ShardSet, ShardSetError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """How one rank reads one split of a shard set."""
+
+    split: str = "train"
+    cameras: tuple[str, ...] = ("head", "left_wrist")
+    batch_size: int = 8
+    # Raw samples (JPEG bytes, ~30 kB for two 224px images) held per stream, not decoded frames.
+    shuffle_buffer: int = 1000
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+    workers: int = 0  # DataLoader worker processes; 0 reads in the training process
+    finite: bool = False  # one unshuffled pass (validation) instead of endless shuffled epochs
+    pin_memory: bool = False
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if not self.cameras:
+            raise ValueError("at least one camera is needed")
+        if self.batch_size < 1 or self.shuffle_buffer < 0 or self.workers < 0 or self.seed < 0:
+            raise ValueError("batch_size >= 1, shuffle_buffer >= 0, workers >= 0, seed >= 0")
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is outside world size {self.world_size}")
+
+    @property
+    def streams_per_rank(self) -> int:
+        return max(self.workers, 1)
+
+    @property
+    def streams(self) -> int:
+        return self.world_size * self.streams_per_rank
+
+
+@dataclass
+class StreamState:
+    """What training has consumed: enough to restart every stream exactly where it stopped.
+
+    A stream's position is (epoch, raw samples taken out of its shuffle buffer this epoch).
+    Streams restart an epoch from (seed, epoch) and fast-forward by skipping that many raw
+    samples undecoded, so resume needs no buffer contents on disk.
+    """
+
+    positions: dict[int, tuple[int, int]] = field(default_factory=dict)
+    batches: int = 0  # batches consumed: which worker's batch comes next after a restart
+    bad_shards: set[str] = field(default_factory=set)
+    bad_samples: set[str] = field(default_factory=set)
+
+    def update(self, batch: dict[str, Any]) -> None:
+        self.positions[batch["stream"]] = (batch["epoch"], batch["taken"])
+        self.batches += 1
+        self.bad_shards.update(batch["bad_shards"])
+        self.bad_samples.update(batch["bad_samples"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "positions": {str(s): list(p) for s, p in sorted(self.positions.items())},
+            "batches": self.batches,
+            "bad_shards": sorted(self.bad_shards),
+            "bad_samples": sorted(self.bad_samples),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StreamState:
+        positions = {int(s): (int(p[0]), int(p[1])) for s, p in data["positions"].items()}
+        return cls(positions, data["batches"], set(data["bad_shards"]), set(data["bad_samples"]))
+
+
+def stream_shards(
+    names: Sequence[str], seed: int, epoch: int, stream: int, streams: int, shuffle: bool = True
+) -> list[str]:
+    """The shards logical stream `stream` (of `streams`, all ranks x workers) reads in `epoch`.
+
+    The order is reshuffled from (seed, epoch) first and split second, so each stream reads
+    other shards every epoch while the streams of one epoch stay disjoint. With fewer shards
+    than streams the shuffled order repeats until every stream has one: an empty stream would
+    leave its rank waiting forever in the next gradient all-reduce.
+    """
+    order = list(names)
+    if shuffle:
+        order = [order[i] for i in np.random.default_rng([seed, epoch]).permutation(len(order))]
+        if order and len(order) < streams:
+            order = (order * streams)[:streams]
+    return order[stream::streams]
+
+
+def shuffled(items: Iterable[T], size: int, rng: np.random.Generator) -> Iterator[T]:
+    """Buffer shuffle: hold `size` items, emit a random one for each new one, then the rest."""
+    if size <= 1:
+        yield from items
+        return
+    buffer: list[T] = []
+    for item in items:
+        if len(buffer) < size:
+            buffer.append(item)
+            continue
+        i = int(rng.integers(size))
+        yield buffer[i]
+        buffer[i] = item
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+def choose_instruction(instructions: Sequence[str], seed: int, epoch: int, key: str) -> str:
+    """One instruction per sample per epoch, from a hash: the same on resume, whatever the order."""
+    digest = hashlib.blake2b(f"{seed}/{epoch}/{key}".encode(), digest_size=8).digest()
+    return instructions[int.from_bytes(digest, "little") % len(instructions)]
+
+
+def check_stream(shard_set: ShardSet, cfg: StreamConfig) -> None:
+    """Fail before any worker starts when the set can't serve this stream."""
+    have = shard_set.manifest.cameras
+    lacking = [c for c in cfg.cameras if c not in have]
+    if lacking:
+        raise ShardSetError(
+            f"{shard_set.source}: no camera {', '.join(lacking)} in this set; "
+            f"it has {', '.join(have)} (choose with --images)"
+        )
+    if not shard_set.shard_names(cfg.split):
+        raise ShardSetError(f"{shard_set.source}: the set has no {cfg.split} shards")
+
+
+class ShardStream(IterableDataset):
+    """One rank's endless (or, for validation, single-pass) stream of collated uint8 batches."""
+
+    def __init__(self, shard_set: ShardSet, cfg: StreamConfig, state: StreamState | None = None):
+        check_stream(shard_set, cfg)
+        self.shard_set = shard_set
+        self.cfg = cfg
+        state = state or StreamState()
+        self.positions = dict(state.positions)
+        # The DataLoader takes batches from workers round-robin starting at worker 0, so after
+        # a restart worker w plays the stream whose batch would have come next.
+        self.offset = state.batches % cfg.streams_per_rank
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        local = (worker + self.offset) % self.cfg.streams_per_rank
+        stream = self.cfg.rank * self.cfg.streams_per_rank + local
+        epoch, skip = self.positions.get(stream, (0, 0))
+        return _stream_batches(self.shard_set, self.cfg, stream, epoch, skip)
+
+
+def make_loader(shard_set: ShardSet, cfg: StreamConfig, state: StreamState | None = None):
+    """A DataLoader over ShardStream: decoding and collation run in its workers."""
+    names = shard_set.shard_names(cfg.split)
+    if not cfg.finite and len(names) < cfg.streams:
+        log.warning(
+            "%d %s shard(s) for %d ranks x %d workers: some shards are read by several streams "
+            "each epoch; write smaller shards for an even mix",
+            len(names), cfg.split, cfg.world_size, cfg.streams_per_rank,
+        )  # fmt: skip
+    return DataLoader(
+        ShardStream(shard_set, cfg, state),
+        batch_size=None,
+        num_workers=cfg.workers,
+        pin_memory=cfg.pin_memory,
+        prefetch_factor=2 if cfg.workers else None,
+    )
+
+
+@dataclass
+class _Events:
+    """Bad shards and samples met since the last batch; they ride along with the next one."""
+
+    bad_shards: list[str] = field(default_factory=list)
+    bad_samples: list[str] = field(default_factory=list)
+
+    def drain(self) -> dict[str, list[str]]:
+        out = {"bad_shards": self.bad_shards, "bad_samples": self.bad_samples}
+        self.bad_shards, self.bad_samples = [], []
+        return out
+
+
+def _stream_batches(
+    shard_set: ShardSet, cfg: StreamConfig, stream: int, epoch: int, skip: int
+) -> Iterator[dict[str, Any]]:
+    events = _Events()
+    pending: list[dict[str, Any]] = []
+    while True:
+        names = shard_set.shard_names(cfg.split)
+        mine = stream_shards(names, cfg.seed, epoch, stream, cfg.streams, not cfg.finite)
+        rng = np.random.default_rng([cfg.seed, epoch, stream])
+        raws = _raw_samples(shard_set, cfg.split, mine, events)
+        taken = 0
+        for raw in shuffled(raws, 0 if cfg.finite else cfg.shuffle_buffer, rng):
+            taken += 1
+            if taken <= skip:
+                continue  # fast-forward on resume: no JPEG decoding
+            try:
+                pending.append(_decode(raw, shard_set, cfg, epoch))
+            except SampleError as exc:
+                log.warning("skipping a sample of %s: %s", raw["__shard__"], exc)
+                events.bad_samples.append(f"{raw['__shard__']}/{raw['__key__']}")
+            if len(pending) == cfg.batch_size:
+                yield _collate(pending, stream, epoch, taken, events)
+                pending = []
+        if cfg.finite:
+            if pending:
+                yield _collate(pending, stream, epoch, taken, events)
+            return
+        if taken == 0 and mine:
+            raise ShardSetError(f"stream {stream}: none of its shards is readable ({mine})")
+        epoch, skip = epoch + 1, 0
+
+
+def _raw_samples(
+    shard_set: ShardSet, split: str, names: list[str], events: _Events
+) -> Iterator[RawSample]:
+    """Raw samples of several shards in turn; a shard that fails is skipped from where it broke."""
+    expected = {s.name: s.samples for s in shard_set.manifest.shards(split)}
+    for name in names:
+        count = 0
+        try:
+            with shard_set.open_shard(name) as stream:
+                for raw in iter_raw_samples(stream, name):
+                    raw["__shard__"] = name
+                    count += 1
+                    yield raw
+            # A tar cut at a block boundary reads as a clean end: the manifest's count tells.
+            if count < expected[name]:
+                raise ShardReadError(f"{name}: ended after {count} of {expected[name]} samples")
+        except (ShardReadError, OSError, http.client.HTTPException) as exc:
+            log.warning("skipping the rest of shard %s: %s", shard_set.location(name), exc)
+            events.bad_shards.append(name)
+
+
+def _decode(raw: RawSample, shard_set: ShardSet, cfg: StreamConfig, epoch: int) -> dict[str, Any]:
+    manifest = shard_set.manifest
+    sample = decode_sample(raw, cfg.cameras)
+    images = np.stack([sample["images"][c] for c in cfg.cameras])
+    size = manifest.image_size
+    if images.shape[1:] != (size, size, 3):
+        raise SampleError(f"sample {sample['key']}: images are {images.shape[1:]}, not {size}px")
+    actions = sample["actions"]
+    if actions.shape != (manifest.chunk, manifest.action_dim):
+        raise SampleError(f"sample {sample['key']}: actions are {actions.shape}")
+    meta = sample["meta"]
+    instructions = meta.get("instructions")
+    valid = meta.get("valid")
+    if not instructions or not isinstance(valid, int) or not 1 <= valid <= manifest.chunk:
+        raise SampleError(f"sample {sample['key']}: meta.json lacks instructions or valid")
+    return {
+        "key": sample["key"],
+        "images": images,
+        "actions": actions,
+        "valid": valid,
+        "instruction": choose_instruction(instructions, cfg.seed, epoch, sample["key"]),
+    }
+
+
+def _collate(
+    samples: list[dict[str, Any]], stream: int, epoch: int, taken: int, events: _Events
+) -> dict[str, Any]:
+    return {
+        "images": torch.from_numpy(np.stack([s["images"] for s in samples])),  # (B, N, H, W, 3)
+        "actions": torch.from_numpy(np.stack([s["actions"] for s in samples])),
+        "valid": torch.tensor([s["valid"] for s in samples], dtype=torch.int64),
+        "instructions": [s["instruction"] for s in samples],
+        "keys": [s["key"] for s in samples],
+        "stream": stream,
+        "epoch": epoch,
+        "taken": taken,
+        **events.drain(),
+    }

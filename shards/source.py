@@ -1,0 +1,117 @@
+"""Where a shard set lives (a folder or an http(s) URL prefix): its manifest, stats and shards."""
+
+from __future__ import annotations
+
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from shards.format import MANIFEST_FILE, STATS_FILE
+from shards.manifest import Manifest, parse_manifest
+from stats.compute import DatasetStats
+from stats.io import StatsError, parse_stats
+
+_URL_SCHEMES = ("http://", "https://")
+_HTTP_TIMEOUT_S = 60
+
+
+class ShardSetError(Exception):
+    """A shard set cannot be used: missing folder, missing files, or stats that do not fit."""
+
+
+def is_url(source: str) -> bool:
+    return source.startswith(_URL_SCHEMES)
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """An opened shard set: `source` is a folder path or a URL prefix ending in `/`."""
+
+    source: str
+    manifest: Manifest
+    stats: DatasetStats  # the entry of stats.json named by the manifest's dataset
+    stats_text: str  # stats.json verbatim, copied into every checkpoint
+
+    def shard_names(self, split: str) -> list[str]:
+        return [s.name for s in self.manifest.shards(split)]
+
+    def location(self, name: str) -> str:
+        return self.source + name if is_url(self.source) else str(Path(self.source) / name)
+
+    def open_shard(self, name: str) -> IO[bytes]:
+        """A read stream over one shard; raises OSError (URLError included) when it can't open."""
+        if is_url(self.source):
+            # urlopen streams the body: tarfile's "r|" mode reads it front to back, no temp file.
+            return urllib.request.urlopen(self.location(name), timeout=_HTTP_TIMEOUT_S)
+        return open(self.location(name), "rb", buffering=1 << 20)  # noqa: SIM115 - caller closes
+
+
+def open_shard_set(source: str | Path, check_files: bool = True) -> ShardSet:
+    """Read and check manifest.json and stats.json of a folder or URL prefix.
+
+    `check_files=False` leaves missing shards to the caller (verify reports them per shard).
+    """
+    source = str(source)
+    if is_url(source):
+        source = source if source.endswith("/") else source + "/"
+        manifest_text = _fetch_text(source + MANIFEST_FILE)
+        stats_text = _fetch_text(source + STATS_FILE)
+    else:
+        folder = Path(source)
+        if not folder.is_dir():
+            raise ShardSetError(f"{folder}: no such folder; pass the output of `vla-data convert`")
+        if not any(folder.iterdir()):
+            raise ShardSetError(f"{folder}: the folder is empty; convert episodes into it first")
+        manifest_text = _read_text(folder / MANIFEST_FILE, "no manifest.json")
+        stats_text = _read_text(folder / STATS_FILE, "no stats.json")
+    manifest = parse_manifest(manifest_text, source + MANIFEST_FILE)
+    stats = parse_stats(stats_text, source + STATS_FILE)
+    shard_set = ShardSet(source, manifest, _dataset_entry(manifest, stats, source), stats_text)
+    if check_files and not is_url(source):
+        _check_files(shard_set)
+    return shard_set
+
+
+def _read_text(path: Path, missing: str) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise ShardSetError(f"{path.parent}: {missing}; is this a vla-shards folder?") from None
+    except OSError as exc:
+        raise ShardSetError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _fetch_text(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT_S) as response:
+            return response.read().decode()
+    except OSError as exc:
+        raise ShardSetError(f"{url}: cannot fetch ({exc})") from None
+
+
+def _dataset_entry(manifest: Manifest, stats: dict[str, DatasetStats], source: str) -> DatasetStats:
+    entry = stats.get(manifest.dataset)
+    if entry is None:
+        raise StatsError(
+            f"{source}{STATS_FILE}: no entry for dataset {manifest.dataset!r} (has {sorted(stats)})"
+        )
+    if len(entry.action.q01) != manifest.action_dim:
+        raise StatsError(
+            f"{source}{STATS_FILE}: {len(entry.action.q01)} action dims, "
+            f"the manifest says {manifest.action_dim}"
+        )
+    return entry
+
+
+def _check_files(shard_set: ShardSet) -> None:
+    """Every shard the manifest lists is on disk: a missing one is a copy gone wrong."""
+    for split in shard_set.manifest.splits:
+        missing = [
+            n for n in shard_set.shard_names(split) if not Path(shard_set.location(n)).is_file()
+        ]
+        if missing:
+            raise ShardSetError(
+                f"{shard_set.source}: {len(missing)} shard(s) listed in {MANIFEST_FILE} are "
+                f"missing, e.g. {missing[0]}; copy the whole folder"
+            )

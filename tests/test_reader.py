@@ -1,0 +1,160 @@
+"""The streaming reader: epoch order, rank/worker splits, bad shards, instructions, resume."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import itertools
+import threading
+from collections import Counter
+
+import pytest
+import torch
+from shard_fixtures import TOY_INSTRUCTIONS
+
+from shards.reader import (
+    StreamConfig,
+    StreamState,
+    choose_instruction,
+    make_loader,
+    stream_shards,
+)
+from shards.source import ShardSetError, open_shard_set
+from stats.io import StatsError
+
+NAMES = [f"train-{i:06d}.tar" for i in range(12)]
+
+
+def test_shard_order_reshuffles_every_epoch():
+    orders = [tuple(stream_shards(NAMES, seed=3, epoch=e, stream=0, streams=1)) for e in range(4)]
+    assert len(set(orders)) == 4
+    assert all(sorted(o) == NAMES for o in orders)
+    assert stream_shards(NAMES, 3, 1, 0, 1) == stream_shards(NAMES, 3, 1, 0, 1)
+
+
+@pytest.mark.parametrize("streams", [1, 2, 5, 12])
+def test_streams_are_disjoint_and_cover_every_shard(streams):
+    for epoch in range(3):
+        parts = [stream_shards(NAMES, 0, epoch, s, streams) for s in range(streams)]
+        flat = [n for part in parts for n in part]
+        assert sorted(flat) == NAMES
+
+
+def test_fewer_shards_than_streams_resamples_instead_of_starving():
+    parts = [stream_shards(NAMES[:3], 0, 0, s, 8) for s in range(8)]
+    assert all(len(p) == 1 for p in parts)
+    assert set(itertools.chain(*parts)) == set(NAMES[:3])
+
+
+def test_instruction_choice_is_seeded_and_varies_per_epoch():
+    picks = [choose_instruction(TOY_INSTRUCTIONS, 0, e, "ep1_000003") for e in range(30)]
+    assert set(picks) == set(TOY_INSTRUCTIONS)
+    assert picks == [choose_instruction(TOY_INSTRUCTIONS, 0, e, "ep1_000003") for e in range(30)]
+
+
+def _batches(loader, n):
+    return list(itertools.islice(iter(loader), n))
+
+
+def test_batches_are_uint8_and_instructions_come_from_the_sample(toy_shards):
+    cfg = StreamConfig(cameras=("head", "left_wrist"), batch_size=4, shuffle_buffer=8)
+    (batch,) = _batches(make_loader(open_shard_set(toy_shards), cfg), 1)
+    assert batch["images"].dtype == torch.uint8
+    assert batch["images"].shape == (4, 2, 224, 224, 3)
+    assert batch["actions"].shape == (4, 4, 3) and batch["actions"].dtype == torch.float32
+    assert all(i in TOY_INSTRUCTIONS for i in batch["instructions"])
+    assert batch["valid"].tolist() == [min(4, 16 - int(k[-6:])) for k in batch["keys"]]
+
+
+def test_ranks_and_workers_read_disjoint_samples_covering_an_epoch(many_toy_shards):
+    shard_set = open_shard_set(many_toy_shards)
+    keys = []
+    for rank in range(2):
+        cfg = StreamConfig(batch_size=4, shuffle_buffer=4, rank=rank, world_size=2, workers=2)
+        # 12 shards x 8 samples over 4 streams: 24 samples (6 batches) per stream per epoch.
+        batches = _batches(make_loader(shard_set, cfg), 12)
+        assert {b["epoch"] for b in batches} == {0}
+        keys += [k for b in batches for k in b["keys"]]
+    assert len(keys) == len(set(keys)) == 96
+
+
+def test_epochs_shuffle_samples_differently(toy_shards):
+    cfg = StreamConfig(batch_size=8, shuffle_buffer=16)
+    batches = _batches(make_loader(open_shard_set(toy_shards), cfg), 16)
+    first = [k for b in batches[:8] for k in b["keys"]]
+    second = [k for b in batches[8:] for k in b["keys"]]
+    assert sorted(first) == sorted(second) and first != second
+
+
+def test_resume_reproduces_the_following_batches(many_toy_shards):
+    shard_set = open_shard_set(many_toy_shards)
+    cfg = StreamConfig(batch_size=4, shuffle_buffer=6, workers=2)
+    straight = _batches(make_loader(shard_set, cfg), 40)
+    state = StreamState()
+    for batch in straight[:27]:  # odd count: the restart must begin with worker 1's stream
+        state.update(batch)
+    state = StreamState.from_dict(state.to_dict())
+    resumed = _batches(make_loader(shard_set, cfg, state), 13)
+    assert [b["keys"] for b in resumed] == [b["keys"] for b in straight[27:]]
+    assert [b["instructions"] for b in resumed] == [b["instructions"] for b in straight[27:]]
+    assert torch.equal(resumed[0]["images"], straight[27]["images"])
+
+
+def test_a_truncated_shard_is_skipped_and_counted(toy_shards, caplog):
+    bad = toy_shards / "train-000001.tar"
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    cfg = StreamConfig(batch_size=4, finite=True)
+    state = StreamState()
+    keys = []
+    for batch in make_loader(open_shard_set(toy_shards), cfg):
+        state.update(batch)
+        keys += batch["keys"]
+    assert state.bad_shards == {"train-000001.tar"}
+    assert "skipping the rest of shard" in caplog.text
+    per_episode = Counter(k.split("_")[0] for k in keys)
+    assert 0 < per_episode["ep1"] < 16
+    assert per_episode["ep0"] == per_episode["ep2"] == per_episode["ep3"] == 16
+
+
+def test_missing_camera_names_the_cameras_the_set_has(toy_shards):
+    cfg = StreamConfig(cameras=("head", "low"))
+    with pytest.raises(ShardSetError, match="no camera low.*has head, left_wrist, right_wrist"):
+        make_loader(open_shard_set(toy_shards), cfg)
+
+
+def test_bad_folders_give_one_line_reasons(tmp_path, toy_shards):
+    with pytest.raises(ShardSetError, match="no such folder"):
+        open_shard_set(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ShardSetError, match="empty"):
+        open_shard_set(tmp_path / "empty")
+    (toy_shards / "stats.json").unlink()
+    with pytest.raises(ShardSetError, match="no stats.json"):
+        open_shard_set(toy_shards)
+
+
+def test_stats_without_the_manifest_dataset_is_refused(toy_shards):
+    path = toy_shards / "stats.json"
+    path.write_text(path.read_text().replace('"toy"', '"other"'))
+    with pytest.raises(StatsError, match="no entry for dataset 'toy'"):
+        open_shard_set(toy_shards)
+
+
+def test_reads_a_shard_set_over_http(toy_shards):
+    handler = functools.partial(_QuietHandler, directory=str(toy_shards))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        shard_set = open_shard_set(url)
+        batches = _batches(make_loader(shard_set, StreamConfig(batch_size=8)), 8)
+        assert len({k for b in batches for k in b["keys"]}) == 64
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass

@@ -1,0 +1,86 @@
+"""`vla-train` through click's CliRunner: one-line messages for bad input, a bad shard survived."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from click.testing import CliRunner
+from shard_fixtures import write_toy_shards
+
+from trainer.cli import main
+from trainer.metrics import read_metrics
+
+TINY = ["--base", "tiny", "--lora-rank", "4", "--device", "cpu", "--workers", "0"]
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, [*args])
+
+
+def fails_with(result, text: str) -> None:
+    assert result.exit_code != 0
+    assert text in result.output
+    assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
+
+
+def test_a_short_run_through_the_cli(toy_shards, tmp_path):
+    args = ["--shards", str(toy_shards), "--run-dir", str(tmp_path / "r"), *TINY]
+    result = run(*args, "--batch-size", "2", "--max-steps", "2", "--images", "head,right_wrist")
+    assert result.exit_code == 0, result.output
+    assert [r["step"] for r in read_metrics(tmp_path / "r")] == [1, 2]
+    assert (tmp_path / "r" / "step-2" / "train_config.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("prepare", "message"),
+    [
+        (lambda root: root / "missing", "no such folder"),
+        (lambda root: _mkdir(root / "empty"), "the folder is empty"),
+        (lambda root: _without(root, "stats.json"), "no stats.json"),
+        (lambda root: _without(root, "manifest.json"), "no manifest.json"),
+    ],
+)
+def test_bad_shard_folders(tmp_path, prepare, message):
+    shards = prepare(write_toy_shards(tmp_path / "s", train_episodes=1, val_episodes=0, steps=2))
+    fails_with(run("--shards", str(shards), "--run-dir", str(tmp_path / "r"), *TINY), message)
+
+
+def _mkdir(path):
+    path.mkdir()
+    return path
+
+
+def _without(root, name):
+    (root / name).unlink()
+    return root
+
+
+def test_a_camera_the_set_lacks(toy_shards, tmp_path):
+    result = run("--shards", str(toy_shards), "--run-dir", str(tmp_path), "--images", "head,low")
+    fails_with(result, "no camera low in this set; it has head, left_wrist, right_wrist")
+
+
+def test_a_corrupt_shard_is_skipped_counted_and_survived(toy_shards, tmp_path, caplog):
+    bad = toy_shards / "train-000002.tar"
+    bad.write_bytes(bad.read_bytes()[:3000])
+    caplog.set_level(logging.WARNING)
+    result = run("--shards", str(toy_shards), "--run-dir", str(tmp_path / "r"), *TINY,
+                 "--batch-size", "8", "--max-steps", "8", "--shuffle-buffer", "4")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert read_metrics(tmp_path / "r")[-1]["bad_shards"] == 1
+    assert "train-000002.tar" in caplog.text
+
+
+def test_resume_refuses_other_data_other_base_and_reused_folders(toy_shards, tmp_path):
+    run_dir = str(tmp_path / "r")
+    assert run("--shards", str(toy_shards), "--run-dir", run_dir, *TINY, "--batch-size", "2",
+               "--max-steps", "1").exit_code == 0  # fmt: skip
+    fails_with(run("--resume", run_dir, "--base", "openvla-7b-random"), "--base cannot change")
+    other = write_toy_shards(tmp_path / "other", action_dim=5)
+    fails_with(run("--resume", run_dir, "--shards", str(other)), "3-dim actions")
+    fails_with(run("--shards", str(toy_shards), "--run-dir", run_dir, *TINY), "--resume")
+    fails_with(run("--resume", str(tmp_path / "none")), "no step-N checkpoint")
+    result = run("--resume", run_dir, "--max-steps", "2")
+    assert result.exit_code == 0, result.output
+    assert [r["step"] for r in read_metrics(tmp_path / "r")] == [1, 2]

@@ -1,0 +1,134 @@
+"""Device side of the data path: async copy one batch ahead, then float images and actions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from shards.reader import StreamState
+from stats.compute import ArrayStats
+from stats.normalize import bounds, normalize
+from trainer.augment import augment, center_crop
+from trainer.model import normalize_images
+
+Tokenize = Callable[[list[str]], dict[str, torch.Tensor]]
+
+
+@dataclass
+class DeviceBatch:
+    """One model-ready micro-batch on the training device."""
+
+    pixel_values: torch.Tensor  # (B, 6N, 224, 224) float32, normalized per tower
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    actions: torch.Tensor  # (B, CHUNK, D) float32 in [-1, 1] where the stats mask says so
+    valid_rows: torch.Tensor  # (B, CHUNK) bool: rows inside the episode
+    keys: list[str]
+
+    @property
+    def size(self) -> int:
+        return self.actions.shape[0]
+
+
+class BatchPrep:
+    """uint8 images -> (augmented) pixel_values; raw actions -> normalized; all on the device."""
+
+    def __init__(
+        self,
+        action_stats: ArrayStats,
+        normalization: str,
+        device: torch.device,
+        image_aug: bool,
+        generator: torch.Generator,
+    ) -> None:
+        b = bounds(action_stats, normalization)
+        self.bounds = b
+        self.tensors = {
+            name: torch.as_tensor(getattr(b, name), device=device)
+            for name in ("low", "high", "mask", "constant")
+        }
+        self.image_aug = image_aug
+        self.generator = generator
+
+    def __call__(self, moved: dict[str, Any], train: bool) -> DeviceBatch:
+        images = moved["images"]  # (B, N, H, W, 3) uint8
+        b, n, h, w, _ = images.shape
+        x = images.permute(0, 1, 4, 2, 3).reshape(b * n, 3, h, w).float().div_(255)
+        if self.image_aug:
+            x = augment(x, self.generator) if train else center_crop(x)
+        chunk = moved["actions"].shape[1]
+        rows = torch.arange(chunk, device=images.device)
+        return DeviceBatch(
+            pixel_values=normalize_images(x.view(b, n, 3, h, w)),
+            input_ids=moved["input_ids"],
+            attention_mask=moved["attention_mask"],
+            actions=normalize(moved["actions"], self.bounds, **self.tensors),
+            valid_rows=rows[None, :] < moved["valid"][:, None],
+            keys=moved["keys"],
+        )
+
+
+class Prefetcher:
+    """Hands out DeviceBatches with the next batch's host-to-device copy already under way.
+
+    On CUDA the copy of batch k+1 runs on a side stream from pinned memory while step k
+    computes. `wait_s` accumulates the time spent blocked on the loader (the data wait), and
+    `state` counts a batch only when it is handed out, so a checkpoint never skips the one
+    that was prefetched but not trained on.
+    """
+
+    def __init__(
+        self,
+        loader: Iterable[dict[str, Any]],
+        tokenize: Tokenize,
+        prep: BatchPrep,
+        device: torch.device,
+        state: StreamState | None = None,
+        train: bool = True,
+    ) -> None:
+        self.batches = iter(loader)
+        self.tokenize = tokenize
+        self.prep = prep
+        self.device = device
+        self.state = state
+        self.train = train
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self.wait_s = 0.0
+        self.next = self._load()
+
+    def __iter__(self) -> Iterator[DeviceBatch]:
+        return self
+
+    def __next__(self) -> DeviceBatch:
+        if self.next is None:
+            raise StopIteration
+        meta, moved = self.next
+        if self.stream is not None:
+            current = torch.cuda.current_stream(self.device)
+            current.wait_stream(self.stream)
+            for value in moved.values():
+                if isinstance(value, torch.Tensor):
+                    value.record_stream(current)  # memory stays reserved until step k is done
+        self.next = self._load()
+        if self.state is not None:
+            self.state.update(meta)
+        return self.prep(moved, self.train)
+
+    def _load(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        start = time.perf_counter()
+        batch = next(self.batches, None)
+        self.wait_s += time.perf_counter() - start
+        if batch is None:
+            return None
+        tensors = {k: batch[k] for k in ("images", "actions", "valid")}
+        tensors.update(self.tokenize(batch["instructions"]))
+        with torch.cuda.stream(self.stream) if self.stream is not None else nullcontext():
+            moved = {k: v.to(self.device, non_blocking=True) for k, v in tensors.items()}
+        moved["keys"] = batch["keys"]
+        meta = {k: v for k, v in batch.items() if k not in tensors}
+        return meta, moved

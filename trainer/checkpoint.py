@@ -1,0 +1,130 @@
+"""RUN_DIR/step-N/ checkpoints: policy, stats, options and the state an exact resume needs."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from shards.format import STATS_FILE
+from shards.manifest import Manifest
+from trainer.config import CONFIG_FILE, TrainConfig
+from trainer.model import VLAPolicy, save_policy
+
+STATE_FILE = "trainer_state.pt"
+_STEP_DIR = re.compile(r"step-(\d+)")
+
+
+class CheckpointError(Exception):
+    """A run folder that can't be resumed (none saved, or made for other data or ranks)."""
+
+
+def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """Complete step-N folders, oldest first (half-written ones are still dot-named temps)."""
+    if not run_dir.is_dir():
+        return []
+    found = [
+        (int(m.group(1)), p)
+        for p in run_dir.iterdir()
+        if (m := _STEP_DIR.fullmatch(p.name)) and (p / STATE_FILE).is_file()
+    ]
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: Path) -> Path:
+    found = checkpoints(run_dir)
+    if not found:
+        raise CheckpointError(f"{run_dir}: no step-N checkpoint to resume from")
+    return found[-1][1]
+
+
+def set_signature(manifest: Manifest) -> dict[str, Any]:
+    """What a trained head and normalization depend on in the shard set."""
+    return {"dataset": manifest.dataset, "action_dim": manifest.action_dim, "chunk": manifest.chunk}
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    policy: VLAPolicy,
+    cfg: TrainConfig,
+    stats_text: str,
+    state: dict[str, Any],
+) -> Path:
+    """Write step-N/ under a temporary name and rename it: a crash never leaves half a step-N."""
+    final = run_dir / f"step-{step}"
+    tmp = run_dir / f".step-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_policy(policy, tmp)
+    (tmp / STATS_FILE).write_text(stats_text)
+    (tmp / CONFIG_FILE).write_text(cfg.to_json())
+    torch.save(state, tmp / STATE_FILE)
+    if final.exists():  # re-saving a step after a resume from an older one
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for _, old in checkpoints(run_dir)[: -cfg.keep]:
+        shutil.rmtree(old)
+    return final
+
+
+def load_config(ckpt: Path) -> TrainConfig:
+    path = ckpt / CONFIG_FILE
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from None
+    return TrainConfig.from_json(text, str(path))
+
+
+def load_state(ckpt: Path) -> dict[str, Any]:
+    # weights_only: only tensors and plain containers, nothing unpickled as code.
+    return torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def check_compatible(
+    state: dict[str, Any], ckpt: Path, manifest: Manifest, source: str, world_size: int
+) -> None:
+    saved, now = state["set"], set_signature(manifest)
+    if saved != now:
+        raise CheckpointError(
+            f"{ckpt} was trained on {_describe(saved)}, but {source} holds {_describe(now)}; "
+            "resume with the run's own shard set"
+        )
+    if state["world_size"] != world_size:
+        raise CheckpointError(
+            f"{ckpt} was trained on {state['world_size']} process(es), this is {world_size}; "
+            "the data order is exact only with the same number (and the same --workers)"
+        )
+
+
+def _describe(sig: dict[str, Any]) -> str:
+    return f"{sig['dataset']!r} ({sig['action_dim']}-dim actions, chunks of {sig['chunk']})"
+
+
+def capture_rng(aug: torch.Generator) -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": (kind, keys.tolist(), pos, has_gauss, cached),
+        "torch": torch.get_rng_state(),
+        "aug": aug.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any], aug: torch.Generator) -> None:
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    aug.set_state(state["aug"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

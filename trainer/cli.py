@@ -1,0 +1,113 @@
+"""`vla-train`: fine-tune OpenVLA on a shard set; options fill TrainConfig, errors are one line."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from shards.manifest import ManifestError
+from shards.source import ShardSetError
+from stats.io import StatsError
+from stats.normalize import NORMALIZATIONS
+from trainer.checkpoint import CheckpointError, latest_checkpoint, load_config
+from trainer.config import ConfigError, TrainConfig
+from trainer.loop import train as train_run
+from trainer.model import ModelLoadError
+
+# Errors a user can cause; anything else is a bug and keeps its traceback.
+USER_ERRORS = (
+    CheckpointError,
+    ConfigError,
+    ManifestError,
+    ModelLoadError,
+    ShardSetError,
+    StatsError,
+)
+_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+
+
+class _TrainByDefault(click.Group):
+    """`vla-train --shards S ...` means `vla-train train ...`; other verbs can sit beside it."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["train", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_TrainByDefault)
+def main() -> None:
+    """Fine-tune OpenVLA with LoRA and an L1 action-chunk head (OpenVLA-OFT recipe)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _cameras(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    return tuple(c.strip() for c in value.split(",") if c.strip())
+
+
+def _option(name: str, help: str, **kwargs: Any):
+    flag = "--" + name.replace("_", "-")
+    default = _DEFAULTS[name]
+    return click.option(flag, name, default=default, show_default=True, help=help, **kwargs)
+
+
+@main.command()
+@click.option("--shards", default="", help="Shard set folder or http(s) URL prefix.")
+@_option("run_dir", "Folder for metrics.jsonl and step-N/ checkpoints.", type=click.Path())
+@click.option(
+    "--resume",
+    type=click.Path(file_okay=False),
+    help="Continue this run folder exactly from its latest step-N (options come from it).",
+)
+@_option("base", "tiny, openvla-7b-random, a local openvla-7b folder or a hub id.")
+@_option("lora_rank", "LoRA rank r (alpha = min(r, 16)).")
+@_option("batch_size", "Samples per device per micro-batch.")
+@_option("grad_accum", "Micro-batches per optimizer step.")
+@_option("lr", "AdamW learning rate.")
+@_option("decay_step", "Optimizer step where the learning rate drops x0.1.")
+@_option("warmup_steps", "Linear warmup steps (composes with the decay).")
+@_option("max_steps", "Optimizer steps to train to.")
+@_option("seed", "Seeds initialization, data order, instructions and augmentation.")
+@_option("workers", "DataLoader worker processes per device.")
+@_option("shuffle_buffer", "Samples held per reading stream for shuffling.")
+@click.option(
+    "--image-aug/--no-image-aug", "image_aug", default=True, show_default=True,
+    help="OFT crop and colour jitter on the GPU (evaluation uses the centre crop).",
+)  # fmt: skip
+@_option("normalization", "Action normalization bounds.", type=click.Choice(NORMALIZATIONS))
+@click.option(
+    "--images", default=",".join(_DEFAULTS["images"]), show_default=True, callback=_cameras,
+    help="Comma-separated cameras fed to the model, primary first.",
+)  # fmt: skip
+@_option("save_every", "Save step-N/ every N steps (and at the last step).")
+@_option("keep", "Checkpoints to keep.")
+@_option("val_every", "Log the val split's L1 every N steps (0: never).")
+@click.option("--grad-checkpointing", is_flag=True, help="Recompute activations in backward.")
+@_option("device", "Where to train.", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.pass_context
+def train(ctx: click.Context, resume: str | None, **options: Any) -> None:
+    """Train on --shards into --run-dir, or continue a run with --resume RUN_DIR."""
+    try:
+        cfg = _config(ctx, resume, options)
+        train_run(cfg, resume=resume is not None)
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _config(ctx: click.Context, resume: str | None, options: dict[str, Any]) -> TrainConfig:
+    if resume is None:
+        return TrainConfig(**options)
+    given = {
+        name: value
+        for name, value in options.items()
+        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    }
+    if "run_dir" in given:
+        raise ConfigError("--resume names the run folder; leave out --run-dir")
+    run_dir = Path(resume)
+    return load_config(latest_checkpoint(run_dir)).resumed({**given, "run_dir": run_dir})

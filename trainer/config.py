@@ -1,0 +1,116 @@
+"""TrainConfig: every option of a fine-tuning run, checked once, saved with each checkpoint."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from stats.normalize import NORMALIZATIONS
+
+CONFIG_FILE = "train_config.json"
+# What --resume may change: where the run and the shards are now (checked against the run's
+# dims), how long to go on, how often to save or validate, and the device. Anything else would
+# silently make a different run, or (workers) a different data order.
+RESUME_OVERRIDABLE = frozenset(
+    {"run_dir", "shards", "max_steps", "save_every", "keep", "val_every", "device"}
+)
+
+
+class ConfigError(ValueError):
+    """An option value that can't work; the message names the option."""
+
+
+@dataclass
+class TrainConfig:
+    """One fine-tuning run (OpenVLA-OFT recipe: LoRA + L1 head on normalized action chunks)."""
+
+    shards: str = ""
+    """Shard set: a folder or an http(s) URL prefix holding manifest.json and stats.json."""
+    run_dir: Path = Path("runs/vla")
+    """metrics.jsonl and step-N/ checkpoints go here."""
+    base: str = "openvla/openvla-7b"
+    """"tiny", "openvla-7b-random", a local openvla-7b folder or a hub id."""
+    lora_rank: int = 32
+    batch_size: int = 8
+    """Samples per device per micro-batch."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    lr: float = 5e-4
+    decay_step: int = 40000
+    """Optimizer step at which the learning rate drops x0.1."""
+    warmup_steps: int = 0
+    """Linear warmup; multiplies the decay factor, so it never undoes the decay."""
+    max_steps: int = 50000
+    seed: int = 7
+    workers: int = 4
+    """DataLoader worker processes per device (decoding and collation)."""
+    shuffle_buffer: int = 1000
+    """Samples held per reading stream for shuffling (still JPEG-encoded)."""
+    image_aug: bool = True
+    """OFT's crop and colour jitter on the GPU; evaluation then uses the centre crop."""
+    normalization: str = "bounds_q99"
+    images: tuple[str, ...] = ("head", "left_wrist")
+    """Cameras fed to the model, primary first."""
+    save_every: int = 5000
+    keep: int = 3
+    """Checkpoints kept; older step-N/ folders are removed."""
+    val_every: int = 0
+    """Validation L1 on the val split every N steps; 0 turns it off."""
+    grad_checkpointing: bool = False
+    device: str = "auto"
+    """"auto" (CUDA when present), "cpu", "cuda"."""
+
+    def __post_init__(self) -> None:
+        self.run_dir = Path(self.run_dir)
+        self.images = tuple(self.images)
+        if not self.shards:
+            raise ConfigError("--shards is required: a shard set folder or URL")
+        for name in ("lora_rank", "batch_size", "grad_accum", "max_steps", "save_every", "keep"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{_flag(name)} must be at least 1")
+        counts = ("decay_step", "warmup_steps", "seed", "workers", "shuffle_buffer", "val_every")
+        for name in counts:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{_flag(name)} must not be negative")
+        if not self.lr > 0:
+            raise ConfigError("--lr must be positive")
+        if self.normalization not in NORMALIZATIONS:
+            raise ConfigError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}")
+        if not self.images or len(set(self.images)) != len(self.images):
+            raise ConfigError("--images needs one or more distinct camera names")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError("--device must be auto, cpu or cuda")
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["run_dir"] = str(self.run_dir)
+        data["images"] = list(self.images)
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> TrainConfig:
+        try:
+            data = json.loads(text)
+            known = {f.name for f in fields(cls)}
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{source}: not a readable training config ({exc})") from None
+
+    def resumed(self, overrides: dict[str, Any]) -> TrainConfig:
+        """This saved config with the options given again on resume; others may not change."""
+        changed = sorted(
+            k for k, v in overrides.items() if k not in RESUME_OVERRIDABLE and v != getattr(self, k)
+        )
+        if changed:
+            flags = ", ".join(f"--{_flag(k)}" for k in changed)
+            raise ConfigError(
+                f"{flags} cannot change on --resume (the run was made with other values); "
+                "start a new --run-dir instead"
+            )
+        return replace(self, **overrides)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")

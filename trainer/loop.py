@@ -1,0 +1,186 @@
+"""A fine-tuning run top to bottom: data, policy, optimizer, resume, steps, validation, saves."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from shards.reader import StreamConfig, StreamState, check_stream, make_loader
+from shards.source import ShardSet, open_shard_set
+from trainer.batches import BatchPrep, Prefetcher
+from trainer.checkpoint import (
+    CheckpointError,
+    capture_rng,
+    check_compatible,
+    checkpoints,
+    latest_checkpoint,
+    load_state,
+    restore_rng,
+    save_checkpoint,
+    set_signature,
+)
+from trainer.config import TrainConfig
+from trainer.distributed import Dist, gather_objects, init_distributed, shutdown, sum_across
+from trainer.metrics import MetricsLogger, truncate_metrics
+from trainer.model import ModelConfig, VLAPolicy, build_policy, load_policy
+from trainer.step import build_optimizer, build_scheduler, eval_sums, l1_metrics, train_step
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Train until cfg.max_steps; with `resume`, continue exactly from the run's latest step-N."""
+    dist = init_distributed(cfg.device)
+    try:
+        _run(cfg, resume, dist)
+    finally:
+        shutdown()
+    return cfg.run_dir
+
+
+def _run(cfg: TrainConfig, resume: bool, dist: Dist) -> None:
+    shard_set = open_shard_set(cfg.shards)
+    check_stream(shard_set, stream_config(cfg, dist, "train"))
+    if cfg.val_every:
+        check_stream(shard_set, stream_config(cfg, dist, "val"))
+    ckpt, state = _checkpoint_to_resume(cfg, resume, shard_set, dist)
+
+    # Same seed on every rank: identical initial LoRA and head weights before DDP starts.
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    policy = load_policy(ckpt, device=dist.device) if ckpt else build_policy(
+        model_config(cfg, shard_set, dist.device), dist.device
+    )  # fmt: skip
+    model = policy
+    if dist.world_size > 1:
+        ids = [dist.device.index] if dist.device.type == "cuda" else None
+        model = DistributedDataParallel(policy, device_ids=ids)
+    optimizer = build_optimizer(policy, cfg.lr)
+    scheduler = build_scheduler(optimizer, cfg.warmup_steps, cfg.decay_step)
+    aug = torch.Generator().manual_seed(cfg.seed * 65537 + dist.rank)  # own crops per rank
+    data_state, step = StreamState(), 0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        mine = state["ranks"][dist.rank]
+        restore_rng(mine["rng"], aug)
+        data_state, step = StreamState.from_dict(mine["data"]), state["step"]
+        if dist.main:
+            truncate_metrics(cfg.run_dir, step)
+
+    prep = BatchPrep(shard_set.stats.action, cfg.normalization, dist.device, cfg.image_aug, aug)
+    loader = make_loader(shard_set, stream_config(cfg, dist, "train"), data_state)
+    batches = Prefetcher(loader, policy.tokenize, prep, dist.device, data_state)
+    logger = MetricsLogger(cfg.run_dir, step, cfg.max_steps, dist.main)
+    logger.message(_start_line(ckpt, policy, shard_set, dist))
+    try:
+        while step < cfg.max_steps:
+            start, waited = time.perf_counter(), batches.wait_s
+            lr = optimizer.param_groups[0]["lr"]
+            sums = train_step(model, batches, cfg.grad_accum, optimizer, scheduler, dist.device)
+            bad = torch.tensor([len(data_state.bad_shards), len(data_state.bad_samples)])
+            totals = sum_across(torch.cat([sums, bad.to(sums)]))
+            step += 1
+            elapsed = time.perf_counter() - start
+            logger.log(
+                {
+                    "step": step,
+                    "split": "train",
+                    **l1_metrics(totals[:6]),
+                    "lr": lr,
+                    "samples_per_s": cfg.batch_size * cfg.grad_accum * dist.world_size / elapsed,
+                    "data_wait": (batches.wait_s - waited) / elapsed,
+                    "bad_shards": int(totals[6]),
+                    "bad_samples": int(totals[7]),
+                }
+            )
+            if cfg.val_every and step % cfg.val_every == 0:
+                logger.log(validate(policy, shard_set, cfg, dist, prep, step))
+            if step % cfg.save_every == 0 or step == cfg.max_steps:
+                # Every rank's RNG and stream position: each resumes its own part exactly.
+                ranks = gather_objects({"rng": capture_rng(aug), "data": data_state.to_dict()})
+                if dist.main:
+                    train_state = {
+                        "step": step,
+                        "set": set_signature(shard_set.manifest),
+                        "world_size": dist.world_size,
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "ranks": ranks,
+                    }
+                    path = save_checkpoint(
+                        cfg.run_dir, step, policy, cfg, shard_set.stats_text, train_state
+                    )
+                    logger.message(f"saved {path}")
+    finally:
+        logger.close()
+
+
+def _checkpoint_to_resume(
+    cfg: TrainConfig, resume: bool, shard_set: ShardSet, dist: Dist
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """The run's latest step-N and its state when resuming, checked against this data."""
+    if not resume:
+        if checkpoints(cfg.run_dir):
+            raise CheckpointError(
+                f"{cfg.run_dir} already holds checkpoints: continue it with --resume "
+                f"{cfg.run_dir}, or choose another --run-dir"
+            )
+        return None, None
+    ckpt = latest_checkpoint(cfg.run_dir)
+    state = load_state(ckpt)
+    check_compatible(state, ckpt, shard_set.manifest, cfg.shards, dist.world_size)
+    return ckpt, state
+
+
+def _start_line(ckpt: Path | None, policy: VLAPolicy, shard_set: ShardSet, dist: Dist) -> str:
+    counts = policy.trainable_parameters()
+    return (
+        f"{f'resuming {ckpt}' if ckpt else 'training'}: {counts['total']:,} trainable "
+        f"parameters (LoRA {counts['lora']:,}, head {counts['head']:,}) on {dist.world_size} "
+        f"x {dist.device.type}, {shard_set.manifest.samples('train'):,} train samples"
+    )
+
+
+def validate(
+    policy: VLAPolicy, shard_set: ShardSet, cfg: TrainConfig, dist: Dist, prep: BatchPrep, step: int
+) -> dict[str, Any]:
+    """L1 over the whole val split, each rank reading its own part of it."""
+    loader = make_loader(shard_set, stream_config(cfg, dist, "val"))
+    batches = Prefetcher(loader, policy.tokenize, prep, dist.device, train=False)
+    sums = sum_across(eval_sums(policy, batches, dist.device))
+    samples = int(sums[3]) // shard_set.manifest.action_dim  # row 0 counts D values per sample
+    return {"step": step, "split": "val", **l1_metrics(sums), "samples": samples}
+
+
+def stream_config(cfg: TrainConfig, dist: Dist, split: str) -> StreamConfig:
+    return StreamConfig(
+        split=split,
+        cameras=cfg.images,
+        batch_size=cfg.batch_size,
+        shuffle_buffer=cfg.shuffle_buffer,
+        seed=cfg.seed,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        workers=cfg.workers,
+        finite=split == "val",
+        pin_memory=dist.device.type == "cuda",
+    )
+
+
+def model_config(cfg: TrainConfig, shard_set: ShardSet, device: torch.device) -> ModelConfig:
+    return ModelConfig(
+        base=cfg.base,
+        action_dim=shard_set.manifest.action_dim,
+        chunk=shard_set.manifest.chunk,
+        num_images=len(cfg.images),
+        lora_rank=cfg.lora_rank,
+        grad_checkpointing=cfg.grad_checkpointing,
+        # A bf16 frozen base halves the 7B's memory; LoRA and head train in fp32 either way.
+        dtype="bfloat16" if device.type == "cuda" else "float32",
+    )

@@ -1,0 +1,102 @@
+"""Run metrics: RUN_DIR/metrics.jsonl, a console line or progress bar, TensorBoard if installed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def truncate_metrics(run_dir: Path, last_step: int) -> None:
+    """Drop lines past `last_step`: a resumed run logs those steps again."""
+    path = run_dir / METRICS_FILE
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(ln for ln in lines if json.loads(ln)["step"] <= last_step))
+
+
+def read_metrics(run_dir: Path, split: str = "train") -> list[dict[str, Any]]:
+    lines = (run_dir / METRICS_FILE).read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["split"] == split]
+
+
+class MetricsLogger:
+    """Writes one JSON object per step and split; inert on ranks other than 0."""
+
+    def __init__(self, run_dir: Path, first_step: int, max_steps: int, enabled: bool) -> None:
+        self.enabled = enabled
+        if not enabled:
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.file = open(run_dir / METRICS_FILE, "a")  # noqa: SIM115 - closed in close()
+        self.tensorboard = _tensorboard(run_dir)
+        self.progress = None
+        if sys.stdout.isatty():
+            self.progress = Progress(
+                TextColumn("step {task.completed}/{task.total}"),
+                BarColumn(),
+                TextColumn("{task.description}"),
+                TimeRemainingColumn(),
+            )
+            self.task = self.progress.add_task("", total=max_steps, completed=first_step)
+            self.progress.start()
+
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()  # a crash loses at most the current line
+        step, split = record["step"], record["split"]
+        if self.tensorboard is not None:
+            for name, value in record.items():
+                if name not in ("step", "split") and isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(f"{split}/{name}", value, step)
+        line = _summary(record)
+        if self.progress is None:
+            print(f"step {step} {line}", flush=True)
+        elif split == "train":
+            self.progress.update(self.task, completed=step, description=line)
+        else:
+            self.progress.console.print(f"step {step} {line}")
+
+    def message(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.progress is not None:
+            self.progress.console.print(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        if self.progress is not None:
+            self.progress.stop()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        self.file.close()
+
+
+def _summary(record: dict[str, Any]) -> str:
+    parts = [record["split"], f"loss {record['loss']:.4f}"]
+    parts.append(f"curr {record['curr_l1']:.4f} future {record['future_l1']:.4f}")
+    if record["split"] == "train":
+        parts.append(f"lr {record['lr']:.2e} {record['samples_per_s']:.1f} samples/s")
+        parts.append(f"data wait {record['data_wait']:.0%}")
+        if record["bad_shards"] or record["bad_samples"]:
+            parts.append(f"bad shards {record['bad_shards']} samples {record['bad_samples']}")
+    return " ".join(parts)
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional; metrics.jsonl always has everything
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
