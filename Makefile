@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
-	$(PY) -m pip install -q -e '.[train,dev]' $(TORCH_PINS)
+	$(PY) -m pip install -q -e '.[train,s3,dev]' $(TORCH_PINS)
 	touch $@
 
 test: venv
@@ -28,8 +28,11 @@ lint: venv
 demo: venv
 	rm -rf $(DEMO)
 	$(VENV)/bin/vla-data generate $(DEMO)/episodes --layout processed --episodes 6 --steps 40
-	$(VENV)/bin/vla-data convert $(DEMO)/episodes $(DEMO)/shards --val-episodes 1
+	$(VENV)/bin/vla-data convert $(DEMO)/episodes $(DEMO)/shards --val-episodes 1 --shard-samples 50
 	$(VENV)/bin/vla-data stats $(DEMO)/shards
+	$(VENV)/bin/vla-train --shards $(DEMO)/shards --run-dir $(DEMO)/run --base tiny \
+		--max-steps 20 --batch-size 4 --workers 2 --val-every 10 --save-every 20
+	@echo "metrics: $(DEMO)/run/metrics.jsonl, checkpoint: $(DEMO)/run/step-20/"
 
 clean:
 	rm -rf $(VENV) $(DEMO)
