@@ -1,4 +1,4 @@
-"""Where a shard set lives (a folder or an http(s) URL prefix): its manifest, stats and shards."""
+"""Where a shard set lives (a folder, http(s) or s3:// prefix): its manifest, stats and shards."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from shards import s3
 from shards.format import MANIFEST_FILE, STATS_FILE
 from shards.manifest import Manifest, parse_manifest
 from stats.compute import DatasetStats
 from stats.io import StatsError, parse_stats
 
-_URL_SCHEMES = ("http://", "https://")
+_URL_SCHEMES = ("http://", "https://", s3.SCHEME)
 _HTTP_TIMEOUT_S = 60
 
 
@@ -41,6 +42,8 @@ class ShardSet:
 
     def open_shard(self, name: str) -> IO[bytes]:
         """A read stream over one shard; raises OSError (URLError included) when it can't open."""
+        if self.source.startswith(s3.SCHEME):
+            return s3.open_object(self.location(name))
         if is_url(self.source):
             # urlopen streams the body: tarfile's "r|" mode reads it front to back, no temp file.
             return urllib.request.urlopen(self.location(name), timeout=_HTTP_TIMEOUT_S)
@@ -84,6 +87,8 @@ def _read_text(path: Path, missing: str) -> str:
 
 def _fetch_text(url: str) -> str:
     try:
+        if url.startswith(s3.SCHEME):
+            return s3.read_text(url)
         with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT_S) as response:
             return response.read().decode()
     except OSError as exc:
