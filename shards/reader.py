@@ -14,7 +14,14 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from shards.format import SPLITS
-from shards.samples import RawSample, SampleError, ShardReadError, decode_sample, iter_raw_samples
+from shards.samples import (
+    RawSample,
+    SampleError,
+    ShardReadError,
+    decode_sample,
+    extra_fields,
+    iter_raw_samples,
+)
 from shards.source import ShardSet, ShardSetError
 
 log = logging.getLogger(__name__)
@@ -234,13 +241,23 @@ def _raw_samples(
 ) -> Iterator[RawSample]:
     """Raw samples of several shards in turn; a shard that fails is skipped from where it broke."""
     expected = {s.name: s.samples for s in shard_set.manifest.shards(split)}
+    cameras = shard_set.manifest.cameras
     for name in names:
         count = 0
+        warned = False
         try:
             with shard_set.open_shard(name) as stream:
                 for raw in iter_raw_samples(stream, name):
                     raw["__shard__"] = name
                     count += 1
+                    extras = extra_fields(raw, cameras)
+                    if extras and not warned:
+                        # Shards from elsewhere are data: such members are never decoded.
+                        log.warning(
+                            "%s: ignoring member(s) %s, not part of the vla-shards contract",
+                            shard_set.location(name), ", ".join(extras),
+                        )  # fmt: skip
+                        warned = True
                     yield raw
             # A tar cut at a block boundary reads as a clean end: the manifest's count tells.
             if count < expected[name]:

@@ -14,7 +14,6 @@ import numpy as np
 
 from shards.format import (
     ACTIONS_MEMBER,
-    CAMERAS,
     META_MEMBER,
     camera_member,
     decode_actions,
@@ -69,8 +68,8 @@ def contract_fields(cameras: Iterable[str]) -> tuple[str, ...]:
 
 
 def extra_fields(raw: RawSample, cameras: Iterable[str]) -> list[str]:
-    """Members of a raw sample that the contract does not define for these cameras."""
-    allowed = set(contract_fields(cameras)) | {camera_member(c) for c in CAMERAS}
+    """Members of a raw sample that the contract does not define for a set with these cameras."""
+    allowed = set(contract_fields(cameras))
     return sorted(f for f in raw if not f.startswith("__") and f not in allowed)
 
 
