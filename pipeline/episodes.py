@@ -11,8 +11,9 @@ import h5py
 import numpy as np
 import simplejpeg
 
+from shards.format import CAMERAS
+
 LAYOUTS = ("processed", "robotwin", "aloha")
-CAMERAS = ("head", "low", "left_wrist", "right_wrist")
 
 # Canonical camera name -> dataset path, per layout.
 CAMERA_PATHS: dict[str, dict[str, str]] = {

@@ -10,7 +10,8 @@ import h5py
 import numpy as np
 import simplejpeg
 
-from pipeline.episodes import CAMERA_PATHS, CAMERAS, LAYOUTS
+from pipeline.episodes import CAMERA_PATHS, LAYOUTS
+from shards.format import CAMERAS
 
 DEFAULT_IMAGE_SIZE = {"processed": (256, 256), "robotwin": (240, 320), "aloha": (480, 640)}
 ACTION_DIM = 14
