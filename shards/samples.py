@@ -6,7 +6,6 @@ in a shard is reported and never decoded, and nothing is ever extracted to disk.
 
 from __future__ import annotations
 
-import tarfile
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
@@ -20,6 +19,7 @@ from shards.format import (
     decode_jpeg,
     decode_meta,
 )
+from shards.tar import TarFormatError, iter_members
 
 RawSample = dict[str, Any]  # {"__key__": str, field: bytes, ...}
 
@@ -45,19 +45,16 @@ def iter_raw_samples(stream: IO[bytes], source: str) -> Iterator[RawSample]:
     """Group consecutive regular members of a tar stream by key; no seeking, nothing on disk."""
     current: RawSample | None = None
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            for info in tar:
-                if not info.isreg():
-                    continue  # links, folders, devices: never part of a sample
-                key, field = split_member_name(info.name)
-                data = tar.extractfile(info).read()
-                if current is not None and current["__key__"] != key:
-                    yield current
-                    current = None
-                if current is None:
-                    current = {"__key__": key}
-                current[field] = data
-    except (tarfile.TarError, EOFError, OSError) as exc:
+        # Links, folders and devices are never part of a sample: only regular files come back.
+        for name, data in iter_members(stream):
+            key, field = split_member_name(name)
+            if current is not None and current["__key__"] != key:
+                yield current
+                current = None
+            if current is None:
+                current = {"__key__": key}
+            current[field] = data
+    except (TarFormatError, UnicodeDecodeError, ValueError, OSError) as exc:
         raise ShardReadError(f"{source}: truncated or not a tar file ({exc})") from None
     if current is not None:
         yield current
