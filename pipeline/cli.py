@@ -29,7 +29,6 @@ from pipeline.merge import MergeConfig, merge
 from pipeline.output import OutputError
 from pipeline.parallel import WorkerPool
 from pipeline.plan import make_plan
-from pipeline.preview import contact_sheet, first_samples, histograms
 from pipeline.verify import summarize, verify_shard
 from shards.format import STATS_FILE
 from shards.manifest import ManifestError, is_shard_set
@@ -192,6 +191,8 @@ def stats_cmd(
         rows = np.concatenate([p.info.actions for p in plan.good("train")])
     name, entry = next(iter(stats.items()))
     if plot is not None:
+        from pipeline.preview import histograms  # matplotlib: only plots need it
+
         histograms(rows, entry.action, f"{name} actions", plot)
         click.echo(f"wrote {plot}")
     text = stats_to_json(name, entry)
@@ -272,6 +273,9 @@ def info_cmd(source: str) -> None:
 @user_errors
 def preview_cmd(source: str, output: Path, samples: int, split: str) -> None:
     """Contact sheet of N samples: every camera, the instruction, the action chunk."""
+    # matplotlib is imported here, not at start-up: conversion workers re-import this module.
+    from pipeline.preview import contact_sheet, first_samples
+
     shard_set = open_shard_set(source)
     picked = first_samples(shard_set, split, samples)
     if not picked:
