@@ -74,7 +74,7 @@ def main(
     model = torch.compile(policy) if compile_model else policy
     optimizer = build_optimizer(policy, lr=5e-4, fused=fused_adamw)
     scheduler = build_scheduler(optimizer, warmup_steps=0, decay_step=10**9)
-    prep = BatchPrep(action_stats, "bounds_q99", device, True, torch.Generator().manual_seed(0))
+    prep = BatchPrep([action_stats], "bounds_q99", device, True, torch.Generator().manual_seed(0))
     batches = Prefetcher(loader, policy.tokenize, prep, device)
 
     times, waits = [], []
@@ -111,6 +111,7 @@ def _synthetic_batches(
         "images": images.pin_memory(),
         "actions": torch.rand(batch, chunk, action_dim).pin_memory(),
         "valid": torch.full((batch,), chunk, dtype=torch.int64),
+        "sets": torch.zeros(batch, dtype=torch.int64).pin_memory(),
         "instructions": ["put the shoe on the mat"] * batch,
         "keys": [f"synthetic_{i:06d}" for i in range(batch)],
     }

@@ -1,4 +1,4 @@
-"""Training batches streamed from a shard set: epoch order, rank/worker split, shuffle, decode."""
+"""Training batches from shard sets: epoch order, rank/worker split, shuffle, mixing, decode."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from shards.format import SPLITS
+from shards.mixture import Mixture, set_choices
 from shards.samples import (
     RawSample,
     SampleError,
@@ -63,29 +64,52 @@ class StreamConfig:
         return self.world_size * self.streams_per_rank
 
 
-@dataclass
-class StreamState:
-    """What training has consumed: enough to restart every stream exactly where it stopped.
+@dataclass(frozen=True)
+class StreamPosition:
+    """Where one stream stands: set choices drawn, and per set (epoch, raw samples taken).
 
-    A stream's position is (epoch, raw samples taken out of its shuffle buffer this epoch).
-    Streams restart an epoch from (seed, epoch) and fast-forward by skipping that many raw
-    samples undecoded, so resume needs no buffer contents on disk.
+    Each set's part of a stream runs its own epochs, restarted from (seed, epoch) and
+    fast-forwarded by skipping `taken` raw samples undecoded; the set choices restart from
+    draw `drawn`. So resume needs no buffer contents on disk.
     """
 
-    positions: dict[int, tuple[int, int]] = field(default_factory=dict)
+    drawn: int
+    sets: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def start(cls, num_sets: int) -> StreamPosition:
+        return cls(0, ((0, 0),) * num_sets)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"drawn": self.drawn, "sets": [list(p) for p in self.sets]}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> StreamPosition:
+        if isinstance(data, list):
+            # Saved before mixing: one set's [epoch, taken]. With one set every draw picks
+            # set 0, so the draw count does not matter.
+            return cls(0, ((int(data[0]), int(data[1])),))
+        return cls(int(data["drawn"]), tuple((int(e), int(t)) for e, t in data["sets"]))
+
+
+@dataclass
+class StreamState:
+    """What training has consumed: enough to restart every stream exactly where it stopped."""
+
+    positions: dict[int, StreamPosition] = field(default_factory=dict)
     batches: int = 0  # batches consumed: which worker's batch comes next after a restart
     bad_shards: set[str] = field(default_factory=set)
     bad_samples: set[str] = field(default_factory=set)
 
     def update(self, batch: dict[str, Any]) -> None:
-        self.positions[batch["stream"]] = (batch["epoch"], batch["taken"])
+        self.positions[batch["stream"]] = batch["position"]
         self.batches += 1
         self.bad_shards.update(batch["bad_shards"])
         self.bad_samples.update(batch["bad_samples"])
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "positions": {str(s): list(p) for s, p in sorted(self.positions.items())},
+            "positions": {str(s): p.to_dict() for s, p in sorted(self.positions.items())},
             "batches": self.batches,
             "bad_shards": sorted(self.bad_shards),
             "bad_samples": sorted(self.bad_samples),
@@ -93,7 +117,7 @@ class StreamState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StreamState:
-        positions = {int(s): (int(p[0]), int(p[1])) for s, p in data["positions"].items()}
+        positions = {int(s): StreamPosition.from_dict(p) for s, p in data["positions"].items()}
         return cls(positions, data["batches"], set(data["bad_shards"]), set(data["bad_samples"]))
 
 
@@ -138,25 +162,33 @@ def choose_instruction(instructions: Sequence[str], seed: int, epoch: int, key: 
     return instructions[int.from_bytes(digest, "little") % len(instructions)]
 
 
-def check_stream(shard_set: ShardSet, cfg: StreamConfig) -> None:
-    """Fail before any worker starts when the set can't serve this stream."""
-    have = shard_set.manifest.cameras
-    lacking = [c for c in cfg.cameras if c not in have]
-    if lacking:
-        raise ShardSetError(
-            f"{shard_set.source}: no camera {', '.join(lacking)} in this set; "
-            f"it has {', '.join(have)} (choose with --images)"
-        )
-    if not shard_set.shard_names(cfg.split):
-        raise ShardSetError(f"{shard_set.source}: the set has no {cfg.split} shards")
+def check_stream(data: ShardSet | Mixture, cfg: StreamConfig) -> None:
+    """Fail before any worker starts when a set can't serve this stream."""
+    for shard_set in _as_mixture(data).sets:
+        have = shard_set.manifest.cameras
+        lacking = [c for c in cfg.cameras if c not in have]
+        if lacking:
+            raise ShardSetError(
+                f"{shard_set.source}: no camera {', '.join(lacking)} in this set; "
+                f"it has {', '.join(have)} (choose with --images)"
+            )
+        if not shard_set.shard_names(cfg.split):
+            raise ShardSetError(f"{shard_set.source}: the set has no {cfg.split} shards")
+
+
+def _as_mixture(data: ShardSet | Mixture) -> Mixture:
+    return data if isinstance(data, Mixture) else Mixture.of(data)
 
 
 class ShardStream(IterableDataset):
-    """One rank's endless (or, for validation, single-pass) stream of collated uint8 batches."""
+    """One rank's endless (or, for validation, single-pass) stream of collated uint8 batches.
 
-    def __init__(self, shard_set: ShardSet, cfg: StreamConfig, state: StreamState | None = None):
-        check_stream(shard_set, cfg)
-        self.shard_set = shard_set
+    Training draws each sample's set by weight; a single pass reads the sets one after another.
+    """
+
+    def __init__(self, mixture: Mixture, cfg: StreamConfig, state: StreamState | None = None):
+        check_stream(mixture, cfg)
+        self.mixture = mixture
         self.cfg = cfg
         state = state or StreamState()
         self.positions = dict(state.positions)
@@ -169,21 +201,25 @@ class ShardStream(IterableDataset):
         worker = info.id if info is not None else 0
         local = (worker + self.offset) % self.cfg.streams_per_rank
         stream = self.cfg.rank * self.cfg.streams_per_rank + local
-        epoch, skip = self.positions.get(stream, (0, 0))
-        return _stream_batches(self.shard_set, self.cfg, stream, epoch, skip)
+        start = StreamPosition.start(len(self.mixture.sets))
+        return _stream_batches(self.mixture, self.cfg, stream, self.positions.get(stream, start))
 
 
-def make_loader(shard_set: ShardSet, cfg: StreamConfig, state: StreamState | None = None):
+def make_loader(
+    data: ShardSet | Mixture, cfg: StreamConfig, state: StreamState | None = None
+) -> DataLoader:
     """A DataLoader over ShardStream: decoding and collation run in its workers."""
-    names = shard_set.shard_names(cfg.split)
-    if not cfg.finite and len(names) < cfg.streams:
-        log.warning(
-            "%d %s shard(s) for %d ranks x %d workers: some shards are read by several streams "
-            "each epoch; write smaller shards for an even mix",
-            len(names), cfg.split, cfg.world_size, cfg.streams_per_rank,
-        )  # fmt: skip
+    mixture = _as_mixture(data)
+    for shard_set in mixture.sets:
+        names = shard_set.shard_names(cfg.split)
+        if not cfg.finite and len(names) < cfg.streams:
+            log.warning(
+                "%s: %d %s shard(s) for %d ranks x %d workers: some shards are read by several "
+                "streams each epoch; write smaller shards for an even mix",
+                shard_set.source, len(names), cfg.split, cfg.world_size, cfg.streams_per_rank,
+            )  # fmt: skip
     return DataLoader(
-        ShardStream(shard_set, cfg, state),
+        ShardStream(mixture, cfg, state),
         batch_size=None,
         num_workers=cfg.workers,
         pin_memory=cfg.pin_memory,
@@ -205,39 +241,70 @@ class _Events:
 
 
 def _stream_batches(
-    shard_set: ShardSet, cfg: StreamConfig, stream: int, epoch: int, skip: int
+    mixture: Mixture, cfg: StreamConfig, stream: int, position: StreamPosition
 ) -> Iterator[dict[str, Any]]:
     events = _Events()
+    # Shard names repeat across sets: a mixture reports bad ones under their dataset's name.
+    labels = [f"{n}/" if len(mixture.sets) > 1 else "" for n in mixture.datasets]
+    where = list(position.sets)
+    parts = [
+        _set_raws(shard_set, i, cfg, stream, *where[i], events, labels[i])
+        for i, shard_set in enumerate(mixture.sets)
+    ]
+    if cfg.finite:
+        draws = ((i, item) for i, part in enumerate(parts) for item in part)
+    else:
+        choices = set_choices(mixture.weights, cfg.seed, stream, position.drawn)
+        draws = ((i, next(parts[i])) for i in choices)  # training parts never end
+    drawn = position.drawn
     pending: list[dict[str, Any]] = []
+    for i, (raw, epoch, taken) in draws:
+        drawn += 1
+        where[i] = (epoch, taken)
+        try:
+            pending.append(_decode(raw, mixture.sets[i], i, cfg, epoch))
+        except SampleError as exc:
+            log.warning("skipping a sample of %s: %s", raw["__shard__"], exc)
+            events.bad_samples.append(f"{raw['__shard__']}/{raw['__key__']}")
+        if len(pending) == cfg.batch_size:
+            yield _collate(pending, stream, StreamPosition(drawn, tuple(where)), events)
+            pending = []
+    if pending:  # the end of a single pass
+        yield _collate(pending, stream, StreamPosition(drawn, tuple(where)), events)
+
+
+def _set_raws(
+    shard_set: ShardSet,
+    index: int,
+    cfg: StreamConfig,
+    stream: int,
+    epoch: int,
+    skip: int,
+    events: _Events,
+    label: str,
+) -> Iterator[tuple[RawSample, int, int]]:
+    """One set's raw samples for `stream`, each with (epoch, taken): endless unless finite."""
     while True:
         names = shard_set.shard_names(cfg.split)
         mine = stream_shards(names, cfg.seed, epoch, stream, cfg.streams, not cfg.finite)
-        rng = np.random.default_rng([cfg.seed, epoch, stream])
-        raws = _raw_samples(shard_set, cfg.split, mine, events)
+        # SeedSequence pads keys with zeros, so set 0 shuffles exactly as single-set runs
+        # (seeded [seed, epoch, stream]) always have, and their checkpoints resume as before.
+        rng = np.random.default_rng([cfg.seed, epoch, stream, index])
+        raws = _raw_samples(shard_set, cfg.split, mine, events, label)
         taken = 0
         for raw in shuffled(raws, 0 if cfg.finite else cfg.shuffle_buffer, rng):
             taken += 1
-            if taken <= skip:
-                continue  # fast-forward on resume: no JPEG decoding
-            try:
-                pending.append(_decode(raw, shard_set, cfg, epoch))
-            except SampleError as exc:
-                log.warning("skipping a sample of %s: %s", raw["__shard__"], exc)
-                events.bad_samples.append(f"{raw['__shard__']}/{raw['__key__']}")
-            if len(pending) == cfg.batch_size:
-                yield _collate(pending, stream, epoch, taken, events)
-                pending = []
+            if taken > skip:  # fast-forward on resume: no JPEG decoding
+                yield raw, epoch, taken
         if cfg.finite:
-            if pending:
-                yield _collate(pending, stream, epoch, taken, events)
             return
         if taken == 0 and mine:
-            raise ShardSetError(f"stream {stream}: none of its shards is readable ({mine})")
+            raise ShardSetError(f"{shard_set.source}: stream {stream} can read none of {mine}")
         epoch, skip = epoch + 1, 0
 
 
 def _raw_samples(
-    shard_set: ShardSet, split: str, names: list[str], events: _Events
+    shard_set: ShardSet, split: str, names: list[str], events: _Events, label: str
 ) -> Iterator[RawSample]:
     """Raw samples of several shards in turn; a shard that fails is skipped from where it broke."""
     expected = {s.name: s.samples for s in shard_set.manifest.shards(split)}
@@ -248,7 +315,7 @@ def _raw_samples(
         try:
             with shard_set.open_shard(name) as stream:
                 for raw in iter_raw_samples(stream, name):
-                    raw["__shard__"] = name
+                    raw["__shard__"] = label + name
                     count += 1
                     extras = extra_fields(raw, cameras)
                     if extras and not warned:
@@ -264,10 +331,12 @@ def _raw_samples(
                 raise ShardReadError(f"{name}: ended after {count} of {expected[name]} samples")
         except (ShardReadError, OSError, http.client.HTTPException) as exc:
             log.warning("skipping the rest of shard %s: %s", shard_set.location(name), exc)
-            events.bad_shards.append(name)
+            events.bad_shards.append(label + name)
 
 
-def _decode(raw: RawSample, shard_set: ShardSet, cfg: StreamConfig, epoch: int) -> dict[str, Any]:
+def _decode(
+    raw: RawSample, shard_set: ShardSet, index: int, cfg: StreamConfig, epoch: int
+) -> dict[str, Any]:
     manifest = shard_set.manifest
     sample = decode_sample(raw, cfg.cameras)
     images = np.stack([sample["images"][c] for c in cfg.cameras])
@@ -288,11 +357,12 @@ def _decode(raw: RawSample, shard_set: ShardSet, cfg: StreamConfig, epoch: int) 
         "actions": actions,
         "valid": valid,
         "instruction": choose_instruction(instructions, cfg.seed, epoch, sample["key"]),
+        "set": index,
     }
 
 
 def _collate(
-    samples: list[dict[str, Any]], stream: int, epoch: int, taken: int, events: _Events
+    samples: list[dict[str, Any]], stream: int, position: StreamPosition, events: _Events
 ) -> dict[str, Any]:
     return {
         "images": torch.from_numpy(np.stack([s["images"] for s in samples])),  # (B, N, H, W, 3)
@@ -300,8 +370,8 @@ def _collate(
         "valid": torch.tensor([s["valid"] for s in samples], dtype=torch.int64),
         "instructions": [s["instruction"] for s in samples],
         "keys": [s["key"] for s in samples],
+        "sets": torch.tensor([s["set"] for s in samples], dtype=torch.int64),  # index in mixture
         "stream": stream,
-        "epoch": epoch,
-        "taken": taken,
+        "position": position,
         **events.drain(),
     }

@@ -18,7 +18,12 @@ def stats_to_json(name: str, stats: DatasetStats) -> str:
         entry["proprio"] = stats.proprio.to_dict()
     entry["num_transitions"] = stats.num_transitions
     entry["num_trajectories"] = stats.num_trajectories
-    return json.dumps({name: entry}, indent=2, sort_keys=True) + "\n"
+    return entries_to_json({name: entry})
+
+
+def entries_to_json(entries: dict[str, dict]) -> str:
+    """`{DATASET: entry}` for one or several datasets, as OFT's dataset_statistics.json."""
+    return json.dumps(entries, indent=2, sort_keys=True) + "\n"
 
 
 def parse_stats(text: str, source: str) -> dict[str, DatasetStats]:

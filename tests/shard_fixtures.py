@@ -24,11 +24,13 @@ TOY_CAMERAS = ("head", "left_wrist", "right_wrist")
 TOY_INSTRUCTIONS = ["pick up the cup", "grab the cup", "lift the cup"]
 
 
-def toy_episode(rng: np.random.Generator, steps: int, action_dim: int) -> tuple[np.ndarray, ...]:
+def toy_episode(
+    rng: np.random.Generator, steps: int, action_dim: int, action_scale: float = 1.0
+) -> tuple[np.ndarray, ...]:
     """Brightness levels per step and actions that follow them: learnable from the images."""
     start = rng.uniform(0.1, 0.6)
     levels = start + 0.3 * np.arange(steps) / steps
-    weights = np.linspace(-1.0, 2.0, action_dim)
+    weights = action_scale * np.linspace(-1.0, 2.0, action_dim)
     actions = (levels[:, None] * weights[None, :]).astype(np.float32)
     return levels, actions
 
@@ -42,8 +44,13 @@ def write_toy_shards(
     chunk: int = 4,
     action_dim: int = 3,
     seed: int = 0,
+    dataset: str = TOY_DATASET,
+    action_scale: float = 1.0,
 ) -> Path:
-    """A shard set of one shard per episode; sample keys `ep{i}_{t:06d}`; returns `root`."""
+    """A shard set of one shard per episode; sample keys `ep{i}_{t:06d}`; returns `root`.
+
+    `dataset` and `action_scale` make sets to mix: other names, other action ranges.
+    """
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     splits: dict[str, list[ShardEntry]] = {}
@@ -51,15 +58,15 @@ def write_toy_shards(
     for split, count, first in (("train", train_episodes, 0), ("val", val_episodes, 100)):
         writer = ShardWriter(root, split, shard_samples=steps)
         for i in range(first, first + count):
-            levels, actions = toy_episode(rng, steps, action_dim)
+            levels, actions = toy_episode(rng, steps, action_dim, action_scale)
             if split == "train":
                 train_actions.append(actions)
             for t in range(steps):
-                writer.add(_toy_sample(f"ep{i}", t, levels, actions, chunk))
+                writer.add(_toy_sample(f"ep{i}", t, levels, actions, chunk, dataset))
         splits[split] = [ShardEntry(**vars(r)) for r in writer.close()]
-    write_stats(root / STATS_FILE, TOY_DATASET, dataset_stats(train_actions))
+    write_stats(root / STATS_FILE, dataset, dataset_stats(train_actions))
     manifest = Manifest(
-        dataset=TOY_DATASET,
+        dataset=dataset,
         tool_version="test",
         layout="processed",
         cameras=list(TOY_CAMERAS),
@@ -74,7 +81,9 @@ def write_toy_shards(
     return root
 
 
-def _toy_sample(episode: str, t: int, levels: np.ndarray, actions: np.ndarray, chunk: int) -> bytes:
+def _toy_sample(
+    episode: str, t: int, levels: np.ndarray, actions: np.ndarray, chunk: int, dataset: str
+) -> bytes:
     steps = len(levels)
     rows = np.minimum(np.arange(t, t + chunk), steps - 1)  # past the end: repeat the last row
     level = int(levels[t] * 255)
@@ -91,7 +100,7 @@ def _toy_sample(episode: str, t: int, levels: np.ndarray, actions: np.ndarray, c
                 "valid": int(min(chunk, steps - t)),
                 "instructions": TOY_INSTRUCTIONS,
                 "unseen": [],
-                "dataset": TOY_DATASET,
+                "dataset": dataset,
             }
         ),
     }

@@ -73,7 +73,7 @@ def test_ranks_and_workers_read_disjoint_samples_covering_an_epoch(many_toy_shar
         cfg = StreamConfig(batch_size=4, shuffle_buffer=4, rank=rank, world_size=2, workers=2)
         # 12 shards x 8 samples over 4 streams: 24 samples (6 batches) per stream per epoch.
         batches = _batches(make_loader(shard_set, cfg), 12)
-        assert {b["epoch"] for b in batches} == {0}
+        assert {b["position"].sets[0][0] for b in batches} == {0}  # (epoch, taken) of set 0
         keys += [k for b in batches for k in b["keys"]]
     assert len(keys) == len(set(keys)) == 96
 

@@ -25,7 +25,9 @@ def test_augment_is_seeded_per_image_and_stays_in_range():
 def test_prefetched_batches_are_normalized_and_mask_rows_past_the_end(toy_shards):
     shard_set = open_shard_set(toy_shards)
     policy = build_policy(ModelConfig(base="tiny", action_dim=3, chunk=4, lora_rank=4))
-    prep = BatchPrep(shard_set.stats.action, "bounds", torch.device("cpu"), True, torch.Generator())
+    prep = BatchPrep(
+        [shard_set.stats.action], "bounds", torch.device("cpu"), True, torch.Generator()
+    )
     loader = make_loader(shard_set, StreamConfig(batch_size=16, finite=True))
     batches = list(Prefetcher(loader, policy.tokenize, prep, torch.device("cpu"), train=False))
     assert sum(b.size for b in batches) == 64

@@ -1,4 +1,4 @@
-"""OpenVLA-OFT's image augmentation as batched torch ops with per-image random parameters."""
+"""Camera images -> model input: OFT's augmentation as batched torch ops, or the eval view."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from trainer.model import normalize_images
 
 CROP_AREA = 0.9  # random resized crop: 90% of the area at square aspect, resized back
 BRIGHTNESS = 0.2  # additive delta in [-0.2, 0.2]
@@ -36,6 +38,22 @@ def crop_resize(images: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
 def center_crop(images: torch.Tensor) -> torch.Tensor:
     """The evaluation view of a model trained with augmentation: the central CROP_AREA crop."""
     return crop_resize(images, torch.zeros(images.shape[0], 2, device=images.device))
+
+
+def pixel_values(
+    images: torch.Tensor, image_aug: bool, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """(B, N, H, W, 3) uint8 camera images -> (B, 6N, H, W) model input.
+
+    With a generator: the training view (augmented when image_aug). Without: the evaluation
+    view, the centre crop when the model was trained with image_aug. Training, validation and
+    the deployed policy all go through here, so they see images the same way.
+    """
+    b, n, h, w, _ = images.shape
+    x = images.permute(0, 1, 4, 2, 3).reshape(b * n, 3, h, w).float().div_(255)
+    if image_aug:
+        x = augment(x, generator) if generator is not None else center_crop(x)
+    return normalize_images(x.view(b, n, 3, h, w))
 
 
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from shards.reader import StreamState
 from stats.compute import ArrayStats
-from stats.normalize import bounds, normalize
-from trainer.augment import augment, center_crop
-from trainer.model import normalize_images
+from stats.normalize import Bounds, bounds, normalize
+from trainer.augment import pixel_values
 
 Tokenize = Callable[[list[str]], dict[str, torch.Tensor]]
 
@@ -28,6 +28,7 @@ class DeviceBatch:
     attention_mask: torch.Tensor
     actions: torch.Tensor  # (B, CHUNK, D) float32 in [-1, 1] where the stats mask says so
     valid_rows: torch.Tensor  # (B, CHUNK) bool: rows inside the episode
+    sets: torch.Tensor  # (B,) int64: each sample's shard set, the index into the mixture
     keys: list[str]
 
     @property
@@ -36,41 +37,44 @@ class DeviceBatch:
 
 
 class BatchPrep:
-    """uint8 images -> (augmented) pixel_values; raw actions -> normalized; all on the device."""
+    """uint8 images -> (augmented) pixel_values; raw actions -> normalized; all on the device.
+
+    `action_stats` has one entry per shard set: each sample is normalized with its own set's.
+    """
 
     def __init__(
         self,
-        action_stats: ArrayStats,
+        action_stats: Sequence[ArrayStats],
         normalization: str,
         device: torch.device,
         image_aug: bool,
         generator: torch.Generator,
     ) -> None:
-        b = bounds(action_stats, normalization)
-        self.bounds = b
-        self.tensors = {
-            name: torch.as_tensor(getattr(b, name), device=device)
+        per_set = [bounds(s, normalization) for s in action_stats]
+        self.tensors = {  # (num_sets, D) each
+            name: torch.as_tensor(np.stack([getattr(b, name) for b in per_set]), device=device)
             for name in ("low", "high", "mask", "constant")
         }
         self.image_aug = image_aug
         self.generator = generator
 
     def __call__(self, moved: dict[str, Any], train: bool) -> DeviceBatch:
-        images = moved["images"]  # (B, N, H, W, 3) uint8
-        b, n, h, w, _ = images.shape
-        x = images.permute(0, 1, 4, 2, 3).reshape(b * n, 3, h, w).float().div_(255)
-        if self.image_aug:
-            x = augment(x, self.generator) if train else center_crop(x)
         chunk = moved["actions"].shape[1]
-        rows = torch.arange(chunk, device=images.device)
+        rows = torch.arange(chunk, device=moved["actions"].device)
+        generator = self.generator if train else None
         return DeviceBatch(
-            pixel_values=normalize_images(x.view(b, n, 3, h, w)),
+            pixel_values=pixel_values(moved["images"], self.image_aug, generator),
             input_ids=moved["input_ids"],
             attention_mask=moved["attention_mask"],
-            actions=normalize(moved["actions"], self.bounds, **self.tensors),
+            actions=normalize(moved["actions"], self._bounds(moved["sets"])),
             valid_rows=rows[None, :] < moved["valid"][:, None],
+            sets=moved["sets"],
             keys=moved["keys"],
         )
+
+    def _bounds(self, sets: torch.Tensor) -> Bounds:
+        """Each sample's own set's bounds, as (B, 1, D) tensors against (B, CHUNK, D) actions."""
+        return Bounds(**{name: t[sets, None] for name, t in self.tensors.items()})
 
 
 class Prefetcher:
@@ -125,7 +129,7 @@ class Prefetcher:
         self.wait_s += time.perf_counter() - start
         if batch is None:
             return None
-        tensors = {k: batch[k] for k in ("images", "actions", "valid")}
+        tensors = {k: batch[k] for k in ("images", "actions", "valid", "sets")}
         tensors.update(self.tokenize(batch["instructions"]))
         with torch.cuda.stream(self.stream) if self.stream is not None else nullcontext():
             moved = {k: v.to(self.device, non_blocking=True) for k, v in tensors.items()}

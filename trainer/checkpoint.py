@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from shards.format import STATS_FILE
-from shards.manifest import Manifest
+from shards.mixture import Mixture
 from trainer.config import CONFIG_FILE, TrainConfig
 from trainer.model import VLAPolicy, save_policy
 
@@ -44,9 +44,12 @@ def latest_checkpoint(run_dir: Path) -> Path:
     return found[-1][1]
 
 
-def set_signature(manifest: Manifest) -> dict[str, Any]:
-    """What a trained head and normalization depend on in the shard set."""
-    return {"dataset": manifest.dataset, "action_dim": manifest.action_dim, "chunk": manifest.chunk}
+def mixture_signature(mixture: Mixture) -> list[dict[str, Any]]:
+    """What the trained head, the normalization and the data order depend on, per set."""
+    return [
+        {"dataset": m.dataset, "action_dim": m.action_dim, "chunk": m.chunk, "weight": weight}
+        for m, weight in zip((s.manifest for s in mixture.sets), mixture.weights, strict=True)
+    ]
 
 
 def save_checkpoint(
@@ -54,7 +57,7 @@ def save_checkpoint(
     step: int,
     policy: VLAPolicy,
     cfg: TrainConfig,
-    stats_text: str,
+    mixture: Mixture,
     state: dict[str, Any],
 ) -> Path:
     """Write step-N/ under a temporary name and rename it: a crash never leaves half a step-N."""
@@ -62,8 +65,8 @@ def save_checkpoint(
     tmp = run_dir / f".step-{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     save_policy(policy, tmp)
-    (tmp / STATS_FILE).write_text(stats_text)
-    (tmp / CONFIG_FILE).write_text(cfg.to_json())
+    (tmp / STATS_FILE).write_text(mixture.stats_text())
+    (tmp / CONFIG_FILE).write_text(cfg.to_json(mixture=mixture.record()))
     torch.save(state, tmp / STATE_FILE)
     if final.exists():  # re-saving a step after a resume from an older one
         shutil.rmtree(final)
@@ -87,14 +90,14 @@ def load_state(ckpt: Path) -> dict[str, Any]:
     return torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
 
 
-def check_compatible(
-    state: dict[str, Any], ckpt: Path, manifest: Manifest, source: str, world_size: int
-) -> None:
-    saved, now = state["set"], set_signature(manifest)
+def check_compatible(state: dict[str, Any], ckpt: Path, mixture: Mixture, world_size: int) -> None:
+    # Checkpoints from before mixing saved one set's signature under "set".
+    saved = state["sets"] if "sets" in state else [{**state["set"], "weight": 1.0}]
+    now = mixture_signature(mixture)
     if saved != now:
         raise CheckpointError(
-            f"{ckpt} was trained on {_describe(saved)}, but {source} holds {_describe(now)}; "
-            "resume with the run's own shard set"
+            f"{ckpt} was trained on {_describe(saved)}, but --shards gives {_describe(now)}; "
+            "resume with the run's own shard sets and weights, in the same order"
         )
     if state["world_size"] != world_size:
         raise CheckpointError(
@@ -103,8 +106,12 @@ def check_compatible(
         )
 
 
-def _describe(sig: dict[str, Any]) -> str:
-    return f"{sig['dataset']!r} ({sig['action_dim']}-dim actions, chunks of {sig['chunk']})"
+def _describe(signature: list[dict[str, Any]]) -> str:
+    return " + ".join(
+        f"{s['dataset']!r} ({s['action_dim']}-dim actions, chunks of {s['chunk']}, "
+        f"weight {s['weight']:g})"
+        for s in signature
+    )
 
 
 def capture_rng(aug: torch.Generator) -> dict[str, Any]:

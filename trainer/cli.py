@@ -10,6 +10,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from shards.format import SPLITS
 from shards.manifest import ManifestError
 from shards.source import ShardSetError
 from stats.io import StatsError
@@ -18,6 +19,7 @@ from trainer.checkpoint import CheckpointError, latest_checkpoint, load_config
 from trainer.config import ConfigError, TrainConfig
 from trainer.loop import train as train_run
 from trainer.model import ModelLoadError
+from trainer.predict import PredictConfig, compare, print_report
 
 # Errors a user can cause; anything else is a bug and keeps its traceback.
 USER_ERRORS = (
@@ -57,7 +59,11 @@ def _option(name: str, help: str, **kwargs: Any):
 
 
 @main.command()
-@click.option("--shards", default="", help="Shard set folder or http(s) URL prefix.")
+@click.option(
+    "--shards", multiple=True,
+    help="Shard set folder or http(s)/s3 URL prefix; repeat to mix sets, each SOURCE[:WEIGHT] "
+    "(default weight 1), e.g. --shards a/ --shards b/:0.3.",
+)  # fmt: skip
 @_option("run_dir", "Folder for metrics.jsonl and step-N/ checkpoints.", type=click.Path())
 @click.option(
     "--resume",
@@ -111,3 +117,20 @@ def _config(ctx: click.Context, resume: str | None, options: dict[str, Any]) -> 
         raise ConfigError("--resume names the run folder; leave out --run-dir")
     run_dir = Path(resume)
     return load_config(latest_checkpoint(run_dir)).resumed({**given, "run_dir": run_dir})
+
+
+@main.command()
+@click.argument("ckpt", type=click.Path(path_type=Path))
+@click.option("--shards", required=True, help="Shard set folder or URL to predict samples of.")
+@click.option("--split", type=click.Choice(SPLITS), default="val", show_default=True)
+@click.option("--n", "n", default=16, show_default=True, help="Samples (0: the whole split).")
+@click.option("--base", help="Base to load the adapter onto [default: the one trained on].")
+@click.option("--dataset", help="Stats entry to denormalize with [default: the set's].")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+def predict(**options: Any) -> None:
+    """Predict chunks of CKPT (RUN_DIR/step-N) on --shards; print them beside the true ones."""
+    try:
+        report = compare(PredictConfig(**options))
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from None
+    print_report(report)

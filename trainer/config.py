@@ -7,12 +7,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from shards.mixture import parse_source
 from stats.normalize import NORMALIZATIONS
 
 CONFIG_FILE = "train_config.json"
 # What --resume may change: where the run and the shards are now (checked against the run's
-# dims), how long to go on, how often to save or validate, and the device. Anything else would
-# silently make a different run, or (workers) a different data order.
+# datasets, dims and weights), how long to go on, how often to save or validate, and the
+# device. Anything else would silently make a different run, or (workers) a different data order.
 RESUME_OVERRIDABLE = frozenset(
     {"run_dir", "shards", "max_steps", "save_every", "keep", "val_every", "device"}
 )
@@ -26,8 +27,10 @@ class ConfigError(ValueError):
 class TrainConfig:
     """One fine-tuning run (OpenVLA-OFT recipe: LoRA + L1 head on normalized action chunks)."""
 
-    shards: str = ""
-    """Shard set: a folder or an http(s) URL prefix holding manifest.json and stats.json."""
+    shards: tuple[str, ...] = ()
+    """Shard sets, each SOURCE or SOURCE:WEIGHT (weight 1 if none): a folder or an http(s) or
+    s3:// prefix holding manifest.json and stats.json. Samples come from each set in
+    proportion to its weight."""
     run_dir: Path = Path("runs/vla")
     """metrics.jsonl and step-N/ checkpoints go here."""
     base: str = "openvla/openvla-7b"
@@ -65,8 +68,15 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
         self.images = tuple(self.images)
+        # train_config.json held one string before sets could be mixed.
+        self.shards = (self.shards,) if isinstance(self.shards, str) else tuple(self.shards)
         if not self.shards:
             raise ConfigError("--shards is required: a shard set folder or URL")
+        for spec in self.shards:
+            try:
+                parse_source(spec)
+            except ValueError as exc:
+                raise ConfigError(f"--shards {exc}") from None
         for name in ("lora_rank", "batch_size", "grad_accum", "max_steps", "save_every", "keep"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{_flag(name)} must be at least 1")
@@ -83,11 +93,18 @@ class TrainConfig:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError("--device must be auto, cpu or cuda")
 
-    def to_json(self) -> str:
+    @property
+    def sources(self) -> list[tuple[str, float]]:
+        """(source, weight) of each --shards value."""
+        return [parse_source(spec) for spec in self.shards]
+
+    def to_json(self, **records: Any) -> str:
+        """The options, plus `records` that describe the run but are no option (from_json skips)."""
         data = asdict(self)
         data["run_dir"] = str(self.run_dir)
         data["images"] = list(self.images)
-        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+        data["shards"] = list(self.shards)
+        return json.dumps({**data, **records}, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str, source: str) -> TrainConfig:

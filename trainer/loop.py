@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from shards.mixture import Mixture, open_mixture
 from shards.reader import StreamConfig, StreamState, check_stream, make_loader
-from shards.source import ShardSet, open_shard_set
 from trainer.batches import BatchPrep, Prefetcher
 from trainer.checkpoint import (
     CheckpointError,
@@ -21,9 +21,9 @@ from trainer.checkpoint import (
     checkpoints,
     latest_checkpoint,
     load_state,
+    mixture_signature,
     restore_rng,
     save_checkpoint,
-    set_signature,
 )
 from trainer.config import TrainConfig
 from trainer.distributed import Dist, gather_objects, init_distributed, shutdown, sum_across
@@ -43,18 +43,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
 
 def _run(cfg: TrainConfig, resume: bool, dist: Dist) -> None:
-    shard_set = open_shard_set(cfg.shards)
-    check_stream(shard_set, stream_config(cfg, dist, "train"))
+    mixture = open_mixture(cfg.sources)
+    check_stream(mixture, stream_config(cfg, dist, "train"))
     if cfg.val_every:
-        check_stream(shard_set, stream_config(cfg, dist, "val"))
-    ckpt, state = _checkpoint_to_resume(cfg, resume, shard_set, dist)
+        check_stream(mixture, stream_config(cfg, dist, "val"))
+    ckpt, state = _checkpoint_to_resume(cfg, resume, mixture, dist)
 
     # Same seed on every rank: identical initial LoRA and head weights before DDP starts.
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     policy = load_policy(ckpt, device=dist.device) if ckpt else build_policy(
-        model_config(cfg, shard_set, dist.device), dist.device
+        model_config(cfg, mixture, dist.device), dist.device
     )  # fmt: skip
     model = policy
     if dist.world_size > 1:
@@ -73,11 +73,12 @@ def _run(cfg: TrainConfig, resume: bool, dist: Dist) -> None:
         if dist.main:
             truncate_metrics(cfg.run_dir, step)
 
-    prep = BatchPrep(shard_set.stats.action, cfg.normalization, dist.device, cfg.image_aug, aug)
-    loader = make_loader(shard_set, stream_config(cfg, dist, "train"), data_state)
+    action_stats = [s.stats.action for s in mixture.sets]
+    prep = BatchPrep(action_stats, cfg.normalization, dist.device, cfg.image_aug, aug)
+    loader = make_loader(mixture, stream_config(cfg, dist, "train"), data_state)
     batches = Prefetcher(loader, policy.tokenize, prep, dist.device, data_state)
     logger = MetricsLogger(cfg.run_dir, step, cfg.max_steps, dist.main)
-    logger.message(_start_line(ckpt, policy, shard_set, dist))
+    logger.message(_start_line(ckpt, policy, mixture, dist))
     try:
         while step < cfg.max_steps:
             start, waited = time.perf_counter(), batches.wait_s
@@ -100,29 +101,28 @@ def _run(cfg: TrainConfig, resume: bool, dist: Dist) -> None:
                 }
             )
             if cfg.val_every and step % cfg.val_every == 0:
-                logger.log(validate(policy, shard_set, cfg, dist, prep, step))
+                for record in validate(policy, mixture, cfg, dist, prep, step):
+                    logger.log(record)
             if step % cfg.save_every == 0 or step == cfg.max_steps:
                 # Every rank's RNG and stream position: each resumes its own part exactly.
                 ranks = gather_objects({"rng": capture_rng(aug), "data": data_state.to_dict()})
                 if dist.main:
                     train_state = {
                         "step": step,
-                        "set": set_signature(shard_set.manifest),
+                        "sets": mixture_signature(mixture),
                         "world_size": dist.world_size,
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
                         "ranks": ranks,
                     }
-                    path = save_checkpoint(
-                        cfg.run_dir, step, policy, cfg, shard_set.stats_text, train_state
-                    )
+                    path = save_checkpoint(cfg.run_dir, step, policy, cfg, mixture, train_state)
                     logger.message(f"saved {path}")
     finally:
         logger.close()
 
 
 def _checkpoint_to_resume(
-    cfg: TrainConfig, resume: bool, shard_set: ShardSet, dist: Dist
+    cfg: TrainConfig, resume: bool, mixture: Mixture, dist: Dist
 ) -> tuple[Path | None, dict[str, Any] | None]:
     """The run's latest step-N and its state when resuming, checked against this data."""
     if not resume:
@@ -134,28 +134,45 @@ def _checkpoint_to_resume(
         return None, None
     ckpt = latest_checkpoint(cfg.run_dir)
     state = load_state(ckpt)
-    check_compatible(state, ckpt, shard_set.manifest, cfg.shards, dist.world_size)
+    check_compatible(state, ckpt, mixture, dist.world_size)
     return ckpt, state
 
 
-def _start_line(ckpt: Path | None, policy: VLAPolicy, shard_set: ShardSet, dist: Dist) -> str:
+def _start_line(ckpt: Path | None, policy: VLAPolicy, mixture: Mixture, dist: Dist) -> str:
     counts = policy.trainable_parameters()
+    sets = ", ".join(
+        f"{s.manifest.dataset} (weight {w:g}, {s.manifest.samples('train'):,} train samples)"
+        for s, w in zip(mixture.sets, mixture.weights, strict=True)
+    )
     return (
         f"{f'resuming {ckpt}' if ckpt else 'training'}: {counts['total']:,} trainable "
         f"parameters (LoRA {counts['lora']:,}, head {counts['head']:,}) on {dist.world_size} "
-        f"x {dist.device.type}, {shard_set.manifest.samples('train'):,} train samples"
+        f"x {dist.device.type}; {sets}"
     )
 
 
 def validate(
-    policy: VLAPolicy, shard_set: ShardSet, cfg: TrainConfig, dist: Dist, prep: BatchPrep, step: int
-) -> dict[str, Any]:
-    """L1 over the whole val split, each rank reading its own part of it."""
-    loader = make_loader(shard_set, stream_config(cfg, dist, "val"))
+    policy: VLAPolicy, mixture: Mixture, cfg: TrainConfig, dist: Dist, prep: BatchPrep, step: int
+) -> list[dict[str, Any]]:
+    """L1 over every set's whole val split, each rank reading its own part of it.
+
+    One pooled "val" record, then with several sets one "val/DATASET" record per set.
+    """
+    loader = make_loader(mixture, stream_config(cfg, dist, "val"))
     batches = Prefetcher(loader, policy.tokenize, prep, dist.device, train=False)
-    sums = sum_across(eval_sums(policy, batches, dist.device))
-    samples = int(sums[3]) // shard_set.manifest.action_dim  # row 0 counts D values per sample
-    return {"step": step, "split": "val", **l1_metrics(sums), "samples": samples}
+    sums = sum_across(eval_sums(policy, batches, dist.device, len(mixture.sets)))
+    records = [_val_record(step, "val", sums.sum(0), mixture.action_dim)]
+    if len(mixture.sets) > 1:
+        records += [
+            _val_record(step, f"val/{name}", set_sums, mixture.action_dim)
+            for name, set_sums in zip(mixture.datasets, sums, strict=True)
+        ]
+    return records
+
+
+def _val_record(step: int, split: str, sums: torch.Tensor, action_dim: int) -> dict[str, Any]:
+    samples = int(sums[3]) // action_dim  # row 0 counts D values per sample
+    return {"step": step, "split": split, **l1_metrics(sums), "samples": samples}
 
 
 def stream_config(cfg: TrainConfig, dist: Dist, split: str) -> StreamConfig:
@@ -173,11 +190,11 @@ def stream_config(cfg: TrainConfig, dist: Dist, split: str) -> StreamConfig:
     )
 
 
-def model_config(cfg: TrainConfig, shard_set: ShardSet, device: torch.device) -> ModelConfig:
+def model_config(cfg: TrainConfig, mixture: Mixture, device: torch.device) -> ModelConfig:
     return ModelConfig(
         base=cfg.base,
-        action_dim=shard_set.manifest.action_dim,
-        chunk=shard_set.manifest.chunk,
+        action_dim=mixture.action_dim,
+        chunk=mixture.chunk,
         num_images=len(cfg.images),
         lora_rank=cfg.lora_rank,
         grad_checkpointing=cfg.grad_checkpointing,

@@ -93,14 +93,18 @@ def train_step(
 
 
 @torch.no_grad()
-def eval_sums(policy: nn.Module, batches: Iterable[DeviceBatch], device: torch.device):
-    """l1_sums over a whole (finite) stream of batches."""
+def eval_sums(
+    policy: nn.Module, batches: Iterable[DeviceBatch], device: torch.device, num_sets: int
+) -> torch.Tensor:
+    """l1_sums per shard set, (num_sets, 6), over a whole (finite) stream of batches."""
     was_training = policy.training
     policy.eval()
-    totals = torch.zeros(6, device=device)
+    totals = torch.zeros(num_sets, 6, device=device)
     for batch in batches:
         with autocast(device):
             pred = policy(batch.pixel_values, batch.input_ids, batch.attention_mask)
-        totals += l1_sums(pred, batch.actions, batch.valid_rows)
+        for i in batch.sets.unique().tolist():
+            pick = batch.sets == i
+            totals[i] += l1_sums(pred[pick], batch.actions[pick], batch.valid_rows[pick])
     policy.train(was_training)
     return totals

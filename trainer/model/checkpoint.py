@@ -29,7 +29,7 @@ def save_policy(policy: VLAPolicy, out_dir: Path) -> None:
     (out_dir / CONFIG_FILE).write_text(json.dumps(asdict(policy.config), indent=2) + "\n")
 
 
-def _read_config(ckpt_dir: Path) -> ModelConfig:
+def read_model_config(ckpt_dir: Path) -> ModelConfig:
     path = ckpt_dir / CONFIG_FILE
     try:
         return ModelConfig(**json.loads(path.read_text()))
@@ -50,7 +50,7 @@ def load_policy(
 ) -> VLAPolicy:
     """Rebuild the saved policy (on `base` when given) and load adapter and head strictly."""
     ckpt_dir = Path(ckpt_dir)
-    config = _read_config(ckpt_dir)
+    config = read_model_config(ckpt_dir)
     if base is not None:
         config = replace(config, base=base)
     policy = build_policy(config, device)

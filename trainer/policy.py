@@ -1,0 +1,172 @@
+"""The trained policy on a robot: a step-N/ checkpoint -> action chunks in the robot's units."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from shards.format import STATS_FILE
+from stats.compute import DatasetStats
+from stats.io import read_stats
+from stats.normalize import bounds, denormalize, normalize
+from trainer.augment import pixel_values
+from trainer.checkpoint import CheckpointError, checkpoints, load_config
+from trainer.config import CONFIG_FILE, ConfigError, TrainConfig
+from trainer.model import ModelConfig, VLAPolicy, load_policy
+from trainer.model.checkpoint import ADAPTER_FILE, HEAD_FILE, read_model_config
+from trainer.model.checkpoint import CONFIG_FILE as MODEL_CONFIG_FILE
+from trainer.model.configs import IMAGE_SIZE
+from trainer.step import autocast
+
+# One sample's cameras: by name (extra cameras are ignored) or in the trained order.
+CameraImages = Mapping[str, np.ndarray] | Sequence[np.ndarray]
+_REQUIRED = (MODEL_CONFIG_FILE, ADAPTER_FILE, HEAD_FILE, STATS_FILE, CONFIG_FILE)
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a step-N/ folder says about its policy, read without building the model."""
+
+    path: Path
+    run: TrainConfig  # cameras, image_aug, normalization and seed of the run
+    model: ModelConfig
+    stats: dict[str, DatasetStats]  # one entry per dataset trained on
+
+    def select(self, dataset: str | None = None) -> str:
+        """The stats entry to denormalize with: `dataset`, or the only one there is."""
+        names = sorted(self.stats)
+        if dataset is None and len(names) == 1:
+            return names[0]
+        if dataset is None:
+            raise CheckpointError(
+                f"{self.path / STATS_FILE} holds the statistics of several datasets "
+                f"({', '.join(names)}); choose one (dataset= or --dataset)"
+            )
+        if dataset not in self.stats:
+            raise CheckpointError(
+                f"{self.path / STATS_FILE} has no statistics for dataset {dataset!r}; "
+                f"it has {', '.join(names)}"
+            )
+        return dataset
+
+
+def read_checkpoint(ckpt: Path) -> CheckpointInfo:
+    """Check a step-N/ folder is complete and consistent; errors name the folder and the fix."""
+    ckpt = Path(ckpt)
+    if not ckpt.is_dir():
+        raise CheckpointError(f"{ckpt}: no such checkpoint folder; pass RUN_DIR/step-N")
+    missing = [name for name in _REQUIRED if not (ckpt / name).is_file()]
+    if missing:
+        # A run folder instead of one of its step-N folders is the likely slip.
+        saved = checkpoints(ckpt)
+        fix = f"one of its step-N folders, e.g. {saved[-1][1]}" if saved else "a whole step-N"
+        raise CheckpointError(f"{ckpt}: missing {', '.join(missing)}; pass {fix}")
+    stats = read_stats(ckpt / STATS_FILE)
+    info = CheckpointInfo(ckpt, load_config(ckpt), read_model_config(ckpt), stats)
+    wrong = [n for n, s in info.stats.items() if len(s.action.q01) != info.model.action_dim]
+    if wrong or len(info.run.images) != info.model.num_images:
+        raise CheckpointError(
+            f"{ckpt}: {STATS_FILE}, {MODEL_CONFIG_FILE} and {CONFIG_FILE} disagree on the "
+            "action dims or cameras; the folder was not written by one run"
+        )
+    return info
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is visible")
+    return torch.device(device)
+
+
+def resize(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Square resize with PIL's bicubic filter (antialiased when shrinking), as the shards were."""
+    if image.shape[:2] == (size, size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC))
+
+
+class Policy:
+    """Camera images + instruction -> (chunk, D) actions, denormalized with the run's stats."""
+
+    def __init__(self, net: VLAPolicy, info: CheckpointInfo, dataset: str, device: torch.device):
+        self.net = net.eval()
+        self.run = info.run
+        self.dataset = dataset
+        self.bounds = bounds(info.stats[dataset].action, info.run.normalization)
+        self.device = device
+
+    @classmethod
+    def load(
+        cls, ckpt: Path, base: str | None = None, device: str = "auto", dataset: str | None = None
+    ) -> Policy:
+        """Base (the trained one, or `base`) + LoRA + head; stats of `dataset` (or the only one)."""
+        info = read_checkpoint(ckpt)
+        name = info.select(dataset)
+        where = resolve_device(device)
+        return cls(load_policy(info.path, base, where), info, name, where)
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        return self.run.images
+
+    def predict(self, images: CameraImages, instruction: str) -> np.ndarray:
+        """One sample's RGB uint8 (H, W, 3) images -> (chunk, D) float32 actions."""
+        return self.predict_batch([images], [instruction])[0]
+
+    def predict_batch(
+        self, images: Sequence[CameraImages] | np.ndarray, instructions: Sequence[str]
+    ) -> np.ndarray:
+        """Per-sample images (or a (B, N, H, W, 3) uint8 array) -> (B, chunk, D) float32."""
+        return self.denormalize(self.predict_normalized(images, instructions))
+
+    @torch.no_grad()
+    def predict_normalized(
+        self, images: Sequence[CameraImages] | np.ndarray, instructions: Sequence[str]
+    ) -> np.ndarray:
+        """The network's output, in the normalized units the training loss is computed in."""
+        if len(images) != len(instructions):
+            raise ValueError(f"{len(images)} image sets for {len(instructions)} instructions")
+        stacked = np.stack([np.stack(self._ordered(sample)) for sample in images])
+        # The validation view, computed outside autocast exactly as the trainer does.
+        pixels = pixel_values(torch.from_numpy(stacked).to(self.device), self.run.image_aug)
+        tokens = {k: v.to(self.device) for k, v in self.net.tokenize(list(instructions)).items()}
+        with autocast(self.device):
+            out = self.net(pixels, **tokens)
+        return out.float().cpu().numpy()
+
+    def normalize(self, actions: np.ndarray) -> np.ndarray:
+        return normalize(np.asarray(actions, dtype=np.float32), self.bounds)
+
+    def denormalize(self, normalized: np.ndarray) -> np.ndarray:
+        """Back to the robot's units where the stats mask is set; other dims pass through."""
+        return denormalize(normalized, self.bounds).astype(np.float32)
+
+    def _ordered(self, images: CameraImages) -> list[np.ndarray]:
+        if isinstance(images, Mapping):
+            missing = [c for c in self.cameras if c not in images]
+            if missing:
+                raise ValueError(
+                    f"no image for camera(s) {', '.join(missing)}; "
+                    f"the policy takes {', '.join(self.cameras)}"
+                )
+            images = [images[c] for c in self.cameras]
+        elif len(images) != len(self.cameras):
+            raise ValueError(
+                f"{len(images)} images for one sample; the policy takes {len(self.cameras)} "
+                f"({', '.join(self.cameras)}, in that order)"
+            )
+        return [resize(_rgb(image)) for image in images]
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"images must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    return image
