@@ -134,3 +134,7 @@ def predict(**options: Any) -> None:
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
     print_report(report)
+
+
+if __name__ == "__main__":  # torchrun -m trainer.cli ...
+    main()
