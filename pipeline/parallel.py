@@ -31,6 +31,10 @@ def progress_bar(enabled: bool, unit: str = "") -> Progress:
     return Progress(*columns, disable=not enabled, transient=False)
 
 
+def _ready(_: int) -> None:
+    """A no-op job: submitting one per worker makes the pool fork them all now."""
+
+
 class WorkerPool:
     """Worker processes kept for a whole conversion, so planning and encoding share one start-up.
 
@@ -43,9 +47,12 @@ class WorkerPool:
 
     def __enter__(self) -> WorkerPool:
         if self.workers > 1:
-            # spawn: workers start clean (no inherited HDF5 handles or threads from the parent).
-            context = multiprocessing.get_context("spawn")
+            # fork is ~0.3 s faster to start than spawn, which re-imports everything. It is safe
+            # because the workers are forked right here, before this process has opened any
+            # HDF5 file or started a thread (progress bars come later).
+            context = multiprocessing.get_context("fork")
             self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+            list(self._pool.map(_ready, range(self.workers)))
         return self
 
     def __exit__(self, *exc: object) -> None:
