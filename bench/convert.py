@@ -87,7 +87,7 @@ def run_convert(src: Path, workers: int) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=200)  # RoboTwin episodes run 200-400
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
