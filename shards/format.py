@@ -57,9 +57,12 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     return simplejpeg.encode_jpeg(np.ascontiguousarray(image), quality=quality, colorspace="RGB")
 
 
-def decode_jpeg(data: bytes) -> np.ndarray:
-    """JPEG bytes -> RGB uint8 (H, W, 3)."""
-    return simplejpeg.decode_jpeg(data, colorspace="RGB")
+def decode_jpeg(data: bytes, out: np.ndarray | None = None) -> np.ndarray:
+    """JPEG bytes -> RGB uint8 (H, W, 3), decoded into `out` when given (no copy).
+
+    The result's shape is the image's: a caller passing `out` checks it matches.
+    """
+    return simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out)
 
 
 def encode_actions(chunk: np.ndarray) -> bytes:

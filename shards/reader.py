@@ -205,9 +205,29 @@ class ShardStream(IterableDataset):
         return _stream_batches(self.mixture, self.cfg, stream, self.positions.get(stream, start))
 
 
+class BatchLoader:
+    """Iterates a DataLoader over ShardStream, turning each batch's small arrays into tensors."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for batch in self.loader:
+            for name in _SMALL_ARRAYS:
+                batch[name] = torch.from_numpy(batch[name])
+            yield batch
+
+
+_SMALL_ARRAYS = ("actions", "valid", "sets")
+
+
+def _as_built(batch: dict[str, Any]) -> dict[str, Any]:
+    return batch
+
+
 def make_loader(
     data: ShardSet | Mixture, cfg: StreamConfig, state: StreamState | None = None
-) -> DataLoader:
+) -> BatchLoader:
     """A DataLoader over ShardStream: decoding and collation run in its workers."""
     mixture = _as_mixture(data)
     for shard_set in mixture.sets:
@@ -218,13 +238,15 @@ def make_loader(
                 "streams each epoch; write smaller shards for an even mix",
                 shard_set.source, len(names), cfg.split, cfg.world_size, cfg.streams_per_rank,
             )  # fmt: skip
-    return DataLoader(
+    loader = DataLoader(
         ShardStream(mixture, cfg, state),
         batch_size=None,
+        collate_fn=_as_built,  # batches come collated; the default would make numpy tensors
         num_workers=cfg.workers,
         pin_memory=cfg.pin_memory,
         prefetch_factor=2 if cfg.workers else None,
     )
+    return BatchLoader(loader)
 
 
 @dataclass
@@ -258,19 +280,33 @@ def _stream_batches(
         draws = ((i, next(parts[i])) for i in choices)  # training parts never end
     drawn = position.drawn
     pending: list[dict[str, Any]] = []
+    images = _batch_images(cfg, mixture.sets[0].manifest.image_size)
     for i, (raw, epoch, taken) in draws:
         drawn += 1
         where[i] = (epoch, taken)
         try:
-            pending.append(_decode(raw, mixture.sets[i], i, cfg, epoch))
+            slot = images[len(pending)].numpy()
+            pending.append(_decode(raw, mixture.sets[i], i, cfg, epoch, slot))
         except SampleError as exc:
             log.warning("skipping a sample of %s: %s", raw["__shard__"], exc)
             events.bad_samples.append(f"{raw['__shard__']}/{raw['__key__']}")
         if len(pending) == cfg.batch_size:
-            yield _collate(pending, stream, StreamPosition(drawn, tuple(where)), events)
+            yield _collate(pending, images, stream, StreamPosition(drawn, tuple(where)), events)
             pending = []
+            images = _batch_images(cfg, mixture.sets[0].manifest.image_size)
     if pending:  # the end of a single pass
-        yield _collate(pending, stream, StreamPosition(drawn, tuple(where)), events)
+        yield _collate(pending, images, stream, StreamPosition(drawn, tuple(where)), events)
+
+
+def _batch_images(cfg: StreamConfig, size: int) -> torch.Tensor:
+    """A batch's uint8 image tensor; JPEGs are decoded straight into it.
+
+    In a DataLoader worker it is allocated in shared memory: a tensor already shared goes to
+    the training process as a handle, where one made with np.stack would be copied into
+    shared memory again on its way (with the two stacking copies, 3 copies per image saved).
+    """
+    images = torch.empty((cfg.batch_size, len(cfg.cameras), size, size, 3), dtype=torch.uint8)
+    return images.share_memory_() if get_worker_info() is not None else images
 
 
 def _set_raws(
@@ -335,14 +371,19 @@ def _raw_samples(
 
 
 def _decode(
-    raw: RawSample, shard_set: ShardSet, index: int, cfg: StreamConfig, epoch: int
+    raw: RawSample,
+    shard_set: ShardSet,
+    index: int,
+    cfg: StreamConfig,
+    epoch: int,
+    images: np.ndarray,
 ) -> dict[str, Any]:
+    """Check and decode one sample; its images land in `images` (N, H, W, 3)."""
     manifest = shard_set.manifest
-    sample = decode_sample(raw, cfg.cameras)
-    images = np.stack([sample["images"][c] for c in cfg.cameras])
-    size = manifest.image_size
-    if images.shape[1:] != (size, size, 3):
-        raise SampleError(f"sample {sample['key']}: images are {images.shape[1:]}, not {size}px")
+    if images.shape[1] != manifest.image_size:
+        # Mixed sets agree on image size (checked at start); this guards a lying manifest.
+        raise SampleError(f"sample {raw['__key__']}: set image size {manifest.image_size}")
+    sample = decode_sample(raw, cfg.cameras, images)
     actions = sample["actions"]
     if actions.shape != (manifest.chunk, manifest.action_dim):
         raise SampleError(f"sample {sample['key']}: actions are {actions.shape}")
@@ -353,7 +394,6 @@ def _decode(
         raise SampleError(f"sample {sample['key']}: meta.json lacks instructions or valid")
     return {
         "key": sample["key"],
-        "images": images,
         "actions": actions,
         "valid": valid,
         "instruction": choose_instruction(instructions, cfg.seed, epoch, sample["key"]),
@@ -362,15 +402,22 @@ def _decode(
 
 
 def _collate(
-    samples: list[dict[str, Any]], stream: int, position: StreamPosition, events: _Events
+    samples: list[dict[str, Any]],
+    images: torch.Tensor,
+    stream: int,
+    position: StreamPosition,
+    events: _Events,
 ) -> dict[str, Any]:
     return {
-        "images": torch.from_numpy(np.stack([s["images"] for s in samples])),  # (B, N, H, W, 3)
-        "actions": torch.from_numpy(np.stack([s["actions"] for s in samples])),
-        "valid": torch.tensor([s["valid"] for s in samples], dtype=torch.int64),
+        "images": images[: len(samples)],  # (B, N, H, W, 3), decoded in place
+        # Small arrays stay numpy until the training process (BatchLoader): a tensor crosses
+        # from a worker through its own shared-memory segment and file-descriptor hand-over,
+        # which for a few hundred bytes costs far more than pickling them.
+        "actions": np.stack([s["actions"] for s in samples]),
+        "valid": np.array([s["valid"] for s in samples], dtype=np.int64),
         "instructions": [s["instruction"] for s in samples],
         "keys": [s["key"] for s in samples],
-        "sets": torch.tensor([s["set"] for s in samples], dtype=torch.int64),  # index in mixture
+        "sets": np.array([s["set"] for s in samples], dtype=np.int64),  # index in mixture
         "stream": stream,
         "position": position,
         **events.drain(),

@@ -70,15 +70,29 @@ def extra_fields(raw: RawSample, cameras: Iterable[str]) -> list[str]:
     return sorted(f for f in raw if not f.startswith("__") and f not in allowed)
 
 
-def decode_sample(raw: RawSample, cameras: Iterable[str]) -> dict[str, Any]:
-    """Decode the contract members for `cameras`: images uint8 (H, W, 3), actions float32."""
+def decode_sample(
+    raw: RawSample, cameras: Iterable[str], images_out: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Decode the contract members for `cameras`: images uint8 (H, W, 3), actions float32.
+
+    With `images_out` (N, H, W, 3), camera k is decoded straight into `images_out[k]` (the
+    loader passes a slot of its shared-memory batch, saving three copies per image), and an
+    image of another size is a SampleError.
+    """
     key = raw["__key__"]
     cameras = tuple(cameras)
     missing = [f for f in contract_fields(cameras) if f not in raw]
     if missing:
         raise SampleError(f"sample {key}: missing member(s) {', '.join(missing)}")
     try:
-        images = {c: decode_jpeg(raw[camera_member(c)]) for c in cameras}
+        if images_out is None:
+            images = {c: decode_jpeg(raw[camera_member(c)]) for c in cameras}
+        else:
+            images = {}
+            for k, c in enumerate(cameras):
+                images[c] = decode_jpeg(raw[camera_member(c)], images_out[k])
+                if images[c].shape != images_out.shape[1:]:
+                    raise ValueError(f"{c}.jpg is {images[c].shape}, not {images_out.shape[1:]}")
         actions = decode_actions(raw[ACTIONS_MEMBER])
         meta = decode_meta(raw[META_MEMBER])
     except (ValueError, OSError) as exc:
