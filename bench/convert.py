@@ -25,10 +25,9 @@ from pathlib import Path
 
 import psutil
 
-from pipeline.encode import resize
 from pipeline.episodes import Episode, list_episodes
 from pipeline.generate import GenerateConfig, generate
-from shards.format import encode_jpeg
+from shards.format import encode_jpeg, resize_square
 
 VLA_DATA = str(Path(sys.executable).with_name("vla-data"))
 
@@ -41,7 +40,7 @@ def bare_episode(path: Path, size: int, quality: int) -> int:
         for cam in info.cameras:
             for start in range(0, info.steps, 32):
                 for frame in episode.frames(cam, start, min(start + 32, info.steps)):
-                    encode_jpeg(resize(frame, size), quality)
+                    encode_jpeg(resize_square(frame, size), quality)
                     n += 1
     return n
 

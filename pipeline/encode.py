@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from pipeline.episodes import Episode, EpisodeError, EpisodeInfo
 from shards.format import (
@@ -20,6 +19,7 @@ from shards.format import (
     encode_actions,
     encode_jpeg,
     encode_meta,
+    resize_square,
     sample_key,
 )
 from shards.writer import sample_tar_bytes
@@ -48,13 +48,6 @@ class EncodeResult:
     reason: str | None = None  # set when the episode failed while encoding
 
 
-def resize(frame: np.ndarray, size: int) -> np.ndarray:
-    """Square resize with PIL's bicubic filter, which antialiases when shrinking."""
-    if frame.shape[0] == size and frame.shape[1] == size:
-        return frame
-    return np.asarray(Image.fromarray(frame).resize((size, size), Image.Resampling.BICUBIC))
-
-
 def action_chunk(actions: np.ndarray, t: int, chunk: int) -> tuple[np.ndarray, int]:
     """actions[t : t+chunk], rows past the end repeating the last action; and the real row count."""
     rows = actions[t : t + chunk]
@@ -75,7 +68,7 @@ def encode_episode(job: EncodeJob) -> EncodeResult:
                     stop = min(start + FRAME_BLOCK, info.steps)
                     jpegs = {
                         cam: [
-                            encode_jpeg(resize(f, job.image_size), job.jpeg_quality)
+                            encode_jpeg(resize_square(f, job.image_size), job.jpeg_quality)
                             for f in episode.frames(cam, start, stop)
                         ]
                         for cam in job.cameras

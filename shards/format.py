@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import simplejpeg
+from PIL import Image
 
 FORMAT_NAME = "vla-shards"
 FORMAT_VERSION = 1
@@ -50,6 +51,17 @@ def sample_key(episode: str, t: int) -> str:
 
 def camera_member(camera: str) -> str:
     return camera + JPG_SUFFIX
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> (size, size, 3) with PIL's bicubic filter, antialiased when shrinking.
+
+    The contract's resize: the converter stores images made this way, and a trained policy
+    must see camera frames made the same way at inference.
+    """
+    if image.shape[:2] == (size, size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC))
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:

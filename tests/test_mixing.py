@@ -10,6 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from shard_fixtures import write_toy_shards
+from train_fixtures import straight_and_resumed
 
 from shards.mixture import open_mixture, parse_source
 from shards.reader import StreamConfig, StreamState, make_loader
@@ -150,12 +151,7 @@ def test_resume_logs_the_same_losses_as_a_straight_mixed_run(two_sets, tmp_path)
     near, far = two_sets
     common = dict(shards=(str(near), f"{far}:3"), batch_size=2, seed=3, save_every=1000, **TINY)
     common["workers"] = 2
-    straight = TrainConfig(run_dir=tmp_path / "straight", max_steps=40, **common)
-    train(straight)
-    halves = TrainConfig(run_dir=tmp_path / "halves", max_steps=20, **common)
-    train(halves)
-    train(TrainConfig.from_json(halves.to_json(), "test").resumed({"max_steps": 40}), True)
-    a, b = read_metrics(straight.run_dir), read_metrics(halves.run_dir)
+    a, b = straight_and_resumed(tmp_path, 40, **common)
     assert [r["step"] for r in b] == list(range(1, 41))
     assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], abs=1e-6)
 

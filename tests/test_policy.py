@@ -11,6 +11,7 @@ import torch
 from click.testing import CliRunner
 from shard_fixtures import TOY_DATASET, write_toy_shards
 
+from shards.format import resize_square
 from shards.reader import choose_instruction
 from stats.compute import array_stats
 from stats.normalize import bounds, denormalize, normalize
@@ -20,7 +21,7 @@ from trainer.cli import main
 from trainer.config import TrainConfig
 from trainer.loop import train
 from trainer.metrics import read_metrics
-from trainer.policy import Policy, read_checkpoint, resize
+from trainer.policy import Policy, read_checkpoint
 from trainer.predict import PredictConfig, compare
 
 STEPS = 4
@@ -72,7 +73,7 @@ def test_predict_gives_denormalized_float32_chunks(policy):
     big = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
     np.testing.assert_array_equal(
         policy.predict([big, wrist], "lift the cup"),
-        policy.predict([resize(big), wrist], "lift the cup"),
+        policy.predict([resize_square(big, 224), wrist], "lift the cup"),
     )
     batch = policy.predict_batch([[head, wrist], [big, wrist]], ["lift the cup", "grab the cup"])
     assert batch.shape == (2, 4, 3)

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from train_fixtures import straight_and_resumed
 
 from shards.reader import StreamConfig, make_loader
 from shards.source import open_shard_set
@@ -47,12 +48,7 @@ def test_resume_logs_the_same_losses_as_a_straight_run(toy_shards, tmp_path):
     # Two workers: the restart must also put each worker back on its own stream.
     common = dict(shards=str(toy_shards), batch_size=2, seed=3, save_every=1000, **TINY)
     common["workers"] = 2
-    straight = TrainConfig(run_dir=tmp_path / "straight", max_steps=120, **common)
-    train(straight)
-    halves = TrainConfig(run_dir=tmp_path / "halves", max_steps=60, **common)
-    train(halves)
-    train(TrainConfig.from_json(halves.to_json(), "test").resumed({"max_steps": 120}), True)
-    a, b = read_metrics(straight.run_dir), read_metrics(halves.run_dir)
+    a, b = straight_and_resumed(tmp_path, 120, **common)
     assert [r["step"] for r in b] == list(range(1, 121))
     assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], abs=1e-6)
     assert [r["lr"] for r in a] == [r["lr"] for r in b]

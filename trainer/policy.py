@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from shards.format import STATS_FILE
+from shards.format import STATS_FILE, resize_square
 from stats.compute import DatasetStats
 from stats.io import read_stats
 from stats.normalize import bounds, denormalize, normalize
@@ -85,13 +84,6 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def resize(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
-    """Square resize with PIL's bicubic filter (antialiased when shrinking), as the shards were."""
-    if image.shape[:2] == (size, size):
-        return image
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC))
-
-
 class Policy:
     """Camera images + instruction -> (chunk, D) actions, denormalized with the run's stats."""
 
@@ -162,7 +154,7 @@ class Policy:
                 f"{len(images)} images for one sample; the policy takes {len(self.cameras)} "
                 f"({', '.join(self.cameras)}, in that order)"
             )
-        return [resize(_rgb(image)) for image in images]
+        return [resize_square(_rgb(image), IMAGE_SIZE) for image in images]
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:

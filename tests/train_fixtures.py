@@ -1,0 +1,20 @@
+"""Run helpers shared by the training tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trainer.config import TrainConfig
+from trainer.loop import train
+from trainer.metrics import read_metrics
+
+
+def straight_and_resumed(tmp_path: Path, total: int, **options: Any) -> tuple[list, list]:
+    """metrics.jsonl of `total` steps in one go, and of total/2 steps then --resume to total."""
+    straight = TrainConfig(run_dir=tmp_path / "straight", max_steps=total, **options)
+    train(straight)
+    halves = TrainConfig(run_dir=tmp_path / "halves", max_steps=total // 2, **options)
+    train(halves)
+    train(TrainConfig.from_json(halves.to_json(), "test").resumed({"max_steps": total}), True)
+    return read_metrics(straight.run_dir), read_metrics(halves.run_dir)
