@@ -1,0 +1,76 @@
+"""vla-data verify, info, preview and stats --plot on a local set, through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from episode_fixtures import make_episodes, run_convert
+from PIL import Image
+
+from pipeline.cli import main
+
+
+@pytest.fixture
+def shard_set(tmp_path: Path) -> Path:
+    make_episodes(tmp_path / "eps", episodes=4, steps=10)
+    (tmp_path / "eps" / "episode_9.hdf5").write_bytes(b"truncated")
+    run_convert(tmp_path / "eps", tmp_path / "shards", val_episodes=1, shard_samples=12)
+    return tmp_path / "shards"
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_verify_passes_then_names_each_broken_shard(shard_set: Path) -> None:
+    ok = invoke("verify", shard_set, "--workers", "1")
+    assert ok.exit_code == 0, ok.output
+    assert "OK: 4 shards, 40 samples, stats.json matches" in ok.output
+
+    (shard_set / "train-000001.tar").unlink()
+    with open(shard_set / "train-000000.tar", "r+b") as f:
+        f.seek(2000)
+        f.write(b"\xff" * 8)
+    bad = invoke("verify", shard_set, "--workers", "2")
+    assert bad.exit_code == 1
+    assert "FAIL train-000000.tar" in bad.output and "FAIL train-000001.tar" in bad.output
+    assert "ok   val-000000.tar" in bad.output
+    assert "Traceback" not in bad.output
+
+
+def test_verify_catches_a_sample_that_breaks_the_contract(shard_set: Path) -> None:
+    manifest = json.loads((shard_set / "manifest.json").read_text())
+    manifest["chunk"] = 4  # the samples hold 8 rows: every actions.npy is now out of contract
+    (shard_set / "manifest.json").write_text(json.dumps(manifest))
+    result = invoke("verify", shard_set, "--workers", "1")
+    assert result.exit_code == 1
+    assert "expected (4, 14)" in result.output
+
+
+def test_info_lists_splits_and_skipped_episodes(shard_set: Path) -> None:
+    result = invoke("info", shard_set)
+    assert result.exit_code == 0, result.output
+    assert "train       3 episodes, 30 samples, 3 shards" in result.output
+    assert "val         1 episodes, 10 samples, 1 shards" in result.output
+    assert "episode_9.hdf5: not a readable HDF5 file" in result.output
+
+
+def test_preview_and_stats_plot_write_pictures(shard_set: Path, tmp_path: Path) -> None:
+    result = invoke("preview", shard_set, "-o", tmp_path / "p.png", "-n", "3")
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "p.png") as sheet:
+        width, height = sheet.size
+    assert height > width / 2  # three rows of four cameras and a plot
+    result = invoke("stats", shard_set, "--plot", tmp_path / "s.png")
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "s.png") as plot:
+        assert plot.size[0] > 800  # 14 dims in two rows of seven histograms
+
+
+def test_info_of_a_folder_that_is_no_shard_set_is_one_line(tmp_path: Path) -> None:
+    result = invoke("info", tmp_path)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.count("\n") == 1
