@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from shards.format import SPLITS
 from shards.mixture import Mixture, set_choices
 from shards.samples import (
     RawSample,
@@ -24,142 +22,16 @@ from shards.samples import (
     iter_raw_samples,
 )
 from shards.source import ShardSet, ShardSetError
+from shards.stream import (
+    StreamConfig,
+    StreamPosition,
+    StreamState,
+    choose_instruction,
+    shuffled,
+    stream_shards,
+)
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class StreamConfig:
-    """How one rank reads one split of a shard set."""
-
-    split: str = "train"
-    cameras: tuple[str, ...] = ("head", "left_wrist")
-    batch_size: int = 8
-    # Raw samples (JPEG bytes, ~30 kB for two 224px images) held per stream, not decoded frames.
-    shuffle_buffer: int = 1000
-    seed: int = 0
-    rank: int = 0
-    world_size: int = 1
-    workers: int = 0  # DataLoader worker processes; 0 reads in the training process
-    finite: bool = False  # one unshuffled pass (validation) instead of endless shuffled epochs
-    pin_memory: bool = False
-
-    def __post_init__(self) -> None:
-        if self.split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
-        if not self.cameras:
-            raise ValueError("at least one camera is needed")
-        if self.batch_size < 1 or self.shuffle_buffer < 0 or self.workers < 0 or self.seed < 0:
-            raise ValueError("batch_size >= 1, shuffle_buffer >= 0, workers >= 0, seed >= 0")
-        if not 0 <= self.rank < self.world_size:
-            raise ValueError(f"rank {self.rank} is outside world size {self.world_size}")
-
-    @property
-    def streams_per_rank(self) -> int:
-        return max(self.workers, 1)
-
-    @property
-    def streams(self) -> int:
-        return self.world_size * self.streams_per_rank
-
-
-@dataclass(frozen=True)
-class StreamPosition:
-    """Where one stream stands: set choices drawn, and per set (epoch, raw samples taken).
-
-    Each set's part of a stream runs its own epochs, restarted from (seed, epoch) and
-    fast-forwarded by skipping `taken` raw samples undecoded; the set choices restart from
-    draw `drawn`. So resume needs no buffer contents on disk.
-    """
-
-    drawn: int
-    sets: tuple[tuple[int, int], ...]
-
-    @classmethod
-    def start(cls, num_sets: int) -> StreamPosition:
-        return cls(0, ((0, 0),) * num_sets)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"drawn": self.drawn, "sets": [list(p) for p in self.sets]}
-
-    @classmethod
-    def from_dict(cls, data: Any) -> StreamPosition:
-        if isinstance(data, list):
-            # Saved before mixing: one set's [epoch, taken]. With one set every draw picks
-            # set 0, so the draw count does not matter.
-            return cls(0, ((int(data[0]), int(data[1])),))
-        return cls(int(data["drawn"]), tuple((int(e), int(t)) for e, t in data["sets"]))
-
-
-@dataclass
-class StreamState:
-    """What training has consumed: enough to restart every stream exactly where it stopped."""
-
-    positions: dict[int, StreamPosition] = field(default_factory=dict)
-    batches: int = 0  # batches consumed: which worker's batch comes next after a restart
-    bad_shards: set[str] = field(default_factory=set)
-    bad_samples: set[str] = field(default_factory=set)
-
-    def update(self, batch: dict[str, Any]) -> None:
-        self.positions[batch["stream"]] = batch["position"]
-        self.batches += 1
-        self.bad_shards.update(batch["bad_shards"])
-        self.bad_samples.update(batch["bad_samples"])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "positions": {str(s): p.to_dict() for s, p in sorted(self.positions.items())},
-            "batches": self.batches,
-            "bad_shards": sorted(self.bad_shards),
-            "bad_samples": sorted(self.bad_samples),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StreamState:
-        positions = {int(s): StreamPosition.from_dict(p) for s, p in data["positions"].items()}
-        return cls(positions, data["batches"], set(data["bad_shards"]), set(data["bad_samples"]))
-
-
-def stream_shards(
-    names: Sequence[str], seed: int, epoch: int, stream: int, streams: int, shuffle: bool = True
-) -> list[str]:
-    """The shards logical stream `stream` (of `streams`, all ranks x workers) reads in `epoch`.
-
-    The order is reshuffled from (seed, epoch) first and split second, so each stream reads
-    other shards every epoch while the streams of one epoch stay disjoint. With fewer shards
-    than streams the shuffled order repeats until every stream has one: an empty stream would
-    leave its rank waiting forever in the next gradient all-reduce.
-    """
-    order = list(names)
-    if shuffle:
-        order = [order[i] for i in np.random.default_rng([seed, epoch]).permutation(len(order))]
-        if order and len(order) < streams:
-            order = (order * streams)[:streams]
-    return order[stream::streams]
-
-
-def shuffled(items: Iterable[T], size: int, rng: np.random.Generator) -> Iterator[T]:
-    """Buffer shuffle: hold `size` items, emit a random one for each new one, then the rest."""
-    if size <= 1:
-        yield from items
-        return
-    buffer: list[T] = []
-    for item in items:
-        if len(buffer) < size:
-            buffer.append(item)
-            continue
-        i = int(rng.integers(size))
-        yield buffer[i]
-        buffer[i] = item
-    rng.shuffle(buffer)
-    yield from buffer
-
-
-def choose_instruction(instructions: Sequence[str], seed: int, epoch: int, key: str) -> str:
-    """One instruction per sample per epoch, from a hash: the same on resume, whatever the order."""
-    digest = hashlib.blake2b(f"{seed}/{epoch}/{key}".encode(), digest_size=8).digest()
-    return instructions[int.from_bytes(digest, "little") % len(instructions)]
 
 
 def check_stream(data: ShardSet | Mixture, cfg: StreamConfig) -> None:

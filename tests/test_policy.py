@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from shard_fixtures import TOY_DATASET, write_toy_shards
 
 from shards.format import resize_square
-from shards.reader import choose_instruction
+from shards.stream import choose_instruction
 from stats.compute import array_stats
 from stats.normalize import bounds, denormalize, normalize
 from trainer.batches import BatchPrep

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from shards.reader import StreamState
+from shards.stream import StreamState
 from stats.compute import ArrayStats
 from stats.normalize import Bounds, bounds, normalize
 from trainer.augment import pixel_values
