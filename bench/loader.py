@@ -3,15 +3,17 @@
     .venv/bin/python bench/loader.py [--episodes 20 --steps 100 --workers 2 --batch-size 8
                                       --samples 3000 --rounds 3]
 
-Both sides load the same episodes with the same workers and batch size, two cameras
-(head, left_wrist), up to a batch ready to go to the device:
-- shards: `vla-data loadtest`'s loader (pipeline.loadtest, i.e. the trainer's DataLoader)
-  over a set converted from the episodes with `--cameras head,left_wrist`;
+Both sides load the same episodes with the same number of CPU workers and batch size, two
+cameras (head, left_wrist), up to a batch ready to go to the device:
+- shards: `vla-data loadtest`'s loader (pipeline.loadtest, i.e. the trainer's loader) over a
+  set converted from the episodes with `--cameras head,left_wrist`, run two ways: with N
+  DataLoader worker processes (`--workers N`), and with N decode threads in the training
+  process (`--workers 0 --decode-threads N`);
 - hdf5: a torch map-style Dataset that, per sample, reads both 256x256 frames at t with
   h5py, resizes them 256 -> 224 with PIL (bicubic), normalizes to float and slices
   action[t:t+8] (the padding rule of the shards), shuffled by the DataLoader.
-Rounds alternate the two; it prints each side's median samples/s, bytes read per sample,
-and the ratio.
+Rounds alternate the three; it prints each one's median samples/s, bytes read per sample,
+and the ratios.
 """
 
 from __future__ import annotations
@@ -102,27 +104,36 @@ def main() -> None:
     two_cameras = ("head", "left_wrist")
     convert(ConvertConfig(root / "eps", shards_dir=root / "shards", val_episodes=0,
                           cameras=two_cameras, shard_samples=250, progress=False))  # fmt: skip
-    config = LoadtestConfig(str(root / "shards"), args.workers, args.batch_size,
-                            samples=args.samples)  # fmt: skip
+    # Our loader with N CPU workers two ways: N worker processes, or N decode threads in
+    # the training process (simplejpeg releases the GIL; no inter-process batch copies).
+    shards = str(root / "shards")
+    processes = LoadtestConfig(shards, args.workers, args.batch_size, samples=args.samples)
+    threads = LoadtestConfig(shards, 0, args.batch_size, samples=args.samples,
+                             decode_threads=args.workers)  # fmt: skip
 
-    ours, theirs, ours_bytes = [], [], 0.0
+    rates: dict[str, list[float]] = {"processes": [], "threads": [], "hdf5": []}
+    ours_bytes = 0.0
     for _ in range(args.rounds):
-        result = loadtest(config)
-        ours.append(result.samples_per_s)
-        ours_bytes = result.bytes_read / result.samples
-        theirs.append(time_hdf5(paths, args.workers, args.batch_size, args.samples))
+        for name, config in (("processes", processes), ("threads", threads)):
+            result = loadtest(config)
+            rates[name].append(result.samples_per_s)
+            ours_bytes = result.bytes_read / result.samples
+        rates["hdf5"].append(time_hdf5(paths, args.workers, args.batch_size, args.samples))
 
     hdf5_bytes = len(CAMERAS) * 256 * 256 * 3 + 8 * 14 * 4  # two raw frames + 8 action rows
-    print(f"{args.episodes} episodes x {args.steps} steps, workers={args.workers}, "
+    print(f"{args.episodes} episodes x {args.steps} steps, {args.workers} CPU workers, "
           f"batch={args.batch_size}, head+left_wrist, {args.rounds} rounds")  # fmt: skip
-    report("shards (vla-data loadtest)", ours, ours_bytes)
-    report("hdf5 map-style Dataset", theirs, hdf5_bytes)
-    print(f"ratio shards / hdf5: {statistics.median(ours) / statistics.median(theirs):.2f}x")
+    report(f"shards, {args.workers} worker processes", rates["processes"], ours_bytes)
+    report(f"shards, {args.workers} decode threads", rates["threads"], ours_bytes)
+    report(f"hdf5 Dataset, {args.workers} workers", rates["hdf5"], hdf5_bytes)
+    base = statistics.median(rates["hdf5"])
+    for name in ("processes", "threads"):
+        print(f"ratio shards ({name}) / hdf5: {statistics.median(rates[name]) / base:.2f}x")
 
 
 def report(name: str, rates: list[float], bytes_per_sample: float) -> None:
     rounds = ", ".join(f"{x:.0f}" for x in rates)
-    print(f"{name:<28}{statistics.median(rates):8.1f} samples/s (rounds: {rounds}), "
+    print(f"{name:<32}{statistics.median(rates):8.1f} samples/s (rounds: {rounds}), "
           f"{bytes_per_sample / 1e3:.1f} kB read/sample")  # fmt: skip
 
 

@@ -286,26 +286,34 @@ def preview_cmd(source: str, output: Path, samples: int, split: str) -> None:
 
 @main.command("loadtest")
 @click.argument("source")
-@click.option("--workers", default=2, show_default=True)
+@click.option("--workers", default=2, show_default=True, help="DataLoader worker processes.")
+@click.option(
+    "--decode-threads",
+    default=0,
+    show_default=True,
+    help="Threads decoding JPEGs in each loading process (0: inline).",
+)
 @click.option("--batch-size", default=8, show_default=True)
 @click.option("--images", default="head,left_wrist", show_default=True, help="Cameras to load.")
 @click.option("--samples", default=4000, show_default=True, help="Samples to time.")
 @click.option("--shuffle-buffer", default=1000, show_default=True)
 @user_errors
-def loadtest_cmd(source: str, workers: int, batch_size: int, images: str, samples: int,
-                 shuffle_buffer: int) -> None:  # fmt: skip
+def loadtest_cmd(source: str, workers: int, decode_threads: int, batch_size: int, images: str,
+                 samples: int, shuffle_buffer: int) -> None:  # fmt: skip
     """Time the trainer's CPU-side loader alone: samples/s and MB/s of shard data."""
     from pipeline.loadtest import LoadtestConfig, loadtest  # torch: only this command needs it
 
     try:
         config = LoadtestConfig(source, workers, batch_size, _cameras(images), samples,
-                                shuffle_buffer=shuffle_buffer)  # fmt: skip
+                                shuffle_buffer=shuffle_buffer,
+                                decode_threads=decode_threads)  # fmt: skip
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     result = loadtest(config)
     click.echo(
         f"{result.samples_per_s:.1f} samples/s, {result.mb_per_s:.1f} MB/s "
         f"({result.samples} samples in {result.seconds:.2f} s, {workers} workers, "
+        f"{decode_threads} decode threads, "
         f"batch {batch_size}, images {images})"
     )
 

@@ -26,6 +26,7 @@ class LoadtestConfig:
     warmup_batches: int = 5  # worker start-up and first shard opens stay out of the figure
     shuffle_buffer: int = 1000
     split: str = "train"
+    decode_threads: int = 0  # threads decoding JPEGs in each loading process; 0: inline
 
     def __post_init__(self) -> None:
         if self.samples < self.batch_size:
@@ -55,6 +56,7 @@ def loadtest(config: LoadtestConfig) -> LoadtestResult:
         batch_size=config.batch_size,
         shuffle_buffer=config.shuffle_buffer,
         workers=config.workers,
+        decode_threads=config.decode_threads,
         pin_memory=torch.cuda.is_available(),
     )
     shards = shard_set.manifest.shards(config.split)

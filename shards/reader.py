@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import http.client
+import itertools
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,23 +153,61 @@ def _stream_batches(
         choices = set_choices(mixture.weights, cfg.seed, stream, position.drawn)
         draws = ((i, next(parts[i])) for i in choices)  # training parts never end
     drawn = position.drawn
-    pending: list[dict[str, Any]] = []
-    images = _batch_images(cfg, mixture.sets[0].manifest.image_size)
-    for i, (raw, epoch, taken) in draws:
-        drawn += 1
-        where[i] = (epoch, taken)
+    size = mixture.sets[0].manifest.image_size
+    # simplejpeg releases the GIL, so decode threads run in parallel with no IPC at all.
+    pool = ThreadPoolExecutor(cfg.decode_threads) if cfg.decode_threads else None
+    try:
+        pending: list[dict[str, Any]] = []
+        images = _batch_images(cfg, size)
+        exhausted = False
+        while not exhausted:
+            # Draw what the batch lacks, decode it (in parallel), keep what decodes.
+            jobs = []
+            for i, (raw, epoch, taken) in itertools.islice(draws, cfg.batch_size - len(pending)):
+                drawn += 1
+                where[i] = (epoch, taken)
+                jobs.append((raw, i, epoch))
+            exhausted = len(jobs) < cfg.batch_size - len(pending)
+            start = len(pending)
+            slots = [images[start + k].numpy() for k in range(len(jobs))]
+            for k, result in enumerate(_decode_all(jobs, mixture, cfg, slots, pool)):
+                if isinstance(result, SampleError):
+                    raw = jobs[k][0]
+                    log.warning("skipping a sample of %s: %s", raw["__shard__"], result)
+                    events.bad_samples.append(f"{raw['__shard__']}/{raw['__key__']}")
+                    continue
+                if start + k != len(pending):  # close the gap a skipped sample left
+                    images[len(pending)] = images[start + k]
+                pending.append(result)
+            if len(pending) == cfg.batch_size or (exhausted and pending):
+                position_now = StreamPosition(drawn, tuple(where))
+                yield _collate(pending, images, stream, position_now, events)
+                pending = []
+                images = _batch_images(cfg, size)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _decode_all(
+    jobs: list[tuple[RawSample, int, int]],
+    mixture: Mixture,
+    cfg: StreamConfig,
+    slots: list[np.ndarray],
+    pool: ThreadPoolExecutor | None,
+) -> list[dict[str, Any] | SampleError]:
+    """_decode of each job into its slot, in job order; a SampleError stands for a bad one."""
+
+    def one(k: int) -> dict[str, Any] | SampleError:
+        raw, i, epoch = jobs[k]
         try:
-            slot = images[len(pending)].numpy()
-            pending.append(_decode(raw, mixture.sets[i], i, cfg, epoch, slot))
+            return _decode(raw, mixture.sets[i], i, cfg, epoch, slots[k])
         except SampleError as exc:
-            log.warning("skipping a sample of %s: %s", raw["__shard__"], exc)
-            events.bad_samples.append(f"{raw['__shard__']}/{raw['__key__']}")
-        if len(pending) == cfg.batch_size:
-            yield _collate(pending, images, stream, StreamPosition(drawn, tuple(where)), events)
-            pending = []
-            images = _batch_images(cfg, mixture.sets[0].manifest.image_size)
-    if pending:  # the end of a single pass
-        yield _collate(pending, images, stream, StreamPosition(drawn, tuple(where)), events)
+            return exc
+
+    if pool is None:
+        return [one(k) for k in range(len(jobs))]
+    return list(pool.map(one, range(len(jobs))))
 
 
 def _batch_images(cfg: StreamConfig, size: int) -> torch.Tensor:

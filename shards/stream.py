@@ -30,6 +30,7 @@ class StreamConfig:
     rank: int = 0
     world_size: int = 1
     workers: int = 0  # DataLoader worker processes; 0 reads in the training process
+    decode_threads: int = 0  # threads decoding each batch's JPEGs (per process); 0: inline
     finite: bool = False  # one unshuffled pass (validation) instead of endless shuffled epochs
     pin_memory: bool = False
 
@@ -38,8 +39,11 @@ class StreamConfig:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
         if not self.cameras:
             raise ValueError("at least one camera is needed")
-        if self.batch_size < 1 or self.shuffle_buffer < 0 or self.workers < 0 or self.seed < 0:
-            raise ValueError("batch_size >= 1, shuffle_buffer >= 0, workers >= 0, seed >= 0")
+        counts = (self.shuffle_buffer, self.workers, self.decode_threads, self.seed)
+        if self.batch_size < 1 or min(counts) < 0:
+            raise ValueError(
+                "batch_size >= 1; shuffle_buffer, workers, decode_threads and seed >= 0"
+            )
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} is outside world size {self.world_size}")
 

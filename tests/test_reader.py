@@ -158,3 +158,33 @@ def test_reads_a_shard_set_over_http(toy_shards):
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
+
+
+def _break_one_jpeg(shard) -> str:
+    """Overwrite the middle of one sample's head.jpg with garbage; returns that sample's key."""
+    import tarfile
+
+    with tarfile.open(shard) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith(".head.jpg"))
+        offset = member.offset_data
+    with open(shard, "r+b") as f:
+        f.seek(offset + 20)
+        f.write(b"\xff\xd9" + b"\x00" * 64)
+    return member.name.split(".")[0]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_decode_threads_give_the_same_batches(toy_shards, workers):
+    broken = _break_one_jpeg(toy_shards / "train-000000.tar")
+    shard_set = open_shard_set(toy_shards)
+    runs = []
+    for threads in (0, 3):
+        cfg = StreamConfig(batch_size=5, workers=workers, decode_threads=threads, finite=True)
+        runs.append(list(make_loader(shard_set, cfg)))
+    plain, threaded = runs
+    keys = [k for b in plain for k in b["keys"]]
+    assert broken not in keys and len(keys) == 4 * 16 - 1  # the bad sample skipped, once
+    assert [b["keys"] for b in threaded] == [b["keys"] for b in plain]
+    for a, b in zip(plain, threaded, strict=True):
+        assert torch.equal(a["images"], b["images"]) and torch.equal(a["actions"], b["actions"])
+        assert a["position"] == b["position"]

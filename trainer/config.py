@@ -13,9 +13,19 @@ from stats.normalize import NORMALIZATIONS
 CONFIG_FILE = "train_config.json"
 # What --resume may change: where the run and the shards are now (checked against the run's
 # datasets, dims and weights), how long to go on, how often to save or validate, and the
-# device. Anything else would silently make a different run, or (workers) a different data order.
+# device, and decode threads (they change how fast the same batches come, not which). Anything
+# else would silently make a different run, or (workers) a different data order.
 RESUME_OVERRIDABLE = frozenset(
-    {"run_dir", "shards", "max_steps", "save_every", "keep", "val_every", "device"}
+    {
+        "run_dir",
+        "shards",
+        "max_steps",
+        "save_every",
+        "keep",
+        "val_every",
+        "device",
+        "decode_threads",
+    }
 )
 
 
@@ -48,6 +58,8 @@ class TrainConfig:
     max_steps: int = 50000
     seed: int = 7
     workers: int = 4
+    decode_threads: int = 0
+    """Threads decoding each batch's JPEGs in each loading process; 0 decodes inline."""
     """DataLoader worker processes per device (decoding and collation)."""
     shuffle_buffer: int = 1000
     """Samples held per reading stream for shuffling (still JPEG-encoded)."""
@@ -80,7 +92,10 @@ class TrainConfig:
         for name in ("lora_rank", "batch_size", "grad_accum", "max_steps", "save_every", "keep"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{_flag(name)} must be at least 1")
-        counts = ("decay_step", "warmup_steps", "seed", "workers", "shuffle_buffer", "val_every")
+        counts = (
+            "decay_step", "warmup_steps", "seed", "workers", "decode_threads", "shuffle_buffer",
+            "val_every",
+        )  # fmt: skip
         for name in counts:
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{_flag(name)} must not be negative")

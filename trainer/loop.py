@@ -185,6 +185,7 @@ def stream_config(cfg: TrainConfig, dist: Dist, split: str) -> StreamConfig:
         rank=dist.rank,
         world_size=dist.world_size,
         workers=cfg.workers,
+        decode_threads=cfg.decode_threads,
         finite=split == "val",
         pin_memory=dist.device.type == "cuda",
     )
