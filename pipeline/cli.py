@@ -139,7 +139,7 @@ def convert_cmd(episodes_dir: Path, shards_dir: Path, **kw) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @user_errors
 def merge_cmd(paths: tuple[Path, ...], overwrite: bool, quiet: bool) -> None:
-    """Join PART_DIR... (from `convert --part I/N`) into one shard set OUT_DIR (the last path)."""
+    """Join part sets made by `convert --part I/N` into one set; the last path is the output."""
     if len(paths) < 2:
         raise click.UsageError("give the part folders and then the output folder")
     *parts, out_dir = paths
