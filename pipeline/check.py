@@ -22,9 +22,13 @@ def train_rows(folder: Path) -> RowCollector:
     return rows
 
 
-def verify_stats(folder: Path) -> list[StatsMismatch]:
-    """Recompute stats from every train sample's first action row; list the disagreements."""
+def verify_stats(folder: Path, rows: RowCollector | None = None) -> list[StatsMismatch]:
+    """Recompute stats from every train sample's first action row; list the disagreements.
+
+    `rows` are the set's train_rows when the caller has read them already.
+    """
     name, expected = next(iter(read_stats(folder / STATS_FILE).items()))
     # The mask follows the options the set was made with, not stats.json, so an edited mask shows.
     no_normalize = list(read_manifest(folder).options.get("no_normalize_dims", []))
-    return compare(expected, train_rows(folder).stats(no_normalize))
+    rows = rows if rows is not None else train_rows(folder)
+    return compare(expected, rows.stats(no_normalize))

@@ -173,10 +173,12 @@ def stats_cmd(
     """Show the statistics of a shard set, or compute them from an episodes folder."""
     if is_shard_set(folder):
         stats = read_stats(folder / STATS_FILE)
+        # One pass over the train shards serves both the plot and the check.
+        collected = train_rows(folder) if plot is not None or verify else None
         if plot is not None:
-            rows = np.concatenate([np.stack(r) for r in train_rows(folder).actions.values()])
+            rows = np.concatenate([np.stack(r) for r in collected.actions.values()])
         if verify:
-            problems = verify_stats(folder)
+            problems = verify_stats(folder, collected)
             for problem in problems:
                 click.echo(f"mismatch {problem.quantity}.{problem.key}: {problem.detail}", err=True)
             if problems:
