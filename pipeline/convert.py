@@ -58,7 +58,7 @@ def plan_stats(plan: Plan, config: PlanConfig) -> DatasetStats:
 
 
 def convert(config: ConvertConfig) -> ConvertSummary:
-    check_target(config.shards_dir, config.overwrite)
+    target = check_target(config.shards_dir, config.overwrite, [config.episodes_dir])
     staging = None
     try:
         with WorkerPool(config.workers) as pool:
@@ -67,7 +67,7 @@ def convert(config: ConvertConfig) -> ConvertSummary:
                 raise ConvertError(_no_good_episodes(plan, config))
             if config.strict and plan.skipped():
                 raise ConvertError(_strict_failure(plan))
-            staging = staging_dir(config.shards_dir)
+            staging = staging_dir(target)
             _encode(plan, config, staging, pool)
         if config.strict and plan.skipped():
             raise ConvertError(_strict_failure(plan))
@@ -75,7 +75,7 @@ def convert(config: ConvertConfig) -> ConvertSummary:
         # episode failed while encoding, and keeps a merge of parts equal to one conversion.
         assign_split(plan.probes, config)
         manifest = write_set(plan, config, staging)
-        publish(staging, config.shards_dir, config.overwrite)
+        publish(staging, target, config.overwrite)
     finally:
         if staging is not None:
             discard(staging)  # a no-op once published; on error or Ctrl-C nothing half-made stays

@@ -52,10 +52,10 @@ class _Episode:
 
 
 def merge(config: MergeConfig) -> ConvertSummary:
-    check_target(config.out_dir, config.overwrite)
+    target = check_target(config.out_dir, config.overwrite, config.parts)
     sets = [open_shard_set(p) for p in config.parts]
     convert_config = _convert_config(sets, config)
-    staging = staging_dir(config.out_dir)
+    staging = staging_dir(target)
     try:
         spool = staging / "spool"
         spool.mkdir()
@@ -64,7 +64,7 @@ def merge(config: MergeConfig) -> ConvertSummary:
         assign_keys(plan.probes)
         assign_split(plan.probes, convert_config)
         manifest = write_set(plan, convert_config, staging)
-        publish(staging, config.out_dir, config.overwrite)
+        publish(staging, target, config.overwrite)
     finally:
         discard(staging)
     skipped = [(p.relative, p.reason) for p in plan.skipped()]

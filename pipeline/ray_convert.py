@@ -40,8 +40,16 @@ def ray_convert(
     ray.get([remote.remote(c) for c in configs])
     summary = merge(MergeConfig(tuple(c.shards_dir for c in configs), config.shards_dir,
                                 overwrite=config.overwrite, progress=config.progress))  # fmt: skip
-    shutil.rmtree(scratch)
+    remove_parts(scratch, [c.shards_dir for c in configs])
     return summary
+
+
+def remove_parts(scratch: Path, parts: list[Path]) -> None:
+    """Delete the part sets, and `scratch` only if they were all it held: it may be the user's."""
+    for part in parts:
+        shutil.rmtree(part)
+    if not any(scratch.iterdir()):
+        scratch.rmdir()
 
 
 def main() -> None:
