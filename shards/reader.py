@@ -25,6 +25,8 @@ from shards.samples import (
 )
 from shards.source import ShardSet, ShardSetError
 from shards.stream import (
+    WARN_FIRST_BAD,
+    BadSamples,
     StreamConfig,
     StreamPosition,
     StreamState,
@@ -76,7 +78,20 @@ class ShardStream(IterableDataset):
         local = (worker + self.offset) % self.cfg.streams_per_rank
         stream = self.cfg.rank * self.cfg.streams_per_rank + local
         start = StreamPosition.start(len(self.mixture.sets))
-        return _stream_batches(self.mixture, self.cfg, stream, self.positions.get(stream, start))
+        batches = _stream_batches(self.mixture, self.cfg, stream, self.positions.get(stream, start))
+        return _errors_as_batches(batches)
+
+
+def _errors_as_batches(batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """A set that can't be read ends the stream with an {"error": message} batch.
+
+    Raised in a DataLoader worker, the error would reach the training process re-raised
+    with the worker's traceback in its message; as a batch it arrives as the one line it is.
+    """
+    try:
+        yield from batches
+    except ShardSetError as exc:
+        yield {"error": str(exc)}
 
 
 class BatchLoader:
@@ -87,6 +102,8 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for batch in self.loader:
+            if "error" in batch:
+                raise ShardSetError(batch["error"])
             for name in _SMALL_ARRAYS:
                 batch[name] = torch.from_numpy(batch[name])
             yield batch
@@ -154,6 +171,7 @@ def _stream_batches(
         draws = ((i, next(parts[i])) for i in choices)  # training parts never end
     drawn = position.drawn
     size = mixture.sets[0].manifest.image_size
+    bad = BadSamples([s.manifest.samples(cfg.split) for s in mixture.sets])
     # simplejpeg releases the GIL, so decode threads run in parallel with no IPC at all.
     pool = ThreadPoolExecutor(cfg.decode_threads) if cfg.decode_threads else None
     try:
@@ -171,11 +189,12 @@ def _stream_batches(
             start = len(pending)
             slots = [images[start + k].numpy() for k in range(len(jobs))]
             for k, result in enumerate(_decode_all(jobs, mixture, cfg, slots, pool)):
+                raw, i, _ = jobs[k]
                 if isinstance(result, SampleError):
-                    raw = jobs[k][0]
-                    log.warning("skipping a sample of %s: %s", raw["__shard__"], result)
                     events.bad_samples.append(f"{raw['__shard__']}/{raw['__key__']}")
+                    _bad_sample(bad, i, mixture.sets[i], cfg.split, raw, result)
                     continue
+                bad.good(i)
                 if start + k != len(pending):  # close the gap a skipped sample left
                     images[len(pending)] = images[start + k]
                 pending.append(result)
@@ -187,6 +206,24 @@ def _stream_batches(
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+
+
+def _bad_sample(
+    bad: BadSamples, index: int, shard_set: ShardSet, split: str, raw: RawSample, exc: SampleError
+) -> None:
+    """Count (and now and then report) an undecodable sample; stop on a set beyond reading."""
+    if bad.bad(index):
+        # Rate-limited: every bad sample is still counted in the batch's bad_samples.
+        log.warning(
+            "skipping a sample of %s: %s (%d bad samples so far in this stream; the first %d "
+            "are logged, then the 10th, 100th, 1000th, ...)",
+            raw["__shard__"], exc, bad.total, WARN_FIRST_BAD,
+        )  # fmt: skip
+    if bad.hopeless(index):
+        raise ShardSetError(
+            f"{shard_set.source}: {bad.in_a_row[index]} {split} samples in a row did not "
+            f"decode, the last: {exc}; check the set with `vla-data verify {shard_set.source}`"
+        )
 
 
 def _decode_all(

@@ -113,6 +113,40 @@ class StreamState:
         return cls(positions, data["batches"], set(data["bad_shards"]), set(data["bad_samples"]))
 
 
+# A set whose samples fail this many times in a row (or a whole pass over it, if smaller)
+# has nothing left to read: going on would loop forever.
+MAX_BAD_IN_A_ROW = 1000
+# Bad samples a stream warns about one by one; after these, only at 10, 100, 1000, ...
+WARN_FIRST_BAD = 3
+
+
+class BadSamples:
+    """One stream's undecodable samples: when to warn, and when a set is beyond reading."""
+
+    def __init__(self, samples_per_set: Sequence[int]) -> None:
+        self.limits = [max(1, min(MAX_BAD_IN_A_ROW, n)) for n in samples_per_set]
+        self.in_a_row = [0] * len(self.limits)
+        self.total = 0
+
+    def good(self, index: int) -> None:
+        self.in_a_row[index] = 0
+
+    def bad(self, index: int) -> bool:
+        """Count one bad sample of set `index`; True when it is worth a warning line."""
+        self.in_a_row[index] += 1
+        self.total += 1
+        return self.total <= WARN_FIRST_BAD or _is_power_of_ten(self.total)
+
+    def hopeless(self, index: int) -> bool:
+        return self.in_a_row[index] >= self.limits[index]
+
+
+def _is_power_of_ten(n: int) -> bool:
+    while n % 10 == 0:
+        n //= 10
+    return n == 1
+
+
 def stream_shards(
     names: Sequence[str], seed: int, epoch: int, stream: int, streams: int, shuffle: bool = True
 ) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -18,3 +19,17 @@ def toy_shards(tmp_path: Path) -> Path:
 def many_toy_shards(tmp_path: Path) -> Path:
     """12 train shards of 8 samples each, for rank and worker splitting."""
     return write_toy_shards(tmp_path / "many", train_episodes=12, steps=8)
+
+
+@pytest.fixture
+def deadline():
+    """Turn a hang into a failure: a test using this fails after 60 s instead of never ending."""
+
+    def hung(signum, frame):
+        raise TimeoutError("the test hung for 60 s")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)

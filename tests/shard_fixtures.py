@@ -81,6 +81,13 @@ def write_toy_shards(
     return root
 
 
+def no_sample_decodes(root: Path) -> Path:
+    """Edit a toy set's manifest image size: every stored JPEG is then the wrong size."""
+    path = root / "manifest.json"
+    path.write_text(path.read_text().replace('"image_size": 224', '"image_size": 112'))
+    return root
+
+
 def _toy_sample(
     episode: str, t: int, levels: np.ndarray, actions: np.ndarray, chunk: int, dataset: str
 ) -> bytes:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import http.server
 import itertools
+import logging
 import threading
 from collections import Counter
 
 import pytest
 import torch
-from shard_fixtures import TOY_INSTRUCTIONS
+from shard_fixtures import TOY_INSTRUCTIONS, no_sample_decodes, write_toy_shards
 
+from shards.mixture import open_mixture
 from shards.reader import (
     StreamConfig,
     StreamState,
@@ -160,22 +162,22 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def _break_one_jpeg(shard) -> str:
-    """Overwrite the middle of one sample's head.jpg with garbage; returns that sample's key."""
+def _break_jpegs(shard, count: int = 1) -> list[str]:
+    """Overwrite the middle of `count` samples' head.jpg with garbage; returns their keys."""
     import tarfile
 
     with tarfile.open(shard) as tar:
-        member = next(m for m in tar.getmembers() if m.name.endswith(".head.jpg"))
-        offset = member.offset_data
+        members = [m for m in tar.getmembers() if m.name.endswith(".head.jpg")][:count]
     with open(shard, "r+b") as f:
-        f.seek(offset + 20)
-        f.write(b"\xff\xd9" + b"\x00" * 64)
-    return member.name.split(".")[0]
+        for member in members:
+            f.seek(member.offset_data + 20)
+            f.write(b"\xff\xd9" + b"\x00" * 64)
+    return [m.name.split(".")[0] for m in members]
 
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_decode_threads_give_the_same_batches(toy_shards, workers):
-    broken = _break_one_jpeg(toy_shards / "train-000000.tar")
+    (broken,) = _break_jpegs(toy_shards / "train-000000.tar")
     shard_set = open_shard_set(toy_shards)
     runs = []
     for threads in (0, 3):
@@ -188,3 +190,44 @@ def test_decode_threads_give_the_same_batches(toy_shards, workers):
     for a, b in zip(plain, threaded, strict=True):
         assert torch.equal(a["images"], b["images"]) and torch.equal(a["actions"], b["actions"])
         assert a["position"] == b["position"]
+
+
+def _warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_set_where_no_sample_decodes_stops_with_one_line(toy_shards, workers, deadline, caplog):
+    shard_set = open_shard_set(no_sample_decodes(toy_shards))
+    cfg = StreamConfig(batch_size=4, workers=workers)
+    with pytest.raises(ShardSetError) as caught:
+        next(iter(make_loader(shard_set, cfg)))
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"{toy_shards}: "), message
+    # One pass over the set (64 train samples) is less than the limit of 1000.
+    assert "64 train samples in a row did not decode" in message
+    assert "does not decode" in message and f"vla-data verify {toy_shards}" in message
+    if workers == 0:  # workers log in their own processes
+        assert len(_warnings(caplog)) <= 5
+
+
+def test_bad_samples_are_skipped_counted_and_warned_about_sparingly(toy_shards, caplog):
+    broken = _break_jpegs(toy_shards / "train-000000.tar", 16)  # every sample of one shard
+    cfg = StreamConfig(batch_size=8, shuffle_buffer=8)
+    state = StreamState()
+    for batch in _batches(make_loader(open_shard_set(toy_shards), cfg), 24):  # 4 epochs
+        state.update(batch)
+    assert state.bad_samples == {f"train-000000.tar/{k}" for k in broken}
+    warnings = _warnings(caplog)
+    assert 3 <= len(warnings) <= 5, warnings  # ~64 bad samples read
+    assert any("10 bad samples" in w for w in warnings)
+
+
+def test_a_mixture_stops_on_the_set_that_does_not_decode(tmp_path, deadline):
+    good = write_toy_shards(tmp_path / "good")
+    bad = write_toy_shards(tmp_path / "bad", dataset="bad")
+    for shard in bad.glob("train-*.tar"):
+        _break_jpegs(shard, 16)
+    mixture = open_mixture([(str(good), 1.0), (str(bad), 1.0)])
+    with pytest.raises(ShardSetError, match=f"^{bad}: 64 train samples in a row"):
+        _batches(make_loader(mixture, StreamConfig(batch_size=4)), 100)

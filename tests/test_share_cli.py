@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from episode_fixtures import make_episodes, run_convert
 from PIL import Image
+from shard_fixtures import no_sample_decodes, write_toy_shards
 
 from pipeline.cli import main
 
@@ -74,3 +75,14 @@ def test_info_of_a_folder_that_is_no_shard_set_is_one_line(tmp_path: Path) -> No
     result = invoke("info", tmp_path)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_loadtest_of_a_set_where_no_sample_decodes_stops_with_one_line(
+    tmp_path: Path, workers: str, deadline
+) -> None:
+    shards = no_sample_decodes(write_toy_shards(tmp_path / "toy"))
+    result = invoke("loadtest", shards, "--workers", workers, "--samples", "16")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines() == [result.output.strip()]
+    assert result.output.startswith(f"Error: {shards}: 64 train samples in a row did not decode")

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 from click.testing import CliRunner
-from shard_fixtures import write_toy_shards
+from shard_fixtures import no_sample_decodes, write_toy_shards
 
 from trainer.cli import main
 from trainer.metrics import read_metrics
@@ -70,6 +70,15 @@ def test_a_corrupt_shard_is_skipped_counted_and_survived(toy_shards, tmp_path, c
     assert result.exit_code == 0, result.output
     assert read_metrics(tmp_path / "r")[-1]["bad_shards"] == 1
     assert "train-000002.tar" in caplog.text
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_set_where_no_sample_decodes_stops_with_one_line(toy_shards, tmp_path, workers, deadline):
+    no_sample_decodes(toy_shards)
+    result = run("--shards", str(toy_shards), "--run-dir", str(tmp_path / "r"), *TINY,
+                 "--workers", workers, "--batch-size", "4", "--max-steps", "3")  # fmt: skip
+    fails_with(result, f"Error: {toy_shards}: 64 train samples in a row did not decode")
+    assert len(result.output.strip().splitlines()) == 1, result.output
 
 
 def test_resume_refuses_other_data_other_base_and_reused_folders(toy_shards, tmp_path):
