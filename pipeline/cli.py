@@ -34,7 +34,7 @@ from shards.format import STATS_FILE
 from shards.manifest import ManifestError, is_shard_set
 from shards.source import ShardSetError, open_shard_set
 from stats.compute import STAT_KEYS, DatasetStats
-from stats.io import StatsError, read_stats, stats_to_json
+from stats.io import StatsError, stats_to_json
 
 # Errors a user can cause; anything else is a bug and keeps its traceback.
 USER_ERRORS = (
@@ -172,7 +172,9 @@ def stats_cmd(
 ) -> None:
     """Show the statistics of a shard set, or compute them from an episodes folder."""
     if is_shard_set(folder):
-        stats = read_stats(folder / STATS_FILE)
+        # Opened as every reader opens a set: stats.json is checked against its manifest.
+        shard_set = open_shard_set(folder, check_files=False)
+        stats = {shard_set.manifest.dataset: shard_set.stats}
         # One pass over the train shards serves both the plot and the check.
         collected = train_rows(folder) if plot is not None or verify else None
         if plot is not None:

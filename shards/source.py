@@ -38,7 +38,7 @@ class ShardSet:
         return [s.name for s in self.manifest.shards(split)]
 
     def location(self, name: str) -> str:
-        return self.source + name if is_url(self.source) else str(Path(self.source) / name)
+        return _join(self.source, name)
 
     def open_shard(self, name: str) -> IO[bytes]:
         """A read stream over one shard; raises OSError (URLError included) when it can't open."""
@@ -68,12 +68,17 @@ def open_shard_set(source: str | Path, check_files: bool = True) -> ShardSet:
             raise ShardSetError(f"{folder}: the folder is empty; convert episodes into it first")
         manifest_text = _read_text(folder / MANIFEST_FILE, "no manifest.json")
         stats_text = _read_text(folder / STATS_FILE, "no stats.json")
-    manifest = parse_manifest(manifest_text, source + MANIFEST_FILE)
-    stats = parse_stats(stats_text, source + STATS_FILE)
+    manifest = parse_manifest(manifest_text, _join(source, MANIFEST_FILE))
+    stats = parse_stats(stats_text, _join(source, STATS_FILE))
     shard_set = ShardSet(source, manifest, _dataset_entry(manifest, stats, source), stats_text)
     if check_files and not is_url(source):
         _check_files(shard_set)
     return shard_set
+
+
+def _join(source: str, name: str) -> str:
+    """A file of the set: URL prefixes end in `/`, folders are joined as paths."""
+    return source + name if is_url(source) else str(Path(source) / name)
 
 
 def _read_text(path: Path, missing: str) -> str:
@@ -96,15 +101,23 @@ def _fetch_text(url: str) -> str:
 
 
 def _dataset_entry(manifest: Manifest, stats: dict[str, DatasetStats], source: str) -> DatasetStats:
+    where = _join(source, STATS_FILE)
     entry = stats.get(manifest.dataset)
     if entry is None:
         raise StatsError(
-            f"{source}{STATS_FILE}: no entry for dataset {manifest.dataset!r} (has {sorted(stats)})"
+            f"{where}: no entry for dataset {manifest.dataset!r} (has {sorted(stats)})"
         )
-    if len(entry.action.q01) != manifest.action_dim:
+    for quantity, dims in (("action", manifest.action_dim), ("proprio", manifest.proprio_dim)):
+        values = getattr(entry, quantity)
+        if values is None and dims is not None:
+            problem = f"no {quantity} statistics"
+        elif values is not None and len(values.mean) != dims:
+            problem = f"{quantity} has {len(values.mean)} dims"
+        else:
+            continue
         raise StatsError(
-            f"{source}{STATS_FILE}: {len(entry.action.q01)} action dims, "
-            f"the manifest says {manifest.action_dim}"
+            f"{where}: {problem}, the manifest's {quantity}_dim is {dims}; the set's files "
+            "do not belong together"
         )
     return entry
 

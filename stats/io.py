@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stats.compute import ArrayStats, DatasetStats
+import numpy as np
+
+from stats.compute import STAT_KEYS, ArrayStats, DatasetStats
 
 
 class StatsError(Exception):
@@ -27,12 +29,49 @@ def entries_to_json(entries: dict[str, dict]) -> str:
 
 
 def parse_stats(text: str, source: str) -> dict[str, DatasetStats]:
-    """`{DATASET: {...}}` text -> stats per dataset name; `source` names it in errors."""
+    """`{DATASET: {...}}` text -> stats per dataset name; `source` names it in errors.
+
+    Statistics that would normalize into NaN or nonsense are refused here, so no reader
+    (training, predict, verify, stats) ever uses them.
+    """
     try:
         data = json.loads(text)
-        return {name: _entry(entry) for name, entry in data.items()}
+        stats = {name: _entry(entry) for name, entry in data.items()}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StatsError(f"{source}: not a valid stats file ({exc!r})") from None
+    for name, entry in stats.items():
+        for quantity in ("action", "proprio"):
+            values = getattr(entry, quantity)
+            problem = None if values is None else unusable(values, quantity)
+            if problem:
+                raise StatsError(
+                    f"{source}: dataset {name!r}: {problem}; refusing to normalize with it "
+                    "(re-convert the set, or restore its stats.json)"
+                )
+    return stats
+
+
+def unusable(stats: ArrayStats, quantity: str) -> str | None:
+    """What makes `stats` unusable, naming the field and dimension; None when it is sound."""
+    dims = len(stats.mean) if stats.mean.ndim == 1 else -1
+    for key in STAT_KEYS:
+        array = getattr(stats, key)
+        if array.ndim != 1:
+            return f"{quantity}.{key} is not a list of numbers"
+        if len(array) != dims:
+            return f"{quantity}.{key} has {len(array)} dims but {quantity}.mean has {dims}"
+        bad = np.flatnonzero(~np.isfinite(array))
+        if bad.size:
+            return f"{quantity}.{key}[{bad[0]}] is {array[bad[0]]}"
+    for low, high in (("q01", "q99"), ("min", "max")):
+        above = np.flatnonzero(getattr(stats, low) > getattr(stats, high))
+        if above.size:
+            d = above[0]
+            return (
+                f"{quantity}.{low}[{d}] = {getattr(stats, low)[d]:g} is above "
+                f"{quantity}.{high}[{d}] = {getattr(stats, high)[d]:g}"
+            )
+    return None
 
 
 def read_stats(path: Path) -> dict[str, DatasetStats]:

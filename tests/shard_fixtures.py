@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,15 @@ def no_sample_decodes(root: Path) -> Path:
     """Edit a toy set's manifest image size: every stored JPEG is then the wrong size."""
     path = root / "manifest.json"
     path.write_text(path.read_text().replace('"image_size": 224', '"image_size": 112'))
+    return root
+
+
+def nan_statistic(root: Path) -> Path:
+    """Put a NaN into a toy set's stats.json: action q99, dimension 1."""
+    path = root / STATS_FILE
+    data = json.loads(path.read_text())
+    data[TOY_DATASET]["action"]["q99"][1] = float("nan")
+    path.write_text(json.dumps(data))
     return root
 
 

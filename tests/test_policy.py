@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from shard_fixtures import TOY_DATASET, write_toy_shards
+from shard_fixtures import TOY_DATASET, nan_statistic, write_toy_shards
 
 from shards.format import resize_square
 from shards.stream import choose_instruction
@@ -170,3 +170,14 @@ def test_predict_cli_errors_are_one_line(trained, tmp_path):
     (one_camera / "manifest.json").write_text(json.dumps(manifest))
     _fails_with(_predict(ckpt, one_camera), "no camera left_wrist, but")
     _fails_with(_predict(ckpt, shards, "--n", "-1"), "--n must not be negative")
+
+
+def test_predict_refuses_nan_statistics_in_the_set_or_the_checkpoint(trained, tmp_path):
+    shards, run_dir = trained
+    ckpt = run_dir / f"step-{STEPS}"
+    bad_set = nan_statistic(write_toy_shards(tmp_path / "nan"))
+    _fails_with(_predict(ckpt, bad_set), f"{bad_set / 'stats.json'}: dataset 'toy': action.q99[1]")
+    bad_ckpt = tmp_path / "ckpt"
+    shutil.copytree(ckpt, bad_ckpt)
+    nan_statistic(bad_ckpt)
+    _fails_with(_predict(bad_ckpt, shards), f"{bad_ckpt / 'stats.json'}: dataset 'toy': action.q99")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import itertools
+import json
 import logging
 import threading
 from collections import Counter
@@ -140,6 +141,21 @@ def test_stats_without_the_manifest_dataset_is_refused(toy_shards):
     path.write_text(path.read_text().replace('"toy"', '"other"'))
     with pytest.raises(StatsError, match="no entry for dataset 'toy'"):
         open_shard_set(toy_shards)
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        ({"action_dim": 4}, "stats.json: action has 3 dims, the manifest's action_dim is 4"),
+        ({"proprio_dim": 2}, "stats.json: no proprio statistics, the manifest's proprio_dim is 2"),
+    ],
+)
+def test_stats_that_do_not_fit_the_manifest_are_refused(toy_shards, manifest, message):
+    path = toy_shards / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **manifest}))
+    with pytest.raises(StatsError) as caught:
+        open_shard_set(toy_shards)
+    assert str(caught.value).startswith(f"{toy_shards / message}"), caught.value
 
 
 def test_reads_a_shard_set_over_http(toy_shards):

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from episode_fixtures import make_episodes, run_convert
 from PIL import Image
-from shard_fixtures import no_sample_decodes, write_toy_shards
+from shard_fixtures import nan_statistic, no_sample_decodes, write_toy_shards
 
 from pipeline.cli import main
 
@@ -86,3 +86,15 @@ def test_loadtest_of_a_set_where_no_sample_decodes_stops_with_one_line(
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip().splitlines() == [result.output.strip()]
     assert result.output.startswith(f"Error: {shards}: 64 train samples in a row did not decode")
+
+
+@pytest.mark.parametrize("command", ["verify", "stats", "info", "loadtest", "preview"])
+def test_a_nan_statistic_is_refused_when_the_set_is_opened(tmp_path: Path, command: str) -> None:
+    shards = nan_statistic(write_toy_shards(tmp_path / "toy"))
+    extra = ["-o", tmp_path / "p.png"] if command == "preview" else []
+    result = invoke(command, shards, *extra)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output == (
+        f"Error: {shards / 'stats.json'}: dataset 'toy': action.q99[1] is nan; "
+        "refusing to normalize with it (re-convert the set, or restore its stats.json)\n"
+    )

@@ -172,6 +172,42 @@ def test_bad_stats_files_raise_stats_error(tmp_path):
         read_stats(tmp_path / "stats.json")
 
 
+def _tampered(change) -> str:
+    """A valid stats text for dataset "x" (3 action dims, 2 proprio dims), then `change`d."""
+    rng = np.random.default_rng(0)
+    stats = dataset_stats([rng.normal(size=(9, 3))], [rng.normal(size=(9, 2))])
+    data = json.loads(stats_to_json("x", stats))
+    change(data["x"])
+    return json.dumps(data)  # NaN and Infinity as Python's json writes them
+
+
+def _set(quantity, key, dim, value):
+    def change(entry):
+        entry[quantity][key][dim] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_set("action", "mean", 1, float("nan")), "action.mean[1] is nan"),
+        (_set("action", "q99", 2, float("inf")), "action.q99[2] is inf"),
+        (_set("proprio", "std", 0, float("-inf")), "proprio.std[0] is -inf"),
+        (_set("action", "q01", 0, 1e9), "action.q01[0] = 1e+09 is above action.q99[0]"),
+        (_set("proprio", "min", 1, 1e9), "proprio.min[1] = 1e+09 is above proprio.max[1]"),
+        (lambda e: e["action"]["std"].pop(), "action.std has 2 dims but action.mean has 3"),
+        (lambda e: e["action"]["mask"].pop(), "action.mask has 2 dims but action.mean has 3"),
+        (lambda e: e["proprio"].update(q01=[[0.0, 1.0]]), "proprio.q01 is not a list"),
+    ],
+)
+def test_unusable_statistics_are_refused_naming_field_and_dimension(change, message):
+    with pytest.raises(StatsError) as caught:
+        parse_stats(_tampered(change), "set/stats.json")
+    assert str(caught.value).startswith(f"set/stats.json: dataset 'x': {message}")
+    assert "\n" not in str(caught.value)
+
+
 # Normalization -----------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 from click.testing import CliRunner
-from shard_fixtures import no_sample_decodes, write_toy_shards
+from shard_fixtures import nan_statistic, no_sample_decodes, write_toy_shards
 
 from trainer.cli import main
 from trainer.metrics import read_metrics
@@ -79,6 +79,13 @@ def test_a_set_where_no_sample_decodes_stops_with_one_line(toy_shards, tmp_path,
                  "--workers", workers, "--batch-size", "4", "--max-steps", "3")  # fmt: skip
     fails_with(result, f"Error: {toy_shards}: 64 train samples in a row did not decode")
     assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_a_nan_statistic_stops_training_before_any_step(toy_shards, tmp_path):
+    result = run("--shards", str(nan_statistic(toy_shards)), "--run-dir", str(tmp_path / "r"),
+                 *TINY, "--max-steps", "1")  # fmt: skip
+    fails_with(result, f"{toy_shards / 'stats.json'}: dataset 'toy': action.q99[1] is nan")
+    assert not (tmp_path / "r" / "metrics.jsonl").exists()
 
 
 def test_resume_refuses_other_data_other_base_and_reused_folders(toy_shards, tmp_path):
