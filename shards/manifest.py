@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,6 +61,11 @@ class Manifest:
 
     def skipped(self) -> list[EpisodeEntry]:
         return [e for e in self.episodes if e.status != "ok"]
+
+    def digest(self) -> str:
+        """sha256 over every shard's split, name and sha256: what the set holds, not its name."""
+        lines = (f"{split}/{s.name}/{s.sha256}\n" for split in SPLITS for s in self.shards(split))
+        return hashlib.sha256("".join(lines).encode()).hexdigest()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+import torch
 from click.testing import CliRunner
 from shard_fixtures import nan_statistic, no_sample_decodes, write_toy_shards
 
@@ -99,4 +100,42 @@ def test_resume_refuses_other_data_other_base_and_reused_folders(toy_shards, tmp
     fails_with(run("--resume", str(tmp_path / "none")), "no step-N checkpoint")
     result = run("--resume", run_dir, "--max-steps", "2")
     assert result.exit_code == 0, result.output
+    assert [r["step"] for r in read_metrics(tmp_path / "r")] == [1, 2]
+
+
+def _one_step_run(shards, run_dir) -> str:
+    result = run("--shards", str(shards), "--run-dir", str(run_dir), *TINY, "--batch-size", "2",
+                 "--max-steps", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return str(run_dir)
+
+
+def test_resume_refuses_another_set_of_the_same_name_unless_asked(toy_shards, tmp_path, caplog):
+    run_dir = _one_step_run(toy_shards, tmp_path / "r")
+    other = write_toy_shards(tmp_path / "other", seed=1)  # also "toy", same dims, other samples
+    result = run("--resume", run_dir, "--shards", str(other), "--max-steps", "2")
+    fails_with(result, f"{other} holds other shards than the dataset 'toy' that {run_dir}/step-1")
+    assert "--allow-new-data" in result.output
+    fails_with(run("--shards", str(other), "--run-dir", str(tmp_path / "x"), "--allow-new-data"),
+               "--allow-new-data goes with --resume")  # fmt: skip
+    caplog.set_level(logging.WARNING)
+    result = run("--resume", run_dir, "--shards", str(other), "--max-steps", "2",
+                 "--allow-new-data")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"continuing on new data: {other}" in caplog.text
+    # From here on the run's data is the new set: a plain resume on it goes on.
+    assert run("--resume", run_dir, "--shards", str(other), "--max-steps", "3").exit_code == 0
+    assert [r["step"] for r in read_metrics(tmp_path / "r")] == [1, 2, 3]
+
+
+def test_a_checkpoint_from_before_set_digests_still_resumes(toy_shards, tmp_path, caplog):
+    run_dir = _one_step_run(toy_shards, tmp_path / "r")
+    path = tmp_path / "r" / "step-1" / "trainer_state.pt"
+    state = torch.load(path, weights_only=True)
+    state["sets"] = [{k: v for k, v in s.items() if k != "digest"} for s in state["sets"]]
+    torch.save(state, path)
+    caplog.set_level(logging.WARNING)
+    result = run("--resume", run_dir, "--max-steps", "2")
+    assert result.exit_code == 0, result.output
+    assert "records no digest of its shard sets" in caplog.text
     assert [r["step"] for r in read_metrics(tmp_path / "r")] == [1, 2]

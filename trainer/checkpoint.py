@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -18,6 +19,7 @@ from trainer.config import CONFIG_FILE, TrainConfig
 from trainer.model import VLAPolicy, save_policy
 
 STATE_FILE = "trainer_state.pt"
+log = logging.getLogger(__name__)
 _STEP_DIR = re.compile(r"step-(\d+)")
 
 
@@ -47,7 +49,13 @@ def latest_checkpoint(run_dir: Path) -> Path:
 def mixture_signature(mixture: Mixture) -> list[dict[str, Any]]:
     """What the trained head, the normalization and the data order depend on, per set."""
     return [
-        {"dataset": m.dataset, "action_dim": m.action_dim, "chunk": m.chunk, "weight": weight}
+        {
+            "dataset": m.dataset,
+            "action_dim": m.action_dim,
+            "chunk": m.chunk,
+            "weight": weight,
+            "digest": m.digest(),  # the shards themselves: a re-made set of one name differs
+        }
         for m, weight in zip((s.manifest for s in mixture.sets), mixture.weights, strict=True)
     ]
 
@@ -90,20 +98,53 @@ def load_state(ckpt: Path) -> dict[str, Any]:
     return torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
 
 
-def check_compatible(state: dict[str, Any], ckpt: Path, mixture: Mixture, world_size: int) -> None:
+def check_compatible(
+    state: dict[str, Any],
+    ckpt: Path,
+    mixture: Mixture,
+    world_size: int,
+    allow_new_data: bool = False,
+) -> None:
+    """Refuse to resume on other sets, weights or process counts than the run was saved with.
+
+    A set of the run's name whose shards differ is refused too, unless `allow_new_data`.
+    """
     # Checkpoints from before mixing saved one set's signature under "set".
     saved = state["sets"] if "sets" in state else [{**state["set"], "weight": 1.0}]
     now = mixture_signature(mixture)
-    if saved != now:
+    if _without_digest(saved) != _without_digest(now):
         raise CheckpointError(
             f"{ckpt} was trained on {_describe(saved)}, but --shards gives {_describe(now)}; "
             "resume with the run's own shard sets and weights, in the same order"
         )
+    for old, new, shard_set in zip(saved, now, mixture.sets, strict=True):
+        if "digest" not in old:  # saved before digests were recorded
+            log.warning(
+                "%s records no digest of its shard sets: cannot check that %s holds the data "
+                "it was trained on", ckpt, shard_set.source,
+            )  # fmt: skip
+        elif old["digest"] != new["digest"] and allow_new_data:
+            log.warning(
+                "continuing on new data: %s holds other shards than the run's dataset %r "
+                "(digest %.12s, was %.12s)", shard_set.source, old["dataset"], new["digest"],
+                old["digest"],
+            )  # fmt: skip
+        elif old["digest"] != new["digest"]:
+            raise CheckpointError(
+                f"{shard_set.source} holds other shards than the dataset {old['dataset']!r} "
+                f"that {ckpt} was trained on (digest {new['digest']:.12}, was "
+                f"{old['digest']:.12}); resume with the run's own set, or pass "
+                "--allow-new-data to go on with this one on purpose"
+            )
     if state["world_size"] != world_size:
         raise CheckpointError(
             f"{ckpt} was trained on {state['world_size']} process(es), this is {world_size}; "
             "the data order is exact only with the same number (and the same --workers)"
         )
+
+
+def _without_digest(signature: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in s.items() if k != "digest"} for s in signature]
 
 
 def _describe(signature: list[dict[str, Any]]) -> str:

@@ -70,6 +70,10 @@ def _option(name: str, help: str, **kwargs: Any):
     type=click.Path(file_okay=False),
     help="Continue this run folder exactly from its latest step-N (options come from it).",
 )
+@click.option(
+    "--allow-new-data", is_flag=True,
+    help="With --resume: go on although a set's shards differ from those the run trained on.",
+)  # fmt: skip
 @_option("base", "tiny, openvla-7b-random, a local openvla-7b folder or a hub id.")
 @_option("lora_rank", "LoRA rank r (alpha = min(r, 16)).")
 @_option("batch_size", "Samples per device per micro-batch.")
@@ -97,11 +101,13 @@ def _option(name: str, help: str, **kwargs: Any):
 @click.option("--grad-checkpointing", is_flag=True, help="Recompute activations in backward.")
 @_option("device", "Where to train.", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.pass_context
-def train(ctx: click.Context, resume: str | None, **options: Any) -> None:
+def train(ctx: click.Context, resume: str | None, allow_new_data: bool, **options: Any) -> None:
     """Train on --shards into --run-dir, or continue a run with --resume RUN_DIR."""
     try:
+        if allow_new_data and resume is None:
+            raise ConfigError("--allow-new-data goes with --resume RUN_DIR")
         cfg = _config(ctx, resume, options)
-        train_run(cfg, resume=resume is not None)
+        train_run(cfg, resume=resume is not None, allow_new_data=allow_new_data)
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -32,22 +32,25 @@ from trainer.model import ModelConfig, VLAPolicy, build_policy, load_policy
 from trainer.step import build_optimizer, build_scheduler, eval_sums, l1_metrics, train_step
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> Path:
-    """Train until cfg.max_steps; with `resume`, continue exactly from the run's latest step-N."""
+def train(cfg: TrainConfig, resume: bool = False, allow_new_data: bool = False) -> Path:
+    """Train until cfg.max_steps; with `resume`, continue exactly from the run's latest step-N.
+
+    `allow_new_data` lets a resume go on with sets whose shards differ from the run's.
+    """
     dist = init_distributed(cfg.device)
     try:
-        _run(cfg, resume, dist)
+        _run(cfg, resume, dist, allow_new_data)
     finally:
         shutdown()
     return cfg.run_dir
 
 
-def _run(cfg: TrainConfig, resume: bool, dist: Dist) -> None:
+def _run(cfg: TrainConfig, resume: bool, dist: Dist, allow_new_data: bool) -> None:
     mixture = open_mixture(cfg.sources)
     check_stream(mixture, stream_config(cfg, dist, "train"))
     if cfg.val_every:
         check_stream(mixture, stream_config(cfg, dist, "val"))
-    ckpt, state = _checkpoint_to_resume(cfg, resume, mixture, dist)
+    ckpt, state = _checkpoint_to_resume(cfg, resume, mixture, dist, allow_new_data)
 
     # Same seed on every rank: identical initial LoRA and head weights before DDP starts.
     random.seed(cfg.seed)
@@ -122,7 +125,7 @@ def _run(cfg: TrainConfig, resume: bool, dist: Dist) -> None:
 
 
 def _checkpoint_to_resume(
-    cfg: TrainConfig, resume: bool, mixture: Mixture, dist: Dist
+    cfg: TrainConfig, resume: bool, mixture: Mixture, dist: Dist, allow_new_data: bool
 ) -> tuple[Path | None, dict[str, Any] | None]:
     """The run's latest step-N and its state when resuming, checked against this data."""
     if not resume:
@@ -134,7 +137,7 @@ def _checkpoint_to_resume(
         return None, None
     ckpt = latest_checkpoint(cfg.run_dir)
     state = load_state(ckpt)
-    check_compatible(state, ckpt, mixture, dist.world_size)
+    check_compatible(state, ckpt, mixture, dist.world_size, allow_new_data)
     return ckpt, state
 
 
