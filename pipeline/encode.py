@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.episodes import Episode, EpisodeError, EpisodeInfo
+from pipeline.episodes import Episode, EpisodeInfo, skip_reason
 from shards.format import (
     ACTIONS_MEMBER,
     META_MEMBER,
@@ -78,8 +78,8 @@ def encode_episode(job: EncodeJob) -> EncodeResult:
                         spool.write(data)
                         offsets[t] = (position, len(data))
                         position += len(data)
-    except EpisodeError as exc:
-        return EncodeResult(job.spool, None, str(exc))
+    except Exception as exc:  # any failure is this episode's alone: see skip_reason
+        return EncodeResult(job.spool, None, skip_reason(exc, "encoding"))
     return EncodeResult(job.spool, offsets)
 
 

@@ -48,6 +48,21 @@ class EpisodeError(Exception):
     """One-line, user-facing reason an episode can't be used (the caller prefixes the file name)."""
 
 
+def skip_reason(exc: Exception, stage: str) -> str:
+    """One line saying why an episode is skipped, for an EpisodeError or any other failure.
+
+    Anything an episode file can trigger (a decoder's odd exception, running out of memory on
+    a huge dataset) costs that episode only: one file must never end a long conversion.
+    """
+    if isinstance(exc, EpisodeError):
+        text = str(exc)
+    elif isinstance(exc, OSError):
+        text = f"unreadable ({exc})"
+    else:
+        text = f"failed while {stage}: {type(exc).__name__}: {exc}"
+    return " ".join(text.split())
+
+
 class LayoutError(Exception):
     """Folder-level problem (missing, empty, unrecognised); the message names the folder."""
 
@@ -161,7 +176,10 @@ def _strings(value: object, what: str) -> list[str]:
         items = [items]
     if not isinstance(items, list) or not all(isinstance(s, (str, bytes)) for s in items):
         raise EpisodeError(f"{what} must be a string or a list of strings")
-    texts = [s.decode("utf-8") if isinstance(s, bytes) else s for s in items]
+    try:
+        texts = [s.decode("utf-8") if isinstance(s, bytes) else s for s in items]
+    except UnicodeDecodeError as e:
+        raise EpisodeError(f"{what} is not valid UTF-8 ({e})") from e
     return [t for t in texts if t.strip()]
 
 

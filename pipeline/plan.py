@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.config import ConfigError, PlanConfig
-from pipeline.episodes import Episode, EpisodeError, EpisodeInfo, detect_layout, list_episodes
+from pipeline.episodes import (
+    Episode,
+    EpisodeError,
+    EpisodeInfo,
+    detect_layout,
+    list_episodes,
+    skip_reason,
+)
 from pipeline.parallel import WorkerPool
 from shards.format import CAMERAS, episode_key
 
@@ -64,10 +71,11 @@ def file_sha256(path: Path) -> str:
 def probe_episode(
     path: Path, root: Path, layout: str, cameras: tuple[str, ...] | None, instruction: str | None
 ) -> EpisodeProbe:
-    """Checksum and check one episode; never raises for bad episode content."""
+    """Checksum and check one episode; whatever fails becomes its skip reason."""
     relative = path.relative_to(root).as_posix()
-    probe = EpisodeProbe(path, relative, file_sha256(path), info=None)
+    probe = EpisodeProbe(path, relative, "", info=None)
     try:
+        probe.sha256 = file_sha256(path)
         with Episode(path, layout, instruction) as episode:
             probe.info = episode.info()
             episode.check_cameras(cameras if cameras is not None else probe.info.cameras)
@@ -75,8 +83,8 @@ def probe_episode(
                 raise EpisodeError("has no language instructions")
             if probe.info.steps == 0:
                 raise EpisodeError("has no timesteps")
-    except EpisodeError as exc:
-        probe.reason = str(exc)
+    except Exception as exc:  # any failure is this episode's alone: see skip_reason
+        probe.reason = skip_reason(exc, "checking")
     return probe
 
 
