@@ -123,4 +123,8 @@ def encode_meta(meta: dict[str, Any]) -> bytes:
 
 
 def decode_meta(data: bytes) -> dict[str, Any]:
-    return json.loads(data)
+    """meta.json as a dict; ValueError when it does not parse or is not a JSON object."""
+    meta = json.loads(data)
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta.json holds a JSON {type(meta).__name__}, not an object")
+    return meta

@@ -111,7 +111,24 @@ def parse_manifest(text: str, source: str) -> Manifest:
     unknown = set(manifest.splits) - set(SPLITS)
     if unknown:
         raise ManifestError(f"{source}: unknown split(s) {sorted(unknown)}")
+    for shards in manifest.splits.values():
+        for shard in shards:
+            if not is_plain_name(shard.name):
+                raise ManifestError(
+                    f"{source}: shard name {shard.name!r} is not a plain file name in the set"
+                )
     return manifest
+
+
+def is_plain_name(name: object) -> bool:
+    """A file directly inside the set: shards are opened by joining their name to the set's
+    location, so a path (`/etc/passwd`, `../x`) or a hidden name must never get that far."""
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and not name.startswith(".")
+        and not any(c in name for c in "/\\\0")
+    )
 
 
 def read_manifest(folder: Path) -> Manifest:

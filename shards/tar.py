@@ -16,6 +16,9 @@ from typing import IO
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
 _REGULAR = (b"0", b"\0", b"7")
+# No sample member comes near this; a header claiming more (a base-256 size can say 2**88)
+# is corrupt or crafted, and reading it would exhaust memory or overflow.
+MAX_MEMBER_BYTES = 1 << 30
 
 
 class TarFormatError(Exception):
@@ -76,6 +79,8 @@ def iter_members(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
         if not _checksum_ok(header):
             raise TarFormatError("bad header checksum: corrupt or not a tar file")
         size = _number(header[124:136])
+        if size > MAX_MEMBER_BYTES:
+            raise TarFormatError(f"a member claims {size} bytes, over the 1 GiB limit")
         data = _read_exact(stream, size)
         padding = -size % BLOCK
         if len(data) < size or len(_read_exact(stream, padding)) < padding:
