@@ -139,3 +139,18 @@ def test_a_checkpoint_from_before_set_digests_still_resumes(toy_shards, tmp_path
     assert result.exit_code == 0, result.output
     assert "records no digest of its shard sets" in caplog.text
     assert [r["step"] for r in read_metrics(tmp_path / "r")] == [1, 2]
+
+
+def test_a_torn_last_metrics_line_is_dropped_with_a_warning_on_resume(toy_shards, tmp_path, caplog):
+    run_dir = _one_step_run(toy_shards, tmp_path / "r")
+    metrics = tmp_path / "r" / "metrics.jsonl"
+    with open(metrics, "a") as f:
+        f.write('{"step": 2, "split": "tra')  # the process was killed mid-write
+    caplog.set_level(logging.WARNING)
+    result = run("--resume", run_dir, "--max-steps", "2")
+    assert result.exit_code == 0, result.output
+    assert f"{metrics}: ignoring a torn last line" in caplog.text
+    assert [r["step"] for r in read_metrics(tmp_path / "r")] == [1, 2]
+    with open(metrics, "a") as f:
+        f.write('{"step": 3, "sp')
+    assert [r["step"] for r in read_metrics(tmp_path / "r")] == [1, 2]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -17,13 +20,23 @@ def truncate_metrics(run_dir: Path, last_step: int) -> None:
     path = run_dir / METRICS_FILE
     if not path.exists():
         return
-    lines = path.read_text().splitlines(keepends=True)
-    path.write_text("".join(ln for ln in lines if json.loads(ln)["step"] <= last_step))
+    records = _records(path)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records if r["step"] <= last_step))
 
 
 def read_metrics(run_dir: Path, split: str = "train") -> list[dict[str, Any]]:
-    lines = (run_dir / METRICS_FILE).read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["split"] == split]
+    return [r for r in _records(run_dir / METRICS_FILE) if r["split"] == split]
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    """Every record of a metrics file; a kill mid-write can leave its last line torn."""
+    lines = path.read_text().splitlines()
+    try:
+        last = [json.loads(lines[-1])] if lines else []
+    except ValueError:
+        log.warning("%s: ignoring a torn last line (the run was stopped mid-write)", path)
+        last = []
+    return [json.loads(ln) for ln in lines[:-1]] + last
 
 
 class MetricsLogger:
