@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.episodes import LAYOUTS
+from pipeline.episodes import LAYOUTS, MAX_INSTRUCTION_CHARS
 from shards.format import CAMERAS
 
 
@@ -73,6 +73,11 @@ class PlanConfig:
                 raise ConfigError(
                     f"--cameras: unknown camera(s) {unknown}; use names from {', '.join(CAMERAS)}"
                 )
+        if self.instruction is not None and len(self.instruction) > MAX_INSTRUCTION_CHARS:
+            raise ConfigError(
+                f"--instruction has {len(self.instruction)} characters, "
+                f"over the limit of {MAX_INSTRUCTION_CHARS}"
+            )
         if self.part is not None and not 1 <= self.part[0] <= self.part[1]:
             raise ConfigError("--part: needs 1 <= I <= N")
         if self.workers < 1:

@@ -14,6 +14,9 @@ import simplejpeg
 from shards.format import CAMERAS
 
 LAYOUTS = ("processed", "robotwin", "aloha")
+# Longest instruction accepted, in characters: real task instructions are one or two
+# sentences, and every sample carries all of its episode's instructions in meta.json.
+MAX_INSTRUCTION_CHARS = 2000
 
 # Canonical camera name -> dataset path, per layout.
 CAMERA_PATHS: dict[str, dict[str, str]] = {
@@ -240,6 +243,12 @@ class Episode:
             for camera in cameras:
                 self._check_frames(camera, steps)
             seen, unseen = self._instructions()
+            longest = max(map(len, seen + unseen), default=0)
+            if longest > MAX_INSTRUCTION_CHARS:
+                raise EpisodeError(
+                    f"an instruction has {longest} characters, "
+                    f"over the limit of {MAX_INSTRUCTION_CHARS}"
+                )
         except OSError as e:
             raise EpisodeError(f"unreadable data ({e})") from e
         return EpisodeInfo(steps, actions, proprio, cameras, seen, unseen)

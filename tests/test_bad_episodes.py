@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 
 import h5py
+import pytest
 from episode_fixtures import make_episodes, read_split, run_convert
+
+from pipeline.config import ConfigError, PlanConfig
+from pipeline.episodes import MAX_INSTRUCTION_CHARS
 
 
 def _skipped(summary) -> dict[str, str]:
@@ -67,3 +71,19 @@ def test_any_exception_while_encoding_is_the_episodes_skip_reason(tmp_path, monk
     assert _skipped(summary) == {
         "episode_0.hdf5": "failed while encoding: MemoryError: out of memory"
     }
+
+
+def test_an_instruction_over_the_limit_skips_its_episode(tmp_path):
+    paths = make_episodes(tmp_path / "in", episodes=3, steps=4)
+    _set_instruction(paths[0], b"x" * (MAX_INSTRUCTION_CHARS + 1))
+    _set_instruction(paths[1], b"y" * MAX_INSTRUCTION_CHARS)
+    summary = run_convert(tmp_path / "in", tmp_path / "out", val_episodes=0)
+    assert _skipped(summary) == {
+        "episode_0.hdf5": f"an instruction has {MAX_INSTRUCTION_CHARS + 1} characters, "
+        f"over the limit of {MAX_INSTRUCTION_CHARS}"
+    }
+
+
+def test_an_instruction_option_over_the_limit_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="--instruction has 2001 characters, over the limit"):
+        PlanConfig(tmp_path / "missing", instruction="z" * 2001)
