@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,22 @@ def _episode_dir(root: Path, layout: str) -> Path:
 
 
 def _find_hdf5(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*.hdf5") if p.is_file()]
+    """Every *.hdf5 file under folder, following symlinked folders (rglob does not).
+
+    Each real folder is read once, under its first path in sorted order: a link back up
+    the tree ends there instead of looping, and two links to one folder give no duplicates.
+    """
+    seen: set[tuple[int, int]] = set()
+    found = []
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        info = os.stat(top)
+        if (info.st_dev, info.st_ino) in seen:
+            dirs.clear()
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        dirs.sort()
+        found += [Path(top, f) for f in files if f.endswith(".hdf5")]
+    return [p for p in found if p.is_file()]
 
 
 def list_episodes(root: Path, layout: str) -> list[Path]:

@@ -244,3 +244,15 @@ def test_corrupt_jpeg_names_camera_and_frame(tmp_path):
         episode.info()  # cheap: does not decode frames
         with pytest.raises(EpisodeError, match=f"camera 'head' frame {STEPS - 1} is not a valid"):
             episode.check_cameras(["head"])
+
+
+def test_symlinked_subfolders_are_followed_once_and_loops_end(tmp_path, deadline):
+    root = tmp_path / "in"
+    make(root / "task0", episodes=1)
+    make(tmp_path / "elsewhere" / "task1", episodes=2)
+    (root / "task1").symlink_to(tmp_path / "elsewhere" / "task1", target_is_directory=True)
+    (root / "again").symlink_to(tmp_path / "elsewhere" / "task1", target_is_directory=True)
+    (root / "task0" / "loop").symlink_to(root, target_is_directory=True)
+    names = [p.relative_to(root).as_posix() for p in list_episodes(root, "processed")]
+    assert names == ["again/episode_0.hdf5", "again/episode_1.hdf5", "task0/episode_0.hdf5"]
+    assert detect_layout(root) == "processed"
