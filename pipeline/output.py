@@ -9,6 +9,7 @@ before anything is written. A symlinked target stands for the folder it points t
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Iterable
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from shards.format import MANIFEST_FILE, STATS_FILE
 from shards.manifest import ManifestError, is_shard_set, read_manifest
+
+log = logging.getLogger(__name__)
 
 _LISTED = 3  # foreign entries named in a refusal; the rest are counted
 
@@ -93,11 +96,38 @@ def _foreign_entries(folder: Path) -> list[str]:
 def staging_dir(target: Path) -> Path:
     """A fresh hidden folder beside `target`, on its filesystem so the final rename is atomic."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(target)
     staging = target.parent / f".{target.name}.partial-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir()
     return staging
+
+
+def _remove_stale_partials(target: Path) -> None:
+    """Delete staging folders beside `target` whose conversion no longer runs (killed ones).
+
+    Only `.NAME.partial-PID` folders go, and only when PID is not a running process: a
+    concurrent conversion keeps its own. Old sets set aside (`.NAME.old-PID`) are the
+    user's data and are never removed here.
+    """
+    prefix = f".{target.name}.partial-"
+    for path in sorted(target.parent.glob(f"{prefix}*")):
+        pid = path.name.removeprefix(prefix)
+        if not pid.isdigit() or _running(int(pid)) or path.is_symlink() or not path.is_dir():
+            continue
+        shutil.rmtree(path)
+        log.warning("removed %s, left by a conversion that no longer runs", path)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def publish(staging: Path, target: Path, overwrite: bool) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -35,6 +38,21 @@ def _ready(_: int) -> None:
     """A no-op job: submitting one per worker makes the pool fork them all now."""
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker start-up: end this worker once its parent is gone.
+
+    A SIGKILLed parent cannot shut its pool down, and its workers would otherwise go on
+    encoding (or wait for jobs) forever, holding memory and the staging folder's files.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
 class WorkerPool:
     """Worker processes kept for a whole conversion, so planning and encoding share one start-up.
 
@@ -51,7 +69,12 @@ class WorkerPool:
             # because the workers are forked right here, before this process has opened any
             # HDF5 file or started a thread (progress bars come later).
             context = multiprocessing.get_context("fork")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=context,
+                initializer=_die_with_parent,
+                initargs=(os.getpid(),),
+            )
             list(self._pool.map(_ready, range(self.workers)))
         return self
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -172,3 +179,71 @@ def test_scale_out_removes_the_scratch_folder_its_parts_leave_empty(tmp_path, pa
     moved = [shutil.move(p, scratch / p.name) for p in parts]
     remove_parts(scratch, moved)
     assert not scratch.exists()
+
+
+def _gone_pid() -> int:
+    """The id of a process that has already ended."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_a_stale_partial_folder_of_a_killed_convert_is_removed_saying_so(
+    tmp_path, episodes_dir, caplog
+):
+    stale = tmp_path / f".set.partial-{_gone_pid()}"
+    (stale / "spool").mkdir(parents=True)
+    (stale / "spool" / "000000.bin").write_bytes(b"x" * 1000)
+    with subprocess.Popen(["sleep", "60"]) as alive:
+        running = tmp_path / f".set.partial-{alive.pid}"  # another convert still at work
+        running.mkdir()
+        caplog.set_level(logging.WARNING)
+        run_convert(episodes_dir, tmp_path / "set", val_episodes=0)
+        alive.kill()
+    assert not stale.exists() and running.is_dir()
+    assert f"removed {stale}, left by a conversion that no longer runs" in caplog.text
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; only its exit status waits to be read
+
+
+SLOW_CONVERT = """
+import os, sys, time
+from pathlib import Path
+import pipeline.plan
+from pipeline.cli import main
+
+def stuck(path):  # a worker busy for minutes: it must still end with its parent
+    Path(sys.argv[1], str(os.getpid())).touch()
+    time.sleep(300)
+
+pipeline.plan.file_sha256 = stuck
+main(["convert", sys.argv[2], sys.argv[3], "--workers", "2", "--quiet"])
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_workers_end_when_a_convert_is_killed(tmp_path, episodes_dir, deadline):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    convert = subprocess.Popen(
+        [sys.executable, "-c", SLOW_CONVERT, str(pids), str(episodes_dir), str(tmp_path / "set")]
+    )
+    while len(list(pids.iterdir())) < 2:
+        assert convert.poll() is None, "the convert ended before its workers started"
+        time.sleep(0.05)
+    workers = [int(p.name) for p in pids.iterdir()]
+    convert.send_signal(signal.SIGKILL)
+    convert.wait()
+    end = time.monotonic() + 10
+    while any(map(_alive, workers)) and time.monotonic() < end:
+        time.sleep(0.1)
+    left = [pid for pid in workers if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
