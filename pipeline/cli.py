@@ -73,6 +73,8 @@ def plan_options(fn: Callable) -> Callable:
         click.option("--seed", default=0, show_default=True, help="Seeds split and shuffle."),
         click.option("--instruction", help="Language instruction (aloha episodes)."),
         click.option("--no-normalize-dims", default="", help="Action dims with mask false: 6,13."),
+        click.option("--action-dim", type=int, default=None,
+                     help="Keep episodes of this action width (default: most episodes')."),
         click.option("--name", help="Dataset name (default: the input folder's name)."),
         click.option("--workers", type=int, default=None, help="Processes (default: CPUs)."),
     ]  # fmt: skip
@@ -90,6 +92,7 @@ def _plan_kwargs(episodes_dir: Path, kw: dict) -> dict:
         "seed": kw["seed"],
         "instruction": kw["instruction"],
         "no_normalize_dims": parse_dims(kw["no_normalize_dims"]),
+        "action_dim": kw["action_dim"],
         "name": kw["name"],
     }
     if kw["workers"] is not None:
@@ -155,6 +158,8 @@ def _report(summary: ConvertSummary) -> None:
         f"{m.samples('train')} samples, val {m.episode_count('val')} / {m.samples('val')}; "
         f"cameras {','.join(m.cameras)}; skipped {len(summary.skipped)} episode(s)"
     )
+    for decision in summary.decisions:
+        click.echo(f"decided: {decision}")
     for path, reason in summary.skipped:
         click.echo(f"skipped {path}: {reason}", err=True)
 

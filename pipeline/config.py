@@ -58,6 +58,7 @@ class PlanConfig:
     seed: int = 0  # seeds the train/val split and the sample shuffle
     instruction: str | None = None  # aloha only: the task's language instruction
     no_normalize_dims: tuple[int, ...] = ()  # action dims left out of normalization (mask false)
+    action_dim: int | None = None  # None: the width most episodes have; others are skipped
     name: str | None = None  # dataset name; default the input folder's name
     part: tuple[int, int] | None = None  # (i, n): only every n-th episode from the i-th, 1-based
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes
@@ -80,6 +81,8 @@ class PlanConfig:
             )
         if self.part is not None and not 1 <= self.part[0] <= self.part[1]:
             raise ConfigError("--part: needs 1 <= I <= N")
+        if self.action_dim is not None and self.action_dim < 1:
+            raise ConfigError("--action-dim must be at least 1")
         if self.workers < 1:
             raise ConfigError("--workers must be at least 1")
         if isinstance(self.val_episodes, float) and not 0 <= self.val_episodes < 1:
@@ -125,6 +128,7 @@ class ConvertConfig(PlanConfig):
             "seed": self.seed,
             "instruction": self.instruction,
             "no_normalize_dims": list(self.no_normalize_dims),
+            "action_dim": self.action_dim,
             "name": self.dataset_name,
             "part": list(self.part) if self.part else None,
             "image_size": self.image_size,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -37,6 +37,7 @@ class ConvertSummary:
     shards_dir: Path
     manifest: Manifest
     skipped: list[tuple[str, str]]  # (relative path, reason)
+    decisions: list[str] = field(default_factory=list)  # choices that left something out
 
 
 def tool_version() -> str:
@@ -65,7 +66,7 @@ def convert(config: ConvertConfig) -> ConvertSummary:
             plan = make_plan(config, pool)
             if not plan.good():
                 raise ConvertError(_no_good_episodes(plan, config))
-            if config.strict and plan.skipped():
+            if config.strict and (plan.skipped() or plan.decisions):
                 raise ConvertError(_strict_failure(plan))
             staging = staging_dir(target)
             _encode(plan, config, staging, pool)
@@ -80,7 +81,7 @@ def convert(config: ConvertConfig) -> ConvertSummary:
         if staging is not None:
             discard(staging)  # a no-op once published; on error or Ctrl-C nothing half-made stays
     skipped = [(p.relative, p.reason) for p in plan.skipped()]
-    return ConvertSummary(config.shards_dir, manifest, skipped)
+    return ConvertSummary(config.shards_dir, manifest, skipped, plan.decisions)
 
 
 def _encode(plan: Plan, config: ConvertConfig, staging: Path, pool: WorkerPool) -> None:
@@ -225,6 +226,8 @@ def _no_good_episodes(plan: Plan, config: ConvertConfig) -> str:
 
 def _strict_failure(plan: Plan) -> str:
     bad = plan.skipped()
+    if not bad:
+        return f"--strict: {'; '.join(plan.decisions)}; nothing written"
     lines = [f"{p.relative}: {p.reason}" for p in bad[:5]]
     more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
     return f"--strict: {len(bad)} bad episode(s), nothing written{more}:\n  " + "\n  ".join(lines)

@@ -107,6 +107,7 @@ def _convert_config(sets: list[ShardSet], config: MergeConfig) -> ConvertConfig:
         seed=o["seed"],
         instruction=o["instruction"],
         no_normalize_dims=tuple(o["no_normalize_dims"]),
+        action_dim=o.get("action_dim"),  # absent from parts made before the option
         name=o["name"],
         image_size=o["image_size"],
         jpeg_quality=o["jpeg_quality"],

@@ -7,7 +7,9 @@ on episodes uses the same plan, so its statistics equal what convert writes.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,6 +54,7 @@ class Plan:
     layout: str
     cameras: tuple[str, ...]
     probes: list[EpisodeProbe]  # every episode file, in sorted relative-path order
+    decisions: list[str] = field(default_factory=list)  # choices that left something out
 
     def good(self, split: str | None = None) -> list[EpisodeProbe]:
         return [p for p in self.probes if p.ok and (split is None or p.split == split)]
@@ -119,38 +122,103 @@ def make_plan(config: PlanConfig, pool: WorkerPool | None = None) -> Plan:
         paths = paths[index - 1 :: count]
     jobs = [(p, root, layout, config.cameras, config.instruction) for p in paths]
     probes = pool.run_ordered(probe_episode, jobs, "checking episodes", config.progress)
-    _check_dims(probes)
-    cameras = config.cameras or _common_cameras(probes, root)
+    # Every choice below is made for the many, never by whichever file sorts first, and each
+    # one that leaves episodes or cameras out is said in the plan's decisions.
+    decisions = [
+        *_decide_width(probes, "action", _action_width, "--action-dim", config.action_dim),
+        *_decide_width(probes, "proprio", _proprio_width, None, None),
+    ]
+    if config.cameras is not None:
+        cameras = config.cameras
+    else:
+        cameras, said = _decide_cameras(probes, root)
+        decisions += said
     assign_keys(probes)
     assign_split(probes, config)
-    return Plan(layout, cameras, probes)
+    return Plan(layout, cameras, probes, decisions)
 
 
-def _check_dims(probes: list[EpisodeProbe]) -> None:
-    """Episodes whose action or proprio width differs from the first good one are skipped."""
+def _action_width(p: EpisodeProbe) -> int:
+    return int(p.info.actions.shape[1])
+
+
+def _proprio_width(p: EpisodeProbe) -> int | None:
+    return None if p.info.proprio is None else int(p.info.proprio.shape[1])
+
+
+def _describe(what: str, width: int | None) -> str:
+    return f"no {what}" if width is None else f"{what} has {width} dims"
+
+
+def _decide_width(
+    probes: list[EpisodeProbe],
+    what: str,
+    width_of: Callable[[EpisodeProbe], int | None],
+    option: str | None,
+    forced: int | None,
+) -> list[str]:
+    """The set's width of `what`: `forced` (by `option`), else the majority's (ties: the
+    first episode's).
+
+    Good episodes of another width are skipped; returns the decision when any were.
+    """
     good = [p for p in probes if p.ok]
     if not good:
-        return
-    first = good[0].info
-    proprio_dim = None if first.proprio is None else first.proprio.shape[1]
-    for p in good[1:]:
-        if p.info.actions.shape[1] != first.actions.shape[1]:
+        return []
+    widths = Counter(width_of(p) for p in good)
+    chosen, count = (forced, widths[forced]) if forced is not None else widths.most_common(1)[0]
+    example = next((p.relative for p in good if width_of(p) == chosen), "")
+    has = f"no {what}" if chosen is None else chosen
+    for p in good:
+        if width_of(p) == chosen:
+            continue
+        if forced is not None:
+            p.reason = f"{_describe(what, width_of(p))} but {option} is {chosen}"
+        else:
             p.reason = (
-                f"action has {p.info.actions.shape[1]} dims but {good[0].relative} "
-                f"has {first.actions.shape[1]}"
+                f"{_describe(what, width_of(p))} but {example} has {has}, "
+                f"like {count} of {len(good)} episodes"
             )
-        elif (None if p.info.proprio is None else p.info.proprio.shape[1]) != proprio_dim:
-            p.reason = f"proprio differs in presence or width from {good[0].relative}"
+    minority = len(good) - count
+    if not minority:
+        return []
+    if forced is not None:
+        return [f"{what} dim {chosen}: {option}; {minority} with another skipped"]
+    hint = f" ({option} chooses another)" if option else ""
+    return [
+        f"{what} dim {'none' if chosen is None else chosen}: the majority, {count} of "
+        f"{len(good)} episodes; {minority} with another skipped{hint}"
+    ]
 
 
-def _common_cameras(probes: list[EpisodeProbe], root: Path) -> tuple[str, ...]:
+def _decide_cameras(probes: list[EpisodeProbe], root: Path) -> tuple[tuple[str, ...], list[str]]:
+    """Without --cameras: each camera most good episodes have; the rest lacking one are skipped.
+
+    A camera only a minority has is left out rather than costing most episodes.
+    """
     good = [p for p in probes if p.ok]
     if not good:
-        return ()
-    common = [c for c in CAMERAS if all(c in p.info.cameras for p in good)]
-    if not common:
-        raise ConfigError(f"{root}: no camera is present in every good episode; pick --cameras")
-    return tuple(common)
+        return (), []
+    counts = {c: sum(c in p.info.cameras for p in good) for c in CAMERAS}
+    chosen = tuple(c for c in CAMERAS if 2 * counts[c] > len(good))
+    if not chosen:
+        raise ConfigError(f"{root}: no camera is in most of the good episodes; pick --cameras")
+    decisions = [
+        f"camera {c} left out: only in {counts[c]} of {len(good)} episodes"
+        for c in CAMERAS
+        if counts[c] > 0 and c not in chosen
+    ]
+    lacking = [p for p in good if not set(chosen) <= set(p.info.cameras)]
+    for p in lacking:
+        missing = next(c for c in chosen if c not in p.info.cameras)
+        p.reason = f"no camera '{missing}' (has {', '.join(p.info.cameras)})"
+    if lacking:
+        decisions.append(
+            f"cameras {','.join(chosen)}: each in most of the {len(good)} episodes; "
+            f"{len(lacking)} episode{'s' if len(lacking) > 1 else ''} lacking one skipped "
+            "(--cameras chooses others)"
+        )
+    return chosen, decisions
 
 
 def assign_keys(probes: list[EpisodeProbe]) -> None:

@@ -6,9 +6,12 @@ import os
 
 import h5py
 import pytest
+from click.testing import CliRunner
 from episode_fixtures import make_episodes, read_split, run_convert
 
+from pipeline.cli import main as vla_data
 from pipeline.config import ConfigError, PlanConfig
+from pipeline.convert import ConvertError
 from pipeline.episodes import MAX_INSTRUCTION_CHARS
 
 
@@ -87,3 +90,82 @@ def test_an_instruction_over_the_limit_skips_its_episode(tmp_path):
 def test_an_instruction_option_over_the_limit_is_refused_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="--instruction has 2001 characters, over the limit"):
         PlanConfig(tmp_path / "missing", instruction="z" * 2001)
+
+
+def _drop(path, name: str) -> None:
+    with h5py.File(path, "r+") as f:
+        del f[name]
+
+
+def _narrow_actions(path, dims: int) -> None:
+    with h5py.File(path, "r+") as f:
+        actions = f["action"][()]
+        del f["action"]
+        f["action"] = actions[:, :dims]
+
+
+def test_an_episode_lacking_a_camera_the_others_have_is_skipped_not_the_camera(tmp_path):
+    paths = make_episodes(tmp_path / "in", episodes=5, steps=4)
+    _drop(paths[2], "low_cam_image")
+    summary = run_convert(tmp_path / "in", tmp_path / "out", val_episodes=0)
+    assert summary.manifest.cameras == ["head", "low", "left_wrist", "right_wrist"]
+    assert _skipped(summary) == {
+        "episode_2.hdf5": "no camera 'low' (has head, left_wrist, right_wrist)"
+    }
+    assert summary.decisions == [
+        "cameras head,low,left_wrist,right_wrist: each in most of the 5 episodes; "
+        "1 episode lacking one skipped (--cameras chooses others)"
+    ]
+    with pytest.raises(ConvertError, match=r"(?s)--strict: 1 bad.*episode_2.hdf5: no camera"):
+        run_convert(tmp_path / "in", tmp_path / "strict", val_episodes=0, strict=True)
+
+
+def test_a_camera_in_only_a_few_episodes_is_left_out_saying_so(tmp_path):
+    paths = make_episodes(tmp_path / "in", episodes=3, steps=4)
+    for path in paths[1:]:
+        _drop(path, "right_wrist_image")
+    summary = run_convert(tmp_path / "in", tmp_path / "out", val_episodes=0)
+    assert summary.manifest.cameras == ["head", "low", "left_wrist"] and not summary.skipped
+    assert summary.decisions == ["camera right_wrist left out: only in 1 of 3 episodes"]
+    with pytest.raises(ConvertError, match="--strict: camera right_wrist left out"):
+        run_convert(tmp_path / "in", tmp_path / "strict", val_episodes=0, strict=True)
+
+
+def test_the_action_dimension_is_the_majoritys_not_the_first_episodes(tmp_path):
+    paths = make_episodes(tmp_path / "in", episodes=4, steps=4)
+    _narrow_actions(paths[0], 12)
+    summary = run_convert(tmp_path / "in", tmp_path / "out", val_episodes=0)
+    assert summary.manifest.action_dim == 14
+    assert _skipped(summary) == {
+        "episode_0.hdf5": "action has 12 dims but episode_1.hdf5 has 14, like 3 of 4 episodes"
+    }
+    assert summary.decisions == [
+        "action dim 14: the majority, 3 of 4 episodes; 1 with another skipped (--action-dim "
+        "chooses another)"
+    ]
+    with pytest.raises(ConvertError, match="--strict: 1 bad episode"):
+        run_convert(tmp_path / "in", tmp_path / "strict", val_episodes=0, strict=True)
+
+
+def test_action_dim_option_chooses_the_episodes_to_keep(tmp_path):
+    paths = make_episodes(tmp_path / "in", episodes=4, steps=4)
+    _narrow_actions(paths[0], 12)
+    summary = run_convert(tmp_path / "in", tmp_path / "out", val_episodes=0, action_dim=12)
+    assert summary.manifest.action_dim == 12
+    assert summary.manifest.options["action_dim"] == 12
+    assert set(_skipped(summary)) == {"episode_1.hdf5", "episode_2.hdf5", "episode_3.hdf5"}
+    assert _skipped(summary)["episode_1.hdf5"] == "action has 14 dims but --action-dim is 12"
+    with pytest.raises(ConfigError, match="--action-dim must be at least 1"):
+        PlanConfig(tmp_path / "in", action_dim=0)
+
+
+def test_the_convert_summary_says_what_was_decided(tmp_path):
+    paths = make_episodes(tmp_path / "in", episodes=4, steps=4)
+    _narrow_actions(paths[3], 12)
+    result = CliRunner().invoke(
+        vla_data,
+        ["convert", str(tmp_path / "in"), str(tmp_path / "out"), "--quiet", "--workers", "1",
+         "--image-size", "32", "--val-episodes", "0"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "decided: action dim 14: the majority, 3 of 4 episodes" in result.stdout
