@@ -21,42 +21,46 @@ from pipeline.config import (
     parse_part,
     parse_val_episodes,
 )
-from pipeline.convert import ConvertError, ConvertSummary, convert, plan_stats
-from pipeline.episodes import LAYOUTS, LayoutError
+from pipeline.convert import ConvertSummary, convert, plan_stats
+from pipeline.episodes import LAYOUTS
 from pipeline.generate import GenerateConfig, generate
 from pipeline.info import describe
 from pipeline.merge import MergeConfig, merge
-from pipeline.output import OutputError
 from pipeline.parallel import WorkerPool
 from pipeline.plan import make_plan
 from pipeline.verify import summarize, verify_shard
+from shards.errors import UserError
 from shards.format import STATS_FILE
-from shards.manifest import ManifestError, is_shard_set
-from shards.source import ShardSetError, open_shard_set
+from shards.manifest import is_shard_set
+from shards.source import open_shard_set
 from stats.compute import STAT_KEYS, DatasetStats
-from stats.io import StatsError, stats_to_json
-
-# Errors a user can cause; anything else is a bug and keeps its traceback.
-USER_ERRORS = (
-    ConfigError,
-    ConvertError,
-    LayoutError,
-    OutputError,
-    ManifestError,
-    ShardSetError,
-    StatsError,
-)
+from stats.io import stats_to_json
 
 
 def user_errors(fn: Callable) -> Callable:
+    """The one place `vla-data` turns a user's error into one line and a non-zero exit.
+
+    An OSError here is the machine's answer to the user's files (disk full, permission
+    denied, a folder that is not there): also theirs to fix. Anything else is a bug and
+    keeps its traceback.
+    """
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except USER_ERRORS as exc:
+        except UserError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(os_error_line(exc)) from None
 
     return wrapper
+
+
+def os_error_line(exc: OSError) -> str:
+    """`path: reason` for an OSError, without Python's `[Errno N]` decoration."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
 
 
 def _cameras(value: str | None) -> tuple[str, ...] | None:
@@ -285,6 +289,10 @@ def preview_cmd(source: str, output: Path, samples: int, split: str) -> None:
     # matplotlib is imported here, not at start-up: conversion workers re-import this module.
     from pipeline.preview import contact_sheet, first_samples
 
+    if samples < 1:
+        raise ConfigError(f"-n must be at least 1, got {samples}")
+    if not output.parent.is_dir():
+        raise ConfigError(f"{output.parent}: no such folder for -o {output}")
     shard_set = open_shard_set(source)
     picked = first_samples(shard_set, split, samples)
     if not picked:
@@ -312,12 +320,10 @@ def loadtest_cmd(source: str, workers: int, decode_threads: int, batch_size: int
     """Time the trainer's CPU-side loader alone: samples/s and MB/s of shard data."""
     from pipeline.loadtest import LoadtestConfig, loadtest  # torch: only this command needs it
 
-    try:
-        config = LoadtestConfig(source, workers, batch_size, _cameras(images), samples,
-                                shuffle_buffer=shuffle_buffer,
-                                decode_threads=decode_threads)  # fmt: skip
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    config = LoadtestConfig(
+        source, workers, batch_size, _cameras(images), samples,
+        shuffle_buffer=shuffle_buffer, decode_threads=decode_threads,
+    )  # fmt: skip
     result = loadtest(config)
     click.echo(
         f"{result.samples_per_s:.1f} samples/s, {result.mb_per_s:.1f} MB/s "

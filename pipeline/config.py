@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.episodes import LAYOUTS, MAX_INSTRUCTION_CHARS
+from shards.errors import UserError
 from shards.format import CAMERAS
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An option value a user gave cannot work; the message names the option."""
 
 
@@ -74,6 +75,14 @@ class PlanConfig:
                 raise ConfigError(
                     f"--cameras: unknown camera(s) {unknown}; use names from {', '.join(CAMERAS)}"
                 )
+        if self.cameras is not None:
+            twice = sorted({c for c in self.cameras if self.cameras.count(c) > 1})
+            if twice:
+                raise ConfigError(f"--cameras: {', '.join(twice)} is named twice")
+        if self.seed < 0:
+            raise ConfigError("--seed must not be negative")
+        if any(d < 0 for d in self.no_normalize_dims):
+            raise ConfigError("--no-normalize-dims: dimensions count from 0")
         if self.instruction is not None and len(self.instruction) > MAX_INSTRUCTION_CHARS:
             raise ConfigError(
                 f"--instruction has {len(self.instruction)} characters, "

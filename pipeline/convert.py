@@ -21,6 +21,7 @@ from pipeline.encode import EncodeJob, encode_episode
 from pipeline.output import check_target, discard, publish, staging_dir
 from pipeline.parallel import WorkerPool, progress_bar
 from pipeline.plan import EpisodeProbe, Plan, assign_split, make_plan
+from shards.errors import UserError
 from shards.format import SPLITS, STATS_FILE
 from shards.manifest import EpisodeEntry, Manifest, ShardEntry, write_manifest
 from shards.writer import ShardWriter
@@ -28,7 +29,7 @@ from stats.compute import DatasetStats, dataset_stats
 from stats.io import write_stats
 
 
-class ConvertError(Exception):
+class ConvertError(UserError):
     """The conversion must stop; the message is for the user."""
 
 

@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 import simplejpeg
 
+from shards.errors import UserError
 from shards.format import CAMERAS
 
 LAYOUTS = ("processed", "robotwin", "aloha")
@@ -67,7 +68,7 @@ def skip_reason(exc: Exception, stage: str) -> str:
     return " ".join(text.split())
 
 
-class LayoutError(Exception):
+class LayoutError(UserError):
     """Folder-level problem (missing, empty, unrecognised); the message names the folder."""
 
 

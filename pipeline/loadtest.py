@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pipeline.config import ConfigError
 from shards.reader import StreamConfig, make_loader
 from shards.source import open_shard_set
 
@@ -29,8 +30,16 @@ class LoadtestConfig:
     decode_threads: int = 0  # threads decoding JPEGs in each loading process; 0: inline
 
     def __post_init__(self) -> None:
+        for option, value, least in (
+            ("--batch-size", self.batch_size, 1),
+            ("--workers", self.workers, 0),
+            ("--decode-threads", self.decode_threads, 0),
+            ("--shuffle-buffer", self.shuffle_buffer, 0),
+        ):
+            if value < least:
+                raise ConfigError(f"{option} must be at least {least}, got {value}")
         if self.samples < self.batch_size:
-            raise ValueError("--samples must be at least one batch")
+            raise ConfigError("--samples must be at least one batch")
 
 
 @dataclass

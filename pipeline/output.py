@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+from shards.errors import UserError
 from shards.format import MANIFEST_FILE, STATS_FILE
 from shards.manifest import ManifestError, is_shard_set, read_manifest
 
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 _LISTED = 3  # foreign entries named in a refusal; the rest are counted
 
 
-class OutputError(Exception):
+class OutputError(UserError):
     """The output folder cannot be used; the message says why and what to do."""
 
 

@@ -128,6 +128,7 @@ def make_plan(config: PlanConfig, pool: WorkerPool | None = None) -> Plan:
         *_decide_width(probes, "action", _action_width, "--action-dim", config.action_dim),
         *_decide_width(probes, "proprio", _proprio_width, None, None),
     ]
+    _check_no_normalize_dims(probes, config.no_normalize_dims)
     if config.cameras is not None:
         cameras = config.cameras
     else:
@@ -136,6 +137,17 @@ def make_plan(config: PlanConfig, pool: WorkerPool | None = None) -> Plan:
     assign_keys(probes)
     assign_split(probes, config)
     return Plan(layout, cameras, probes, decisions)
+
+
+def _check_no_normalize_dims(probes: list[EpisodeProbe], dims: tuple[int, ...]) -> None:
+    """Checked once the action width is known, so a typo stops before any frame is encoded."""
+    width = next((_action_width(p) for p in probes if p.ok), None)
+    out = [d for d in dims if width is not None and d >= width]
+    if out:
+        raise ConfigError(
+            f"--no-normalize-dims: dimension {out[0]} is out of range for {width}-dim actions "
+            f"(dimensions count from 0)"
+        )
 
 
 def _action_width(p: EpisodeProbe) -> int:

@@ -8,10 +8,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shards.errors import UserError
 from shards.format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, SPLITS
 
 
-class ManifestError(Exception):
+class ManifestError(UserError):
     """A folder's manifest.json is missing, unreadable or not a vla-shards manifest."""
 
 
@@ -104,9 +105,11 @@ def parse_manifest(text: str, source: str) -> Manifest:
             f"{source}: format version {version} is newer than this tool reads "
             f"({FORMAT_VERSION}); upgrade vla-shards"
         )
+    if not isinstance(data.get("splits", {}), dict):
+        raise ManifestError(f"{source}: splits must map split names to lists of shards")
     try:
         manifest = Manifest.from_dict(data)
-    except TypeError as exc:
+    except (TypeError, AttributeError) as exc:  # an entry that is not an object
         raise ManifestError(f"{source}: malformed manifest ({exc})") from None
     unknown = set(manifest.splits) - set(SPLITS)
     if unknown:

@@ -11,6 +11,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from shards.errors import UserError
 from shards.format import (
     ACTIONS_MEMBER,
     META_MEMBER,
@@ -24,7 +25,7 @@ from shards.tar import TarFormatError, iter_members
 RawSample = dict[str, Any]  # {"__key__": str, field: bytes, ...}
 
 
-class ShardReadError(Exception):
+class ShardReadError(UserError):
     """A shard is truncated or not a tar file."""
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import IO
 
 from shards import s3
+from shards.errors import UserError
 from shards.format import MANIFEST_FILE, STATS_FILE
 from shards.manifest import Manifest, parse_manifest
 from stats.compute import DatasetStats
@@ -17,7 +18,7 @@ _URL_SCHEMES = ("http://", "https://", s3.SCHEME)
 _HTTP_TIMEOUT_S = 60
 
 
-class ShardSetError(Exception):
+class ShardSetError(UserError):
     """A shard set cannot be used: missing folder, missing files, or stats that do not fit."""
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from shards.errors import UserError
 from stats.compute import STAT_KEYS, ArrayStats, DatasetStats
 
 
-class StatsError(Exception):
+class StatsError(UserError):
     """stats.json is missing, unreadable or not in the expected layout."""
 
 

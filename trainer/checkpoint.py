@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from shards.errors import UserError
 from shards.format import STATS_FILE
 from shards.mixture import Mixture
 from trainer.config import CONFIG_FILE, TrainConfig
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 _STEP_DIR = re.compile(r"step-(\d+)")
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A run folder that can't be resumed (none saved, or made for other data or ranks)."""
 
 

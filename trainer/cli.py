@@ -10,26 +10,18 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from shards.errors import UserError
 from shards.format import SPLITS
-from shards.manifest import ManifestError
-from shards.source import ShardSetError
-from stats.io import StatsError
 from stats.normalize import NORMALIZATIONS
-from trainer.checkpoint import CheckpointError, latest_checkpoint, load_config
+from trainer.checkpoint import latest_checkpoint, load_config
 from trainer.config import ConfigError, TrainConfig
 from trainer.loop import train as train_run
 from trainer.model import ModelLoadError
 from trainer.predict import PredictConfig, compare, print_report
 
-# Errors a user can cause; anything else is a bug and keeps its traceback.
-USER_ERRORS = (
-    CheckpointError,
-    ConfigError,
-    ManifestError,
-    ModelLoadError,
-    ShardSetError,
-    StatsError,
-)
+# Errors a user can cause: the shared UserError, and the model loader's own error (its
+# module keeps no dependency on the data side). Anything else is a bug: a traceback.
+USER_ERRORS = (UserError, ModelLoadError)
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
 
@@ -40,6 +32,13 @@ class _TrainByDefault(click.Group):
         if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
             args = ["train", *args]
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # The one place a user's error becomes one line, for every command of the group.
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 @click.group(cls=_TrainByDefault)
@@ -103,13 +102,10 @@ def _option(name: str, help: str, **kwargs: Any):
 @click.pass_context
 def train(ctx: click.Context, resume: str | None, allow_new_data: bool, **options: Any) -> None:
     """Train on --shards into --run-dir, or continue a run with --resume RUN_DIR."""
-    try:
-        if allow_new_data and resume is None:
-            raise ConfigError("--allow-new-data goes with --resume RUN_DIR")
-        cfg = _config(ctx, resume, options)
-        train_run(cfg, resume=resume is not None, allow_new_data=allow_new_data)
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from None
+    if allow_new_data and resume is None:
+        raise ConfigError("--allow-new-data goes with --resume RUN_DIR")
+    cfg = _config(ctx, resume, options)
+    train_run(cfg, resume=resume is not None, allow_new_data=allow_new_data)
 
 
 def _config(ctx: click.Context, resume: str | None, options: dict[str, Any]) -> TrainConfig:
@@ -136,11 +132,7 @@ def _config(ctx: click.Context, resume: str | None, options: dict[str, Any]) -> 
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 def predict(**options: Any) -> None:
     """Predict chunks of CKPT (RUN_DIR/step-N) on --shards; print them beside the true ones."""
-    try:
-        report = compare(PredictConfig(**options))
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from None
-    print_report(report)
+    print_report(compare(PredictConfig(**options)))
 
 
 if __name__ == "__main__":  # torchrun -m trainer.cli ...

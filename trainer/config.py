@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from shards.errors import UserError
 from shards.mixture import parse_source
 from stats.normalize import NORMALIZATIONS
 
@@ -29,7 +30,7 @@ RESUME_OVERRIDABLE = frozenset(
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An option value that can't work; the message names the option."""
 
 
