@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import urllib.request
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -10,12 +10,12 @@ from typing import IO
 from shards import s3
 from shards.errors import UserError
 from shards.format import MANIFEST_FILE, STATS_FILE
+from shards.http import ResumingStream
 from shards.manifest import Manifest, parse_manifest
 from stats.compute import DatasetStats
 from stats.io import StatsError, parse_stats
 
 _URL_SCHEMES = ("http://", "https://", s3.SCHEME)
-_HTTP_TIMEOUT_S = 60
 
 
 class ShardSetError(UserError):
@@ -46,8 +46,8 @@ class ShardSet:
         if self.source.startswith(s3.SCHEME):
             return s3.open_object(self.location(name))
         if is_url(self.source):
-            # urlopen streams the body: tarfile's "r|" mode reads it front to back, no temp file.
-            return urllib.request.urlopen(self.location(name), timeout=_HTTP_TIMEOUT_S)
+            # Streamed front to back, no temp file; a stall or a break is retried and resumed.
+            return io.BufferedReader(ResumingStream(self.location(name)), buffer_size=1 << 20)
         return open(self.location(name), "rb", buffering=1 << 20)  # noqa: SIM115 - caller closes
 
 
@@ -95,7 +95,7 @@ def _fetch_text(url: str) -> str:
     try:
         if url.startswith(s3.SCHEME):
             return s3.read_text(url)
-        with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT_S) as response:
+        with ResumingStream(url) as response:
             return response.read().decode()
     except OSError as exc:
         raise ShardSetError(f"{url}: cannot fetch ({exc})") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import itertools
 import json
 import socket
 import threading
@@ -138,3 +139,99 @@ def test_a_changed_remote_shard_fails_verify(s3_url: str) -> None:
     result = CliRunner().invoke(vla_data, ["verify", s3_url, "--workers", "1"])
     assert result.exit_code == 1
     assert "FAIL train-000000.tar" in result.output
+
+
+class _FaultyHandler(http.server.BaseHTTPRequestHandler):
+    """Serves files with Range support; `faults` says what the next requests of a path suffer."""
+
+    protocol_version = "HTTP/1.1"
+    root: Path
+    faults: dict[str, list[str]]
+    ranges: list[str]
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        path = self.root / self.path.lstrip("/")
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        start = 0
+        if "Range" in self.headers:
+            self.ranges.append(self.headers["Range"])
+            start = int(self.headers["Range"].removeprefix("bytes=").split("-")[0])
+        pending = self.faults.get(self.path, [])
+        fault = pending.pop(0) if pending else None
+        if fault == "stall":
+            time.sleep(3)  # far past the client's read timeout
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Length", str(len(data) - start))
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.end_headers()
+        body = data[start:]
+        if fault == "drop":
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def faulty_http(shard_set: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[type]:
+    handler = type("Handler", (_FaultyHandler,), {"root": shard_set, "faults": {}, "ranges": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("VLA_HTTP_TIMEOUT_S", "0.5")
+    monkeypatch.setenv("VLA_HTTP_BACKOFF_S", "0.01")
+    handler.url = f"http://127.0.0.1:{server.server_address[1]}/"
+    yield handler
+    server.shutdown()
+    server.server_close()
+
+
+def _read(url: str, name: str) -> bytes:
+    from shards.source import open_shard_set
+
+    with open_shard_set(url).open_shard(name) as stream:
+        return stream.read()
+
+
+def test_a_dropped_connection_resumes_where_it_stopped(faulty_http, shard_set: Path) -> None:
+    faulty_http.faults["/train-000000.tar"] = ["drop", "drop"]
+    assert (
+        _read(faulty_http.url, "train-000000.tar") == (shard_set / "train-000000.tar").read_bytes()
+    )
+    assert len(faulty_http.ranges) == 2 and all(r.startswith("bytes=") for r in faulty_http.ranges)
+
+
+def test_a_stalled_server_times_out_and_is_retried(faulty_http, shard_set: Path) -> None:
+    faulty_http.faults["/train-000000.tar"] = ["stall"]
+    start = time.monotonic()
+    assert (
+        _read(faulty_http.url, "train-000000.tar") == (shard_set / "train-000000.tar").read_bytes()
+    )
+    assert time.monotonic() - start < 2.5
+
+
+def test_a_shard_that_keeps_failing_is_a_bad_shard_and_the_rest_streams(faulty_http) -> None:
+    from shards.reader import StreamConfig, make_loader
+    from shards.source import open_shard_set
+
+    faulty_http.faults["/train-000000.tar"] = ["drop"] * 20
+    with pytest.raises(OSError, match="train-000000.tar"):
+        _read(faulty_http.url, "train-000000.tar")
+    faulty_http.faults["/train-000000.tar"] = ["drop"] * 20
+    config = StreamConfig(cameras=("head", "left_wrist"), batch_size=4, shuffle_buffer=0)
+    batches = itertools.islice(make_loader(open_shard_set(faulty_http.url), config), 6)
+    bad, keys = [], []
+    for batch in batches:  # the stream repeats epochs: one pass is 30 samples
+        bad += batch["bad_shards"]
+        keys += batch["keys"]
+    assert bad == ["train-000000.tar"]
+    assert len(keys) == 24  # the other shards all came through
