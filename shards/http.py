@@ -17,9 +17,18 @@ import urllib3
 from urllib3.exceptions import HTTPError
 from urllib3.util import Retry, Timeout
 
+from shards.errors import UserError
+
 
 def _env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
+    text = os.environ.get(name)
+    try:
+        value = default if text is None else float(text)
+    except ValueError:
+        raise UserError(f"{name}={text!r} is not a number") from None
+    if value < 0 or (name == "VLA_HTTP_TIMEOUT_S" and value == 0):
+        raise UserError(f"{name}={text!r} must be {'positive' if value == 0 else 'at least 0'}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -32,10 +41,6 @@ class HttpConfig:
     retries: int = field(default_factory=lambda: int(_env_float("VLA_HTTP_RETRIES", 5)))
     # Wait before retry k is backoff_s * 2**(k-1) seconds (urllib3's exponential backoff).
     backoff_s: float = field(default_factory=lambda: _env_float("VLA_HTTP_BACKOFF_S", 0.5))
-
-    def __post_init__(self) -> None:
-        if self.timeout_s <= 0 or self.retries < 0 or self.backoff_s < 0:
-            raise ValueError("VLA_HTTP_TIMEOUT_S must be positive, retries and backoff >= 0")
 
 
 _POOL = urllib3.PoolManager()
@@ -68,7 +73,9 @@ class ResumingStream(io.RawIOBase):
                 timeout=Timeout(connect=self.config.timeout_s, read=self.config.timeout_s),
             )
         except HTTPError as exc:
-            raise OSError(f"{self.url}: cannot fetch ({exc})") from None
+            raise OSError(
+                f"{self.url}: cannot fetch ({getattr(exc, 'reason', None) or exc})"
+            ) from None
         expected = 206 if self.position else 200
         if response.status != expected:
             response.close()

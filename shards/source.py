@@ -98,7 +98,10 @@ def _fetch_text(url: str) -> str:
         with ResumingStream(url) as response:
             return response.read().decode()
     except OSError as exc:
-        raise ShardSetError(f"{url}: cannot fetch ({exc})") from None
+        text = str(exc)  # HTTP errors name the URL already
+        raise ShardSetError(
+            text if text.startswith(url) else f"{url}: cannot fetch ({text})"
+        ) from None
 
 
 def _dataset_entry(manifest: Manifest, stats: dict[str, DatasetStats], source: str) -> DatasetStats:
