@@ -27,7 +27,7 @@ from trainer.checkpoint import (
 )
 from trainer.config import TrainConfig
 from trainer.distributed import Dist, gather_objects, init_distributed, shutdown, sum_across
-from trainer.metrics import MetricsLogger, truncate_metrics
+from trainer.metrics import LossWindow, MetricsLogger, truncate_metrics
 from trainer.model import ModelConfig, VLAPolicy, build_policy, load_policy
 from trainer.step import build_optimizer, build_scheduler, eval_sums, l1_metrics, train_step
 
@@ -66,13 +66,14 @@ def _run(cfg: TrainConfig, resume: bool, dist: Dist, allow_new_data: bool) -> No
     optimizer = build_optimizer(policy, cfg.lr)
     scheduler = build_scheduler(optimizer, cfg.warmup_steps, cfg.decay_step)
     aug = torch.Generator().manual_seed(cfg.seed * 65537 + dist.rank)  # own crops per rank
-    data_state, step = StreamState(), 0
+    data_state, step, window = StreamState(), 0, LossWindow()
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         mine = state["ranks"][dist.rank]
         restore_rng(mine["rng"], aug)
         data_state, step = StreamState.from_dict(mine["data"]), state["step"]
+        window = LossWindow(state.get("loss_window"))  # absent in checkpoints before it existed
         if dist.main:
             truncate_metrics(cfg.run_dir, step)
 
@@ -91,11 +92,13 @@ def _run(cfg: TrainConfig, resume: bool, dist: Dist, allow_new_data: bool) -> No
             totals = sum_across(torch.cat([sums, bad.to(sums)]))
             step += 1
             elapsed = time.perf_counter() - start
+            l1 = l1_metrics(totals[:6])
             logger.log(
                 {
                     "step": step,
                     "split": "train",
-                    **l1_metrics(totals[:6]),
+                    **l1,
+                    "loss_smooth": window.add(l1["loss"]),
                     "lr": lr,
                     "samples_per_s": cfg.batch_size * cfg.grad_accum * dist.world_size / elapsed,
                     "data_wait": (batches.wait_s - waited) / elapsed,
@@ -117,6 +120,7 @@ def _run(cfg: TrainConfig, resume: bool, dist: Dist, allow_new_data: bool) -> No
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
                         "ranks": ranks,
+                        "loss_window": window.to_list(),
                     }
                     path = save_checkpoint(cfg.run_dir, step, policy, cfg, mixture, train_state)
                     logger.message(f"saved {path}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,24 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
+SMOOTH_STEPS = 50
+
+
+class LossWindow:
+    """Mean of the last SMOOTH_STEPS train losses: a step's L1 on a small batch jumps by +-0.1.
+
+    Its contents are saved with each checkpoint, so a resumed run logs the same means.
+    """
+
+    def __init__(self, losses: list[float] | None = None) -> None:
+        self.losses: deque[float] = deque(losses or (), maxlen=SMOOTH_STEPS)
+
+    def add(self, loss: float) -> float:
+        self.losses.append(loss)
+        return sum(self.losses) / len(self.losses)
+
+    def to_list(self) -> list[float]:
+        return list(self.losses)
 
 
 def truncate_metrics(run_dir: Path, last_step: int) -> None:
@@ -98,6 +117,8 @@ class MetricsLogger:
 
 def _summary(record: dict[str, Any]) -> str:
     parts = [record["split"], f"loss {record['loss']:.4f}"]
+    if "loss_smooth" in record:
+        parts.append(f"(mean of last {SMOOTH_STEPS} {record['loss_smooth']:.4f})")
     parts.append(f"curr {record['curr_l1']:.4f} future {record['future_l1']:.4f}")
     if record["split"] == "train":
         parts.append(f"lr {record['lr']:.2e} {record['samples_per_s']:.1f} samples/s")
