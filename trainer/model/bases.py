@@ -9,6 +9,7 @@ from transformers import PreTrainedTokenizerBase
 
 from .configs import BASE_7B_RANDOM, BASE_TINY, OPENVLA_7B_SPEC, tiny_spec
 from .tokenizer import tiny_tokenizer
+from .vision import set_spatial_positions
 from .vla import OpenVLA
 from .weights import (
     check_state_dict,
@@ -21,6 +22,7 @@ from .weights import (
 )
 
 RANDOM_BASE_SEED = 0
+TINY_POSITION_SCALE = 1.0  # about a patch's content scale after the patch embedding
 
 
 @contextmanager
@@ -77,7 +79,9 @@ def build_base(
         tokenizer = tiny_tokenizer()
         # Drawn on CPU, so the tiny base is the same whatever the device.
         spec = tiny_spec(tokenizer.pad_token_id)
-        return random_base(spec, device, dtype, torch.device("cpu")), tokenizer
+        model = random_base(spec, device, dtype, torch.device("cpu"))
+        set_spatial_positions(model.vision_backbone, TINY_POSITION_SCALE)
+        return model, tokenizer
     if base == BASE_7B_RANDOM:
         # No Llama tokenizer offline: the tiny one's ids (< 256) are valid rows of the 32064
         # vocab, and padding uses the config's 32000. Prompts come out a little longer.

@@ -33,6 +33,14 @@ OPENVLA_7B_SPEC: dict = {
 }
 
 
+# Llama's default init (0.02) gives a 64-wide random model attention logits near zero: every
+# token then averages the whole sequence and the action slots (zero inputs) come out nearly
+# the same for every image. A wider init gives sharp, content-dependent attention, as a
+# pretrained model has, so what the images show reaches the slots from the first step.
+TINY_INIT_STD = 0.3
+TINY_LAYERS = 4  # slots are all alike after layer 0; the later layers tell them apart
+
+
 def tiny_spec(pad_token_id: int) -> dict:
     """The tiny base's config.json content; vocab = pad id rounded up like OpenVLA (+64)."""
     vocab = (pad_token_id // 64 + 1) * 64
@@ -42,10 +50,11 @@ def tiny_spec(pad_token_id: int) -> dict:
         "pad_token_id": pad_token_id,
         "hidden_size": 64,
         "intermediate_size": 128,
-        "num_hidden_layers": 2,
+        "num_hidden_layers": TINY_LAYERS,
         "num_attention_heads": 4,
         "num_key_value_heads": 4,
         "max_position_embeddings": 2048,
+        "initializer_range": TINY_INIT_STD,
     }
     return {
         "timm_model_ids": [TINY_DINOV2_ID, TINY_SIGLIP_ID],

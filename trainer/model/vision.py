@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import timm
 import torch
 from torch import nn
@@ -68,3 +70,26 @@ class FusedVisionBackbone(nn.Module):
     def set_grad_checkpointing(self, enable: bool) -> None:
         self.featurizer.set_grad_checkpointing(enable)
         self.fused_featurizer.set_grad_checkpointing(enable)
+
+
+def sincos_positions(grid: int, dim: int) -> torch.Tensor:
+    """(grid * grid, dim) 2-D sine-cosine table, row-major like the patches: a quarter of the
+    channels each for sin(x), cos(x), sin(y), cos(y) over geometric frequencies."""
+    quarter = dim // 4
+    freqs = torch.exp(-math.log(100.0) * torch.arange(quarter) / max(quarter, 1))
+    ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    angles = [c.reshape(-1, 1).float() * freqs for c in (xs, ys)]
+    table = torch.cat([f(a) for a in angles for f in (torch.sin, torch.cos)], dim=1)
+    return nn.functional.pad(table, (0, dim - table.shape[1]))
+
+
+def set_spatial_positions(backbone: FusedVisionBackbone, scale: float) -> None:
+    """Give both towers position embeddings that say where each patch is.
+
+    timm draws them with std 0.02, about 30x weaker than a patch's content, so a random
+    tower's patch features hardly depend on where the patch sits; a pretrained one's do.
+    """
+    for tower in (backbone.featurizer, backbone.fused_featurizer):
+        table = sincos_positions(math.isqrt(tower.pos_embed.shape[1]), tower.pos_embed.shape[2])
+        with torch.no_grad():
+            tower.pos_embed.copy_(scale * table.to(tower.pos_embed))

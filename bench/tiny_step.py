@@ -1,0 +1,95 @@
+"""The tiny base's training speed on CPU: today's tiny beside the 2-layer one it replaced.
+
+Learning checks in CI train the tiny base for hundreds of steps, so its speed per sample is
+what keeps them cheap. Both variants run the trainer's own train_step on the same synthetic
+batch (two 224 px cameras, an 8 x 14 chunk), in alternating rounds so that machine noise hits
+both alike; the script prints the median samples/s of each and their ratio.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import click
+import torch
+
+from trainer.batches import DeviceBatch
+from trainer.model import ModelConfig, VLAPolicy, build_policy
+from trainer.model.bases import random_base
+from trainer.model.configs import tiny_spec
+from trainer.model.head import L1RegressionHead
+from trainer.model.lora import add_lora
+from trainer.model.tokenizer import tiny_tokenizer
+from trainer.step import build_optimizer, build_scheduler, train_step
+
+CHUNK, ACTION_DIM, CAMERAS = 8, 14, 2
+# The tiny base before it could learn from images: 2 Llama layers at HF's 0.02 init, and
+# timm's faint position embeddings (left as drawn).
+OLD_TINY_TEXT = {"num_hidden_layers": 2, "initializer_range": 0.02}
+
+
+def old_tiny(config: ModelConfig) -> VLAPolicy:
+    tokenizer = tiny_tokenizer()
+    spec = tiny_spec(tokenizer.pad_token_id)
+    spec["text_config"].update(OLD_TINY_TEXT)
+    cpu = torch.device("cpu")
+    base = random_base(spec, cpu, torch.float32, cpu)
+    head = L1RegressionHead(config.action_dim, base.hidden_size)
+    return VLAPolicy(config, add_lora(base, config.lora_rank), head, tokenizer)
+
+
+def synthetic_batch(policy: VLAPolicy, batch_size: int) -> DeviceBatch:
+    generator = torch.Generator().manual_seed(0)
+    ids = policy.tokenize(["put the shoe on the mat"] * batch_size)
+    return DeviceBatch(
+        pixel_values=torch.randn(batch_size, 6 * CAMERAS, 224, 224, generator=generator),
+        input_ids=ids["input_ids"],
+        attention_mask=ids["attention_mask"],
+        actions=torch.rand(batch_size, CHUNK, ACTION_DIM, generator=generator) * 2 - 1,
+        valid_rows=torch.ones(batch_size, CHUNK, dtype=torch.bool),
+        sets=torch.zeros(batch_size, dtype=torch.int64),
+        keys=[f"synthetic_{i}" for i in range(batch_size)],
+    )
+
+
+def samples_per_s(policy: VLAPolicy, batch: DeviceBatch, steps: int) -> float:
+    optimizer = build_optimizer(policy, lr=5e-4)
+    scheduler = build_scheduler(optimizer, warmup_steps=0, decay_step=10**9)
+    cpu = torch.device("cpu")
+    train_step(policy, iter([batch]), 1, optimizer, scheduler, cpu)  # first-call costs
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step(policy, iter([batch]), 1, optimizer, scheduler, cpu)
+    return steps * batch.size / (time.perf_counter() - start)
+
+
+@click.command()
+@click.option("--rounds", default=5, show_default=True, help="Alternating rounds.")
+@click.option("--steps", default=10, show_default=True, help="Timed steps per variant per round.")
+@click.option("--batch-size", default=8, show_default=True)
+def main(rounds: int, steps: int, batch_size: int) -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(base="tiny", action_dim=ACTION_DIM, chunk=CHUNK, num_images=CAMERAS)
+    variants = {
+        "tiny": build_policy(config),
+        "tiny before (2 layers)": old_tiny(config),
+    }
+    batch = synthetic_batch(variants["tiny"], batch_size)
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, policy in variants.items():
+            rates[name].append(samples_per_s(policy, batch, steps))
+    print(f"CPU, {torch.get_num_threads()} threads, batch {batch_size}, {rounds} rounds")
+    for name, values in rates.items():
+        counts = variants[name].trainable_parameters()
+        print(
+            f"{name}: median {statistics.median(values):.1f} samples/s "
+            f"(rounds {', '.join(f'{v:.1f}' for v in values)}), {counts['total']:,} trainable"
+        )
+    new, old = (statistics.median(v) for v in rates.values())
+    print(f"ratio tiny / tiny before: {new / old:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
