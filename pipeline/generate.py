@@ -17,6 +17,8 @@ DEFAULT_IMAGE_SIZE = {"processed": (256, 256), "robotwin": (240, 320), "aloha": 
 ACTION_DIM = 14
 RED = (255, 0, 0)
 GREY = 128
+SQUARE_SIDE = 0.4  # of the shorter image side
+EPISODE_PHASE = 0.37  # where each episode's sweep starts, as a fraction: spread, never repeating
 SEEN_TEMPLATES = (
     "pick up the red block {i}",
     "grab red block {i} from the table",
@@ -71,40 +73,54 @@ class GenerateConfig:
             raise ValueError("aloha_jpeg applies only to the aloha layout.")
 
 
-def square_box(camera: str, t: int, steps: int, image_size: tuple[int, int]) -> tuple[slice, slice]:
+def square_box(
+    camera: str, t: int, steps: int, image_size: tuple[int, int], episode: int = 0
+) -> tuple[slice, slice]:
     """Rows and columns of the red square in frame t of a camera (tests check colours there)."""
     height, width = image_size
-    side = min(height, width) // 4
+    side = int(min(height, width) * SQUARE_SIDE)
     k = CAMERAS.index(camera)
     # Each camera sees the square on its own row band and phase, sweeping left to right over time.
     top = (height - side) * (k + 1) // (len(CAMERAS) + 1)
-    progress = (t / steps + 0.25 * k) % 1.0
-    left = round((width - side) * progress)
+    left = round((width - side) * _progress(t, steps, episode, 0.25 * k))
     return slice(top, top + side), slice(left, left + side)
 
 
+def _progress(t: int | np.ndarray, steps: int, episode: int, offset: float = 0.0):
+    """Where the square is along its sweep, in [0, 1): each episode starts at its own place."""
+    return (t / steps + EPISODE_PHASE * episode + offset) % 1.0
+
+
 def episode_actions(index: int, steps: int, rng: np.random.Generator) -> np.ndarray:
-    """Smooth (steps, 14) joint targets: per-joint sinusoids whose phase depends on the episode."""
-    t = np.linspace(0.0, 1.0, steps)[:, None]
+    """Smooth (steps, 14) joint targets that follow the square in the head camera.
+
+    Each joint is a periodic function of the square's place in its sweep, so the whole action
+    chunk at step t can be read off frame t: a policy learns it only by looking at the image.
+    """
+    progress = _progress(np.arange(steps), steps, index)[:, None]
     joint = np.arange(ACTION_DIM)[None, :]
-    phase = 0.7 * index + 0.4 * joint
-    actions = 0.3 * joint / ACTION_DIM + 0.5 * np.sin(2 * np.pi * (1 + joint % 3) * t + phase)
+    angle = 2 * np.pi * progress
+    actions = 0.3 * joint / ACTION_DIM + 0.5 * np.sin((1 + joint % 3) * angle + 0.4 * joint)
     actions += rng.normal(0.0, 0.01, actions.shape)
     # Grippers (left 6, right 13) open and close within [0, 1] like the real ones.
     for g in (6, 13):
-        actions[:, g] = 0.5 + 0.5 * np.sin(2 * np.pi * t[:, 0] + 0.7 * index + g)
+        actions[:, g] = 0.5 + 0.5 * np.sin(angle[:, 0] + g)
     return actions
 
 
 def camera_frames(
-    camera: str, steps: int, image_size: tuple[int, int], rng: np.random.Generator
+    camera: str, steps: int, image_size: tuple[int, int], seed: int, episode: int
 ) -> np.ndarray:
-    """uint8 (steps, H, W, 3): a pure red square moving over a mildly textured grey background."""
-    noise = rng.integers(-6, 7, size=(*image_size, 3))
+    """uint8 (steps, H, W, 3): a pure red square moving over a mildly textured grey background.
+
+    The texture belongs to the camera (the same scene in every episode), as on a real rig.
+    """
+    texture = np.random.default_rng([seed, CAMERAS.index(camera)])
+    noise = texture.integers(-6, 7, size=(*image_size, 3))
     background = (GREY + noise).astype(np.uint8)
     frames = np.repeat(background[None], steps, axis=0)
     for t in range(steps):
-        rows, cols = square_box(camera, t, steps, image_size)
+        rows, cols = square_box(camera, t, steps, image_size, episode)
         frames[t, rows, cols] = RED
     return frames
 
@@ -124,7 +140,10 @@ def generate(config: GenerateConfig) -> list[Path]:
     paths = []
     for index in range(config.episodes):
         actions = episode_actions(index, config.steps, rng)
-        images = {c: camera_frames(c, config.steps, config.image_size, rng) for c in config.cameras}
+        images = {
+            c: camera_frames(c, config.steps, config.image_size, config.seed, index)
+            for c in config.cameras
+        }
         paths.append(writer[config.layout](config, index, actions, images))
     return paths
 

@@ -157,7 +157,8 @@ def test_robotwin_colours_come_back_in_rgb_order(tmp_path):
     margin = 3  # resizing and 4:2:0 chroma blur the square's edges
     for sample in samples:
         for camera, image in sample["images"].items():
-            rows, cols = square_box(camera, sample["meta"]["t"], 6, size)
+            episode = int(sample["meta"]["episode"].removeprefix("data-episode"))
+            rows, cols = square_box(camera, sample["meta"]["t"], 6, size, episode)
             r0, r1 = (round(v * out / size[0]) for v in (rows.start, rows.stop))
             c0, c1 = (round(v * out / size[1]) for v in (cols.start, cols.stop))
             inside = image[r0 + margin : r1 - margin, c0 + margin : c1 - margin].reshape(-1, 3)

@@ -36,7 +36,7 @@ def test_robotwin_layout(tmp_path):
         assert rgb[0][:2] == b"\xff\xd8"  # JPEG start-of-image marker
         # Like cv2.imencode output, a decoder that assumes RGB (PIL) sees the red square as blue.
         pil = np.asarray(Image.open(io.BytesIO(rgb[1])).convert("RGB"))
-        rows, cols = square_box("low", 1, 4, (240, 320))
+        rows, cols = square_box("low", 1, 4, (240, 320), episode=2)
         assert tuple(np.median(pil[rows, cols].reshape(-1, 3), axis=0)) == pytest.approx(
             (0, 0, 255), abs=20
         )
