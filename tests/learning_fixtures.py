@@ -1,0 +1,89 @@
+"""The learning check's data and run: generated episodes whose actions follow the image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+from episode_fixtures import make_episodes, run_convert
+
+from shards.reader import StreamConfig, make_loader
+from shards.source import open_shard_set
+from stats.normalize import bounds, normalize
+from trainer.config import TrainConfig
+from trainer.loop import train
+from trainer.predict import PredictConfig, compare
+
+EPISODES = 9  # 8 to train on, 1 held out as the val split
+EPISODE_STEPS = 24
+CAMERAS = ("head", "left_wrist")  # vla-train's default --images
+IMAGE_FIELDS = ("head_camera_image", "left_wrist_image")  # the processed layout's names
+INSTRUCTION = "follow the red square"
+STEPS = 400
+BATCH = 8
+CURVE_FILE = Path(__file__).parent / "assets" / "tiny_learning_curve.json"
+CURVE_EVERY = 10
+
+
+def learning_set(root: Path, blank_images: bool = False) -> Path:
+    """Episodes of `vla-data generate`, converted at the model's 224 px; one held out.
+
+    The red square's place in each frame determines the whole action chunk, and each episode
+    starts its sweep elsewhere, so the held-out episode shows places never trained on.
+    With `blank_images` every frame of every camera is replaced by one fixed frame: the
+    actions are unchanged, but nothing in the images says anything about them.
+    """
+    paths = make_episodes(
+        root / "episodes", episodes=EPISODES, steps=EPISODE_STEPS, image_size=(224, 224),
+        cameras=CAMERAS,
+    )  # fmt: skip
+    for path in paths:
+        with h5py.File(path, "r+") as f:
+            # One task, so one instruction: the generator's name each episode's index, which
+            # is for tests that check pairing, and would be a per-episode nuisance here.
+            for key in ("seen", "unseen"):
+                del f[key]
+                f.create_dataset(key, data=[INSTRUCTION], dtype=h5py.string_dtype("utf-8"))
+            if blank_images:
+                for name in IMAGE_FIELDS:
+                    f[name][...] = f[name][0]
+    shards = root / "shards"
+    run_convert(root / "episodes", shards, image_size=224, val_episodes=1, shard_samples=48)
+    return shards
+
+
+def train_tiny(shards: Path, run_dir: Path) -> TrainConfig:
+    """vla-train with its defaults, except the tiny base, the steps and the batch size."""
+    cfg = TrainConfig(
+        shards=(str(shards),), run_dir=run_dir, base="tiny", max_steps=STEPS, batch_size=BATCH
+    )
+    train(cfg)
+    return cfg
+
+
+def curve(records: list[dict]) -> list[float]:
+    """The smoothed train loss at every CURVE_EVERY-th step: what the reference curve holds."""
+    return [r["loss_smooth"] for r in records if r["step"] % CURVE_EVERY == 0]
+
+
+def predicted_l1(shards: Path, run_dir: Path, split: str) -> float:
+    """vla-train predict's normalized L1 over a whole split, seen as at evaluation (no aug)."""
+    ckpt = run_dir / f"step-{STEPS}"
+    return compare(PredictConfig(ckpt=ckpt, shards=str(shards), split=split, n=0)).l1_normalized
+
+
+def best_constant_l1(shards: Path, split: str) -> float:
+    """L1 of the best constant chunk (per row and dim: the median) on a split's valid rows."""
+    shard_set = open_shard_set(shards)
+    loader = make_loader(shard_set, StreamConfig(split=split, batch_size=64, finite=True))
+    batches = list(loader)
+    actions = np.concatenate([b["actions"].numpy() for b in batches])
+    valid = np.concatenate([b["valid"].numpy() for b in batches])
+    y = normalize(actions, bounds(shard_set.stats.action, "bounds_q99"))
+    errors, count = 0.0, 0
+    for row in range(y.shape[1]):
+        values = y[valid > row, row]  # (samples, D)
+        errors += np.abs(values - np.median(values, axis=0)).sum()
+        count += values.size
+    return errors / count
