@@ -342,10 +342,7 @@ def loadtest_cmd(source: str, workers: int, decode_threads: int, batch_size: int
 @user_errors
 def generate_cmd(out_dir: Path, layout: str, episodes: int, steps: int, seed: int) -> None:
     """Write small synthetic sample episodes (for trying the tools and for tests)."""
-    try:
-        config = GenerateConfig(out_dir, layout=layout, episodes=episodes, steps=steps, seed=seed)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    config = GenerateConfig(out_dir, layout=layout, episodes=episodes, steps=steps, seed=seed)
     paths = generate(config)
     click.echo(f"wrote {len(paths)} {layout} episodes to {out_dir}")
 

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import simplejpeg
 
+from pipeline.config import ConfigError
 from pipeline.episodes import CAMERA_PATHS, LAYOUTS
 from shards.format import CAMERAS
 
@@ -53,24 +54,26 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
         if self.layout not in LAYOUTS:
-            raise ValueError(f"Unknown layout {self.layout!r}; use one of {', '.join(LAYOUTS)}.")
+            raise ConfigError(f"Unknown layout {self.layout!r}; use one of {', '.join(LAYOUTS)}.")
         if self.episodes < 1 or self.steps < 1:
-            raise ValueError("Episodes and steps must both be at least 1.")
+            raise ConfigError("Episodes and steps must both be at least 1.")
+        if self.seed < 0:
+            raise ConfigError("--seed must not be negative.")
         if self.image_size is None:
             self.image_size = DEFAULT_IMAGE_SIZE[self.layout]
         self.image_size = tuple(self.image_size)
         if len(self.image_size) != 2 or min(self.image_size) < 16:
-            raise ValueError(
+            raise ConfigError(
                 f"Image size must be (H, W) with both at least 16, got {self.image_size}."
             )
         self.cameras = tuple(self.cameras)
         unknown = [c for c in self.cameras if c not in CAMERAS]
         if unknown or not self.cameras or len(set(self.cameras)) != len(self.cameras):
-            raise ValueError(
+            raise ConfigError(
                 f"Cameras must be distinct names from {', '.join(CAMERAS)}, got {self.cameras}."
             )
         if self.aloha_jpeg and self.layout != "aloha":
-            raise ValueError("aloha_jpeg applies only to the aloha layout.")
+            raise ConfigError("aloha_jpeg applies only to the aloha layout.")
 
 
 def square_box(

@@ -110,3 +110,12 @@ def test_a_full_disk_during_convert_is_one_line_and_leaves_nothing(made, tmp_pat
     result = invoke("convert", made / "eps", tmp_path / "out", "--quiet", "--workers", 1)
     assert_one_line_error(result, "No space left on device")
     assert not (tmp_path / "out").exists() and leftovers(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [(["--seed", "-1"], "--seed must not be negative"), (["--episodes", "0"], "at least 1")],
+)
+def test_generate_option_errors_are_one_line(tmp_path, args, fragment):
+    assert_one_line_error(invoke("generate", tmp_path / "eps", *args), fragment)
+    assert not (tmp_path / "eps").exists()

@@ -16,12 +16,8 @@ from stats.normalize import NORMALIZATIONS
 from trainer.checkpoint import latest_checkpoint, load_config
 from trainer.config import ConfigError, TrainConfig
 from trainer.loop import train as train_run
-from trainer.model import ModelLoadError
 from trainer.predict import PredictConfig, compare, print_report
 
-# Errors a user can cause: the shared UserError, and the model loader's own error (its
-# module keeps no dependency on the data side). Anything else is a bug: a traceback.
-USER_ERRORS = (UserError, ModelLoadError)
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
 
@@ -37,7 +33,7 @@ class _TrainByDefault(click.Group):
         # The one place a user's error becomes one line, for every command of the group.
         try:
             return super().invoke(ctx)
-        except USER_ERRORS as exc:
+        except UserError as exc:  # anything else is a bug and keeps its traceback
             raise click.ClickException(str(exc)) from None
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from shards.errors import UserError
+
 BASE_TINY = "tiny"
 BASE_7B_RANDOM = "openvla-7b-random"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -64,7 +66,7 @@ def tiny_spec(pad_token_id: int) -> dict:
     }
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(UserError):
     """A base or checkpoint that cannot be loaded; the message names the file and the fix."""
 
 
