@@ -17,22 +17,39 @@ import torch
 from trainer.batches import DeviceBatch
 from trainer.model import ModelConfig, VLAPolicy, build_policy
 from trainer.model.bases import random_base
-from trainer.model.configs import tiny_spec
+from trainer.model.configs import (
+    DINOV2_TIMM_ID,
+    SIGLIP_TIMM_ID,
+    TINY_TOWER_OVERRIDES,
+    tiny_spec,
+)
 from trainer.model.head import L1RegressionHead
 from trainer.model.lora import add_lora
 from trainer.model.tokenizer import tiny_tokenizer
 from trainer.step import build_optimizer, build_scheduler, train_step
 
 CHUNK, ACTION_DIM, CAMERAS = 8, 14, 2
-# The tiny base before it could learn from images: 2 Llama layers at HF's 0.02 init, and
-# timm's faint position embeddings (left as drawn).
+# The tiny base before it could learn from images: 2 Llama layers at HF's 0.02 init, towers
+# with 14 px patches (256 per image, as the 7B) and timm's faint position embeddings.
 OLD_TINY_TEXT = {"num_hidden_layers": 2, "initializer_range": 0.02}
+OLD_TINY_TOWERS = {
+    "vla-shards/tiny-dinov2-patch14": (
+        DINOV2_TIMM_ID,
+        {"embed_dim": 32, "depth": 3, "num_heads": 2, "patch_size": 14},
+    ),
+    "vla-shards/tiny-siglip-patch14": (
+        SIGLIP_TIMM_ID,
+        {"embed_dim": 48, "depth": 3, "num_heads": 2, "patch_size": 14},
+    ),
+}
 
 
 def old_tiny(config: ModelConfig) -> VLAPolicy:
     tokenizer = tiny_tokenizer()
     spec = tiny_spec(tokenizer.pad_token_id)
     spec["text_config"].update(OLD_TINY_TEXT)
+    TINY_TOWER_OVERRIDES.update(OLD_TINY_TOWERS)  # new names only: today's tiny is untouched
+    spec["timm_model_ids"] = list(OLD_TINY_TOWERS)
     cpu = torch.device("cpu")
     base = random_base(spec, cpu, torch.float32, cpu)
     head = L1RegressionHead(config.action_dim, base.hidden_size)

@@ -103,7 +103,11 @@ def episode_actions(index: int, steps: int, rng: np.random.Generator) -> np.ndar
     progress = _progress(np.arange(steps), steps, index)[:, None]
     joint = np.arange(ACTION_DIM)[None, :]
     angle = 2 * np.pi * progress
-    actions = 0.3 * joint / ACTION_DIM + 0.5 * np.sin((1 + joint % 3) * angle + 0.4 * joint)
+    # One period per sweep, each joint at its own phase: a training crop shifts the square by
+    # up to ~3% of the sweep, which then moves the targets by little, so the image stays
+    # a sharp cue under OFT's augmentation.
+    phase = 2 * np.pi * joint / ACTION_DIM
+    actions = 0.3 * joint / ACTION_DIM + 0.5 * np.sin(angle + phase)
     actions += rng.normal(0.0, 0.01, actions.shape)
     # Grippers (left 6, right 13) open and close within [0, 1] like the real ones.
     for g in (6, 13):

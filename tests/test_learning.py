@@ -35,7 +35,7 @@ def test_learns_actions_that_only_the_image_tells(tmp_path):
         f"held-out {held_l1:.3f} vs {held_constant:.3f}"
     )
     assert held_l1 < 0.35 * held_constant, report
-    assert train_l1 < 0.3 * train_constant, report
+    assert train_l1 < 0.2 * train_constant, report
     reference = json.loads(CURVE_FILE.read_text())["loss_smooth"]
     assert curve(logged) == pytest.approx(reference, abs=CURVE_TOLERANCE)
 

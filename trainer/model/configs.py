@@ -14,15 +14,23 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 DINOV2_TIMM_ID = "vit_large_patch14_reg4_dinov2.lvd142m"
 SIGLIP_TIMM_ID = "vit_so400m_patch14_siglip_224"
-# Tiny stand-ins: the same timm classes and flags, only narrower and shallower.
+# Tiny stand-ins: the same timm classes and flags, only narrower and shallower, and with
+# 28 px patches (64 per image instead of 256): the sequence is then 4x shorter, which makes
+# the tiny base about 2x faster on CPU, and a square a few patches wide is still well located.
 TINY_DINOV2_ID = "vla-shards/tiny-dinov2"
 TINY_SIGLIP_ID = "vla-shards/tiny-siglip"
+TINY_PATCH = 28
 TINY_TOWER_OVERRIDES = {
-    TINY_DINOV2_ID: (DINOV2_TIMM_ID, {"embed_dim": 32, "depth": 3, "num_heads": 2}),
-    TINY_SIGLIP_ID: (SIGLIP_TIMM_ID, {"embed_dim": 48, "depth": 3, "num_heads": 2}),
+    TINY_DINOV2_ID: (
+        DINOV2_TIMM_ID,
+        {"embed_dim": 32, "depth": 3, "num_heads": 2, "patch_size": TINY_PATCH},
+    ),
+    TINY_SIGLIP_ID: (
+        SIGLIP_TIMM_ID,
+        {"embed_dim": 48, "depth": 3, "num_heads": 2, "patch_size": TINY_PATCH},
+    ),
 }
 IMAGE_SIZE = 224
-PATCHES_PER_IMAGE = 256  # (224 / 14) ** 2
 
 # The parts of openvla/openvla-7b's config.json that shape the network. Its text_config holds
 # only the differences from LlamaConfig's defaults (which are Llama-2-7B's), so we overlay

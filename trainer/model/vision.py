@@ -24,7 +24,8 @@ def create_tower(timm_id: str) -> nn.Module:
 
 
 def tower_features(tower: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
-    """(M, 3, 224, 224) -> (M, 256, width): output of the second-to-last block, no prefix tokens."""
+    """(M, 3, 224, 224) -> (M, P, width), P = 256 at 14 px patches: the second-to-last block's
+    output, without prefix tokens."""
     # stop_early skips the last block; timm honours set_grad_checkpointing here (non-reentrant).
     (features,) = tower.forward_intermediates(
         pixels,
