@@ -1,19 +1,21 @@
 """Our shard loader against the common alternative, a map-style HDF5 Dataset, side by side.
 
-    .venv/bin/python bench/loader.py [--episodes 20 --steps 100 --workers 2 --batch-size 8
-                                      --samples 3000 --rounds 3]
+    .venv/bin/python bench/loader.py [--episodes 20 --steps 100 --batch-size 8
+                                      --samples 3000 --rounds 3 --compare-workers 2]
 
-Both sides load the same episodes with the same number of CPU workers and batch size, two
-cameras (head, left_wrist), up to a batch ready to go to the device:
-- shards: `vla-data loadtest`'s loader (pipeline.loadtest, i.e. the trainer's loader) over a
-  set converted from the episodes with `--cameras head,left_wrist`, run two ways: with N
-  DataLoader worker processes (`--workers N`), and with N decode threads in the training
-  process (`--workers 0 --decode-threads N`);
+Both sides load the same episodes, two cameras (head, left_wrist), up to a batch ready to go
+to the device:
+- shards, default: `vla-data loadtest`'s loader (pipeline.loadtest: the trainer's loader and
+  its prompt tokenization) with no flags, i.e. the worker processes and decode threads that
+  `auto` chooses for this machine, over a set converted from the episodes;
+- shards with N worker processes, and with N decode threads in this process
+  (`--compare-workers N`), to show what `auto` chose against;
 - hdf5: a torch map-style Dataset that, per sample, reads both 256x256 frames at t with
   h5py, resizes them 256 -> 224 with PIL (bicubic), normalizes to float and slices
-  action[t:t+8] (the padding rule of the shards), shuffled by the DataLoader.
-Rounds alternate the three; it prints each one's median samples/s, bytes read per sample,
-and the ratios.
+  action[t:t+8] (the padding rule of the shards), shuffled by a DataLoader with one worker
+  process per core this process may use.
+Rounds alternate the variants; it prints each one's median samples/s, bytes read per
+sample, and the ratios to the hdf5 baseline.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pipeline.config import ConvertConfig
 from pipeline.convert import convert
 from pipeline.generate import GenerateConfig, generate
 from pipeline.loadtest import LoadtestConfig, loadtest
+from shards.loader_plan import available_cores
 
 CAMERAS = ("head_camera_image", "left_wrist_image")
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -93,10 +96,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--samples", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compare-workers", type=int, default=2)
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp())
@@ -104,31 +107,36 @@ def main() -> None:
     two_cameras = ("head", "left_wrist")
     convert(ConvertConfig(root / "eps", shards_dir=root / "shards", val_episodes=0,
                           cameras=two_cameras, shard_samples=250, progress=False))  # fmt: skip
-    # Our loader with N CPU workers two ways: N worker processes, or N decode threads in
-    # the training process (simplejpeg releases the GIL; no inter-process batch copies).
-    shards = str(root / "shards")
-    processes = LoadtestConfig(shards, args.workers, args.batch_size, samples=args.samples)
-    threads = LoadtestConfig(shards, 0, args.batch_size, samples=args.samples,
-                             decode_threads=args.workers)  # fmt: skip
-
-    rates: dict[str, list[float]] = {"processes": [], "threads": [], "hdf5": []}
-    ours_bytes = 0.0
+    shards, n = str(root / "shards"), args.compare_workers
+    cores, source = available_cores()
+    variants = {
+        "shards, default (auto)": LoadtestConfig(shards, batch_size=args.batch_size,
+                                                 samples=args.samples),
+        f"shards, {n} worker processes": LoadtestConfig(
+            shards, n, args.batch_size, samples=args.samples, decode_threads=0),
+        f"shards, {n} decode threads": LoadtestConfig(
+            shards, 0, args.batch_size, samples=args.samples, decode_threads=n),
+    }  # fmt: skip
+    rates: dict[str, list[float]] = {name: [] for name in [*variants, "hdf5"]}
+    ours_bytes, plan = 0.0, None
     for _ in range(args.rounds):
-        for name, config in (("processes", processes), ("threads", threads)):
+        for name, config in variants.items():
             result = loadtest(config)
             rates[name].append(result.samples_per_s)
             ours_bytes = result.bytes_read / result.samples
-        rates["hdf5"].append(time_hdf5(paths, args.workers, args.batch_size, args.samples))
+            plan = plan or result.plan
+        rates["hdf5"].append(time_hdf5(paths, cores, args.batch_size, args.samples))
 
     hdf5_bytes = len(CAMERAS) * 256 * 256 * 3 + 8 * 14 * 4  # two raw frames + 8 action rows
-    print(f"{args.episodes} episodes x {args.steps} steps, {args.workers} CPU workers, "
-          f"batch={args.batch_size}, head+left_wrist, {args.rounds} rounds")  # fmt: skip
-    report(f"shards, {args.workers} worker processes", rates["processes"], ours_bytes)
-    report(f"shards, {args.workers} decode threads", rates["threads"], ours_bytes)
-    report(f"hdf5 Dataset, {args.workers} workers", rates["hdf5"], hdf5_bytes)
+    print(f"{args.episodes} episodes x {args.steps} steps, batch={args.batch_size}, "
+          f"head+left_wrist, {args.rounds} rounds, {cores} cores ({source})")  # fmt: skip
+    print(f"default {plan.line()}")
+    for name in variants:
+        report(name, rates[name], ours_bytes)
+    report(f"hdf5 Dataset, {cores} workers", rates["hdf5"], hdf5_bytes)
     base = statistics.median(rates["hdf5"])
-    for name in ("processes", "threads"):
-        print(f"ratio shards ({name}) / hdf5: {statistics.median(rates[name]) / base:.2f}x")
+    for name in variants:
+        print(f"ratio {name} / hdf5: {statistics.median(rates[name]) / base:.2f}x")
 
 
 def report(name: str, rates: list[float], bytes_per_sample: float) -> None:

@@ -303,19 +303,20 @@ def preview_cmd(source: str, output: Path, samples: int, split: str) -> None:
 
 @main.command("loadtest")
 @click.argument("source")
-@click.option("--workers", default=2, show_default=True, help="DataLoader worker processes.")
 @click.option(
-    "--decode-threads",
-    default=0,
-    show_default=True,
-    help="Threads decoding JPEGs in each loading process (0: inline).",
-)
+    "--workers", default="auto", show_default=True,
+    help="DataLoader worker processes (0: read in this process; auto: as vla-train chooses).",
+)  # fmt: skip
+@click.option(
+    "--decode-threads", default="auto", show_default=True,
+    help="Threads decoding JPEGs in each loading process (0: inline; auto).",
+)  # fmt: skip
 @click.option("--batch-size", default=8, show_default=True)
 @click.option("--images", default="head,left_wrist", show_default=True, help="Cameras to load.")
 @click.option("--samples", default=4000, show_default=True, help="Samples to time.")
 @click.option("--shuffle-buffer", default=1000, show_default=True)
 @user_errors
-def loadtest_cmd(source: str, workers: int, decode_threads: int, batch_size: int, images: str,
+def loadtest_cmd(source: str, workers: str, decode_threads: str, batch_size: int, images: str,
                  samples: int, shuffle_buffer: int) -> None:  # fmt: skip
     """Time the trainer's CPU-side loader alone: samples/s and MB/s of shard data."""
     from pipeline.loadtest import LoadtestConfig, loadtest  # torch: only this command needs it
@@ -325,11 +326,11 @@ def loadtest_cmd(source: str, workers: int, decode_threads: int, batch_size: int
         shuffle_buffer=shuffle_buffer, decode_threads=decode_threads,
     )  # fmt: skip
     result = loadtest(config)
+    click.echo(result.plan.line())
     click.echo(
         f"{result.samples_per_s:.1f} samples/s, {result.mb_per_s:.1f} MB/s "
-        f"({result.samples} samples in {result.seconds:.2f} s, {workers} workers, "
-        f"{decode_threads} decode threads, "
-        f"batch {batch_size}, images {images})"
+        f"({result.samples} samples in {result.seconds:.2f} s, batch {batch_size}, "
+        f"images {images}, tokenization included)"
     )
 
 

@@ -1,18 +1,21 @@
 """`vla-data loadtest`: drive the trainer's CPU-side loader alone and measure samples/s and MB/s.
 
 It runs exactly what `vla-train` runs up to the point where a batch is ready to go to the
-device (shard reading, JPEG decoding and collation in DataLoader workers, pinned memory
-when CUDA is there), and nothing after it.
+device (shard reading, JPEG decoding and collation, in worker processes or decode threads as
+`auto` chooses them for vla-train too; pinned memory when CUDA is there; the instructions'
+token ids, through the same per-instruction cache), and nothing after it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from pipeline.config import ConfigError
+from shards.loader_plan import AUTO, LoaderPlan, parse_count, plan_loader
 from shards.reader import StreamConfig, make_loader
 from shards.source import open_shard_set
 
@@ -20,20 +23,23 @@ from shards.source import open_shard_set
 @dataclass
 class LoadtestConfig:
     source: str  # shard set folder or URL prefix
-    workers: int = 2
+    workers: int | str = AUTO  # DataLoader worker processes; "auto": shards.loader_plan
     batch_size: int = 8
     cameras: tuple[str, ...] = ("head", "left_wrist")
     samples: int = 4000  # samples to time, after the warm-up
     warmup_batches: int = 5  # worker start-up and first shard opens stay out of the figure
     shuffle_buffer: int = 1000
     split: str = "train"
-    decode_threads: int = 0  # threads decoding JPEGs in each loading process; 0: inline
+    decode_threads: int | str = AUTO  # threads decoding JPEGs per loading process; 0: inline
 
     def __post_init__(self) -> None:
+        try:
+            self.workers = parse_count(self.workers, "--workers")
+            self.decode_threads = parse_count(self.decode_threads, "--decode-threads")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         for option, value, least in (
             ("--batch-size", self.batch_size, 1),
-            ("--workers", self.workers, 0),
-            ("--decode-threads", self.decode_threads, 0),
             ("--shuffle-buffer", self.shuffle_buffer, 0),
         ):
             if value < least:
@@ -47,6 +53,7 @@ class LoadtestResult:
     samples: int
     seconds: float
     bytes_read: int  # shard bytes behind the timed samples (average sample size x samples)
+    plan: LoaderPlan
 
     @property
     def samples_per_s(self) -> float:
@@ -59,15 +66,17 @@ class LoadtestResult:
 
 def loadtest(config: LoadtestConfig) -> LoadtestResult:
     shard_set = open_shard_set(config.source)
+    plan = plan_loader(config.workers, config.decode_threads)
     stream = StreamConfig(
         split=config.split,
         cameras=config.cameras,
         batch_size=config.batch_size,
         shuffle_buffer=config.shuffle_buffer,
-        workers=config.workers,
-        decode_threads=config.decode_threads,
+        workers=plan.workers,
+        decode_threads=plan.decode_threads,
         pin_memory=torch.cuda.is_available(),
     )
+    tokenize = _prompt_tokens(shard_set.manifest.chunk * shard_set.manifest.action_dim)
     shards = shard_set.manifest.shards(config.split)
     bytes_per_sample = sum(s.bytes for s in shards) / max(1, sum(s.samples for s in shards))
     batches = iter(make_loader(shard_set, stream))
@@ -76,6 +85,18 @@ def loadtest(config: LoadtestConfig) -> LoadtestResult:
     seen = 0
     start = time.perf_counter()
     while seen < config.samples:
-        seen += len(next(batches)["keys"])
+        batch = next(batches)
+        tokenize(batch["instructions"])
+        seen += len(batch["keys"])
     elapsed = time.perf_counter() - start
-    return LoadtestResult(seen, elapsed, int(bytes_per_sample * seen))
+    return LoadtestResult(seen, elapsed, int(bytes_per_sample * seen), plan)
+
+
+def _prompt_tokens(num_slots: int) -> Callable[[list[str]], dict[str, torch.Tensor]]:
+    """The trainer's prompt tokenization (with its cache); the tiny base's tokenizer stands in
+    for the base's, since a run tokenizes each distinct instruction only once either way."""
+    from trainer.model.prompt import PromptTokens, sequence_ids
+    from trainer.model.tokenizer import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    return PromptTokens(tokenizer, num_slots, sequence_ids(tokenizer, tokenizer.pad_token_id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from click.testing import CliRunner
 from shard_fixtures import nan_statistic, no_sample_decodes, write_toy_shards
 
+from shards.loader_plan import plan_loader
 from trainer.cli import main
 from trainer.metrics import read_metrics
 
@@ -31,6 +33,16 @@ def test_a_short_run_through_the_cli(toy_shards, tmp_path):
     assert result.exit_code == 0, result.output
     assert [r["step"] for r in read_metrics(tmp_path / "r")] == [1, 2]
     assert (tmp_path / "r" / "step-2" / "train_config.json").is_file()
+
+
+def test_auto_loading_says_what_it_chose_and_the_run_saves_the_numbers(toy_shards, tmp_path):
+    args = ["--shards", str(toy_shards), "--run-dir", str(tmp_path / "r"), *TINY[:-2]]
+    result = run(*args, "--batch-size", "2", "--max-steps", "1")
+    assert result.exit_code == 0, result.output
+    plan = plan_loader()
+    assert plan.line() in result.output
+    saved = json.loads((tmp_path / "r" / "step-1" / "train_config.json").read_text())
+    assert (saved["workers"], saved["decode_threads"]) == (plan.workers, plan.decode_threads)
 
 
 @pytest.mark.parametrize(

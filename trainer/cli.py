@@ -78,8 +78,12 @@ def _option(name: str, help: str, **kwargs: Any):
 @_option("warmup_steps", "Linear warmup steps (composes with the decay).")
 @_option("max_steps", "Optimizer steps to train to.")
 @_option("seed", "Seeds initialization, data order, instructions and augmentation.")
-@_option("workers", "DataLoader worker processes per device.")
-@_option("decode_threads", "Threads decoding JPEGs in each loading process (0: inline).")
+@_option(
+    "workers",
+    "DataLoader worker processes per device; 0 reads in the training process; auto chooses "
+    "from the cores this process may use and the ranks per machine.",
+)
+@_option("decode_threads", "Threads decoding JPEGs in each loading process (0: inline; auto).")
 @_option("shuffle_buffer", "Samples held per reading stream for shuffling.")
 @click.option(
     "--image-aug/--no-image-aug", "image_aug", default=True, show_default=True,

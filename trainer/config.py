@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from shards.errors import UserError
+from shards.loader_plan import AUTO, parse_count
 from shards.mixture import parse_source
 from stats.normalize import NORMALIZATIONS
 
@@ -58,10 +59,12 @@ class TrainConfig:
     """Linear warmup; multiplies the decay factor, so it never undoes the decay."""
     max_steps: int = 50000
     seed: int = 7
-    workers: int = 4
-    decode_threads: int = 0
-    """Threads decoding each batch's JPEGs in each loading process; 0 decodes inline."""
-    """DataLoader worker processes per device (decoding and collation)."""
+    workers: int | str = AUTO
+    """DataLoader worker processes per device (reading, decoding, collation); 0 reads in the
+    training process; "auto" chooses from the cores (shards.loader_plan), and the run saves
+    the number chosen, since the data order depends on it."""
+    decode_threads: int | str = AUTO
+    """Threads decoding each batch's JPEGs in each loading process; 0 decodes inline; "auto"."""
     shuffle_buffer: int = 1000
     """Samples held per reading stream for shuffling (still JPEG-encoded)."""
     image_aug: bool = True
@@ -93,11 +96,12 @@ class TrainConfig:
         for name in ("lora_rank", "batch_size", "grad_accum", "max_steps", "save_every", "keep"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{_flag(name)} must be at least 1")
-        counts = (
-            "decay_step", "warmup_steps", "seed", "workers", "decode_threads", "shuffle_buffer",
-            "val_every",
-        )  # fmt: skip
-        for name in counts:
+        for name in ("workers", "decode_threads"):
+            try:
+                setattr(self, name, parse_count(getattr(self, name), f"--{_flag(name)}"))
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        for name in ("decay_step", "warmup_steps", "seed", "shuffle_buffer", "val_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{_flag(name)} must not be negative")
         if not self.lr > 0:
@@ -133,8 +137,11 @@ class TrainConfig:
 
     def resumed(self, overrides: dict[str, Any]) -> TrainConfig:
         """This saved config with the options given again on resume; others may not change."""
+        new = replace(self, **overrides)  # checked and normalized ("4" -> 4) like any config
         changed = sorted(
-            k for k, v in overrides.items() if k not in RESUME_OVERRIDABLE and v != getattr(self, k)
+            k
+            for k in overrides
+            if k not in RESUME_OVERRIDABLE and getattr(new, k) != getattr(self, k)
         )
         if changed:
             flags = ", ".join(f"--{_flag(k)}" for k in changed)
@@ -142,7 +149,7 @@ class TrainConfig:
                 f"{flags} cannot change on --resume (the run was made with other values); "
                 "start a new --run-dir instead"
             )
-        return replace(self, **overrides)
+        return new
 
 
 def _flag(name: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from shards.loader_plan import plan_loader
 from shards.mixture import Mixture, open_mixture
 from shards.reader import StreamConfig, StreamState, check_stream, make_loader
 from trainer.batches import BatchPrep, Prefetcher
@@ -38,14 +40,19 @@ def train(cfg: TrainConfig, resume: bool = False, allow_new_data: bool = False) 
     `allow_new_data` lets a resume go on with sets whose shards differ from the run's.
     """
     dist = init_distributed(cfg.device)
+    plan = plan_loader(cfg.workers, cfg.decode_threads)
+    # Saved with the run as numbers: a resume elsewhere reads the same streams in the same order.
+    cfg = replace(cfg, workers=plan.workers, decode_threads=plan.decode_threads)
     try:
-        _run(cfg, resume, dist, allow_new_data)
+        _run(cfg, resume, dist, allow_new_data, plan.line())
     finally:
         shutdown()
     return cfg.run_dir
 
 
-def _run(cfg: TrainConfig, resume: bool, dist: Dist, allow_new_data: bool) -> None:
+def _run(
+    cfg: TrainConfig, resume: bool, dist: Dist, allow_new_data: bool, loader_line: str
+) -> None:
     mixture = open_mixture(cfg.sources)
     check_stream(mixture, stream_config(cfg, dist, "train"))
     if cfg.val_every:
@@ -83,6 +90,7 @@ def _run(cfg: TrainConfig, resume: bool, dist: Dist, allow_new_data: bool) -> No
     batches = Prefetcher(loader, policy.tokenize, prep, dist.device, data_state)
     logger = MetricsLogger(cfg.run_dir, step, cfg.max_steps, dist.main)
     logger.message(_start_line(ckpt, policy, mixture, dist))
+    logger.message(loader_line)
     try:
         while step < cfg.max_steps:
             start, waited = time.perf_counter(), batches.wait_s

@@ -11,7 +11,7 @@ from .bases import build_base
 from .configs import ModelConfig
 from .head import L1RegressionHead
 from .lora import add_lora, count_parameters
-from .prompt import build_prompt_ids, sequence_ids
+from .prompt import PromptTokens, sequence_ids
 
 
 class VLAPolicy(nn.Module):
@@ -30,10 +30,11 @@ class VLAPolicy(nn.Module):
         self.action_head = action_head
         self.tokenizer = tokenizer
         self.ids = sequence_ids(tokenizer, vla.get_base_model().pad_token_id)
+        self.prompts = PromptTokens(tokenizer, config.num_slots, self.ids)
 
     def tokenize(self, instructions: list[str]) -> dict[str, torch.Tensor]:
         """CPU input_ids and attention_mask (B, L), right-padded: BOS, prompt, sep, slots, EOS."""
-        return build_prompt_ids(self.tokenizer, instructions, self.config.num_slots, self.ids)
+        return self.prompts(instructions)
 
     def forward(
         self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor

@@ -40,22 +40,53 @@ def sequence_ids(tokenizer: PreTrainedTokenizerBase, pad_id: int) -> SequenceIds
     )
 
 
-def build_prompt_ids(
-    tokenizer: PreTrainedTokenizerBase, instructions: list[str], num_slots: int, ids: SequenceIds
-) -> dict[str, torch.Tensor]:
-    """Right-padded input_ids and attention_mask (B, L): BOS, prompt, sep, slots, EOS, pad."""
-    rows = []
-    for text in instructions:
-        # BOS is added by hand so Llama and the tiny tokenizer give the same layout.
-        prompt = tokenizer(PROMPT.format(text.lower()), add_special_tokens=False)["input_ids"]
-        rows.append([ids.bos, *prompt, ids.sep, *([ids.slot] * num_slots), ids.eos])
+def prompt_row(
+    tokenizer: PreTrainedTokenizerBase, instruction: str, num_slots: int, ids: SequenceIds
+) -> list[int]:
+    """One sample's ids: BOS, prompt, sep, slots, EOS."""
+    # BOS is added by hand so Llama and the tiny tokenizer give the same layout.
+    prompt = tokenizer(PROMPT.format(instruction.lower()), add_special_tokens=False)["input_ids"]
+    return [ids.bos, *prompt, ids.sep, *([ids.slot] * num_slots), ids.eos]
+
+
+def pad_rows(rows: list[torch.Tensor], pad: int) -> dict[str, torch.Tensor]:
+    """1-D id tensors -> right-padded input_ids and attention_mask (B, longest row)."""
     length = max(len(row) for row in rows)
-    input_ids = torch.full((len(rows), length), ids.pad, dtype=torch.long)
+    input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
     for i, row in enumerate(rows):
-        input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        input_ids[i, : len(row)] = row
         attention_mask[i, : len(row)] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+class PromptTokens:
+    """Instructions -> right-padded input_ids and attention_mask (B, L): BOS, prompt, sep,
+    slots, EOS, pad; each distinct instruction is tokenized once.
+
+    A run sees a few hundred distinct instructions at most, each in thousands of batches, so
+    the training process tokenizes almost nothing after the first epoch.
+    """
+
+    MAX_CACHED = 100_000  # a set with more distinct instructions starts the cache afresh
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, num_slots: int, ids: SequenceIds):
+        self.tokenizer = tokenizer
+        self.num_slots = num_slots
+        self.ids = ids
+        self.rows: dict[str, torch.Tensor] = {}
+
+    def __call__(self, instructions: list[str]) -> dict[str, torch.Tensor]:
+        return pad_rows([self._row(text) for text in instructions], self.ids.pad)
+
+    def _row(self, text: str) -> torch.Tensor:
+        row = self.rows.get(text)
+        if row is None:
+            if len(self.rows) >= self.MAX_CACHED:
+                self.rows.clear()
+            ids = prompt_row(self.tokenizer, text, self.num_slots, self.ids)
+            row = self.rows[text] = torch.tensor(ids, dtype=torch.long)
+        return row
 
 
 def slot_positions(attention_mask: torch.Tensor, num_slots: int) -> torch.Tensor:
