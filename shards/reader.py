@@ -27,6 +27,7 @@ from shards.source import ShardSet, ShardSetError
 from shards.stream import (
     WARN_FIRST_BAD,
     BadSamples,
+    ShardPart,
     StreamConfig,
     StreamPosition,
     StreamState,
@@ -124,10 +125,12 @@ def make_loader(
     for shard_set in mixture.sets:
         names = shard_set.shard_names(cfg.split)
         if not cfg.finite and len(names) < cfg.streams:
-            log.warning(
-                "%s: %d %s shard(s) for %d ranks x %d workers: some shards are read by several "
-                "streams each epoch; write smaller shards for an even mix",
+            # Each stream still reads its shards whole to take its part: more bytes read.
+            log.info(
+                "%s: %d %s shard(s) for %d ranks x %d workers: each shard is shared by up to "
+                "%d streams, each taking every %d-th sample",
                 shard_set.source, len(names), cfg.split, cfg.world_size, cfg.streams_per_rank,
+                -(-cfg.streams // len(names)), -(-cfg.streams // len(names)),
             )  # fmt: skip
     loader = DataLoader(
         ShardStream(mixture, cfg, state),
@@ -284,24 +287,30 @@ def _set_raws(
         if cfg.finite:
             return
         if taken == 0 and mine:
-            raise ShardSetError(f"{shard_set.source}: stream {stream} can read none of {mine}")
+            names_read = [unit.name for unit in mine]
+            raise ShardSetError(
+                f"{shard_set.source}: stream {stream} can read none of {names_read}"
+            )
         epoch, skip = epoch + 1, 0
 
 
 def _raw_samples(
-    shard_set: ShardSet, split: str, names: list[str], events: _Events, label: str
+    shard_set: ShardSet, split: str, units: list[ShardPart], events: _Events, label: str
 ) -> Iterator[RawSample]:
-    """Raw samples of several shards in turn; a shard that fails is skipped from where it broke."""
+    """Raw samples of several shards (or their parts) in turn; a shard that fails is skipped
+    from where it broke."""
     expected = {s.name: s.samples for s in shard_set.manifest.shards(split)}
     cameras = shard_set.manifest.cameras
-    for name in names:
+    for name, part, parts in units:
         count = 0
         warned = False
         try:
             with shard_set.open_shard(name) as stream:
                 for raw in iter_raw_samples(stream, name):
-                    raw["__shard__"] = label + name
                     count += 1
+                    if (count - 1) % parts != part:
+                        continue  # another stream's part of this shard
+                    raw["__shard__"] = label + name
                     extras = extra_fields(raw, cameras)
                     if extras and not warned:
                         # Shards from elsewhere are data: such members are never decoded.

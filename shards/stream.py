@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -147,22 +147,32 @@ def _is_power_of_ten(n: int) -> bool:
     return n == 1
 
 
+class ShardPart(NamedTuple):
+    """Samples `part`, `part + parts`, `part + 2 * parts`, ... of shard `name`."""
+
+    name: str
+    part: int = 0
+    parts: int = 1
+
+
 def stream_shards(
     names: Sequence[str], seed: int, epoch: int, stream: int, streams: int, shuffle: bool = True
-) -> list[str]:
-    """The shards logical stream `stream` (of `streams`, all ranks x workers) reads in `epoch`.
+) -> list[ShardPart]:
+    """The shards (or parts of shards) logical stream `stream` (of `streams`, all ranks x
+    workers) reads in `epoch`.
 
     The order is reshuffled from (seed, epoch) first and split second, so each stream reads
     other shards every epoch while the streams of one epoch stay disjoint. With fewer shards
-    than streams the shuffled order repeats until every stream has one: an empty stream would
-    leave its rank waiting forever in the next gradient all-reduce.
+    than streams each shard is split into interleaved parts, enough for every stream to get
+    one: an empty stream would leave its rank waiting forever in the next gradient
+    all-reduce, and reading whole shards twice would show their samples twice per epoch.
     """
     order = list(names)
     if shuffle:
         order = [order[i] for i in np.random.default_rng([seed, epoch]).permutation(len(order))]
-        if order and len(order) < streams:
-            order = (order * streams)[:streams]
-    return order[stream::streams]
+    parts = -(-streams // len(order)) if shuffle and order and len(order) < streams else 1
+    units = [ShardPart(name, k, parts) for k in range(parts) for name in order]
+    return units[stream::streams]
 
 
 def shuffled(items: Iterable[T], size: int, rng: np.random.Generator) -> Iterator[T]:

@@ -31,7 +31,8 @@ NAMES = [f"train-{i:06d}.tar" for i in range(12)]
 def test_shard_order_reshuffles_every_epoch():
     orders = [tuple(stream_shards(NAMES, seed=3, epoch=e, stream=0, streams=1)) for e in range(4)]
     assert len(set(orders)) == 4
-    assert all(sorted(o) == NAMES for o in orders)
+    assert all(sorted(unit.name for unit in o) == NAMES for o in orders)
+    assert all(unit.parts == 1 for o in orders for unit in o)
     assert stream_shards(NAMES, 3, 1, 0, 1) == stream_shards(NAMES, 3, 1, 0, 1)
 
 
@@ -39,14 +40,26 @@ def test_shard_order_reshuffles_every_epoch():
 def test_streams_are_disjoint_and_cover_every_shard(streams):
     for epoch in range(3):
         parts = [stream_shards(NAMES, 0, epoch, s, streams) for s in range(streams)]
-        flat = [n for part in parts for n in part]
+        flat = [unit.name for part in parts for unit in part]
         assert sorted(flat) == NAMES
 
 
-def test_fewer_shards_than_streams_resamples_instead_of_starving():
-    parts = [stream_shards(NAMES[:3], 0, 0, s, 8) for s in range(8)]
-    assert all(len(p) == 1 for p in parts)
-    assert set(itertools.chain(*parts)) == set(NAMES[:3])
+def test_fewer_shards_than_streams_split_them_instead_of_starving_or_repeating():
+    units = [stream_shards(NAMES[:3], 0, 0, s, 8) for s in range(8)]
+    assert all(units)  # every stream gets something to read
+    flat = list(itertools.chain(*units))
+    assert len(flat) == len(set(flat)) == 9  # 3 shards x 3 parts, each read by one stream
+    assert {(u.name, u.part) for u in flat} == {(n, k) for n in NAMES[:3] for k in range(3)}
+
+
+def test_streams_sharing_a_shard_read_each_sample_once_per_epoch(toy_shards):
+    # 4 train shards x 16 samples for 2 ranks x 4 workers: each shard is split in two.
+    shard_set = open_shard_set(toy_shards)
+    keys = []
+    for rank in range(2):
+        cfg = StreamConfig(batch_size=4, shuffle_buffer=4, rank=rank, world_size=2, workers=4)
+        keys += [k for b in _batches(make_loader(shard_set, cfg), 8) for k in b["keys"]]
+    assert len(keys) == len(set(keys)) == 64
 
 
 def test_instruction_choice_is_seeded_and_varies_per_epoch():
