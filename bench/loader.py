@@ -9,7 +9,8 @@ to the device:
   its prompt tokenization) with no flags, i.e. the worker processes and decode threads that
   `auto` chooses for this machine, over a set converted from the episodes;
 - shards with N worker processes, and with N decode threads in this process
-  (`--compare-workers N`), to show what `auto` chose against;
+  (`--compare-workers N`), to show what `auto` chose against; and N worker processes that
+  allocate a new shared-memory tensor per batch instead of reusing their ring of buffers;
 - hdf5: a torch map-style Dataset that, per sample, reads both 256x256 frames at t with
   h5py, resizes them 256 -> 224 with PIL (bicubic), normalizes to float and slices
   action[t:t+8] (the padding rule of the shards), shuffled by a DataLoader with one worker
@@ -114,6 +115,9 @@ def main() -> None:
                                                  samples=args.samples),
         f"shards, {n} worker processes": LoadtestConfig(
             shards, n, args.batch_size, samples=args.samples, decode_threads=0),
+        f"shards, {n} worker processes, new buffer per batch": LoadtestConfig(
+            shards, n, args.batch_size, samples=args.samples, decode_threads=0,
+            reuse_buffers=False),
         f"shards, {n} decode threads": LoadtestConfig(
             shards, 0, args.batch_size, samples=args.samples, decode_threads=n),
     }  # fmt: skip

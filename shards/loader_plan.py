@@ -33,10 +33,12 @@ class LoaderPlan:
     reason: str
 
     def line(self) -> str:
-        return (
-            f"loader: {self.workers} worker process(es), {self.decode_threads} decode thread(s) "
-            f"each ({self.reason})"
-        )
+        if self.workers == 0:
+            where = f"the training process with {self.decode_threads} decode thread(s)"
+        else:
+            threads = f"{self.decode_threads} decode thread(s) each"
+            where = f"{self.workers} worker process(es), {threads}"
+        return f"loader: {where} ({self.reason})"
 
 
 def parse_count(value: str | int, option: str) -> str | int:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from shards.buffers import BatchBuffers, FreeFlags
 from shards.mixture import Mixture, set_choices
 from shards.samples import (
     RawSample,
@@ -69,6 +70,7 @@ class ShardStream(IterableDataset):
         self.cfg = cfg
         state = state or StreamState()
         self.positions = dict(state.positions)
+        self.flags = FreeFlags(cfg.workers) if cfg.workers and cfg.reuse_buffers else None
         # The DataLoader takes batches from workers round-robin starting at worker 0, so after
         # a restart worker w plays the stream whose batch would have come next.
         self.offset = state.batches % cfg.streams_per_rank
@@ -79,7 +81,13 @@ class ShardStream(IterableDataset):
         local = (worker + self.offset) % self.cfg.streams_per_rank
         stream = self.cfg.rank * self.cfg.streams_per_rank + local
         start = StreamPosition.start(len(self.mixture.sets))
-        batches = _stream_batches(self.mixture, self.cfg, stream, self.positions.get(stream, start))
+        size = self.mixture.sets[0].manifest.image_size
+        shape = (self.cfg.batch_size, len(self.cfg.cameras), size, size, 3)
+        if self.flags is not None:
+            self.flags.reset(worker)
+        buffers = BatchBuffers(shape, self.flags, worker)
+        position = self.positions.get(stream, start)
+        batches = _stream_batches(self.mixture, self.cfg, stream, position, buffers)
         return _errors_as_batches(batches)
 
 
@@ -96,15 +104,30 @@ def _errors_as_batches(batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, 
 
 
 class BatchLoader:
-    """Iterates a DataLoader over ShardStream, turning each batch's small arrays into tensors."""
+    """Iterates a DataLoader over ShardStream, turning each batch's small arrays into tensors.
+
+    A batch decoded into a worker's reused buffer is taken out of it here (the pinned copy
+    already did that on CUDA) and the buffer handed back, so the batch is the caller's to keep.
+    """
 
     def __init__(self, loader: DataLoader) -> None:
         self.loader = loader
+        self.flags: FreeFlags | None = loader.dataset.flags
+        # Holding each worker's ring keeps it mapped here: mapped again per batch, its pages
+        # would fault in anew each time.
+        self.rings: dict[int, torch.UntypedStorage] = {}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for batch in self.loader:
             if "error" in batch:
                 raise ShardSetError(batch["error"])
+            buffer = batch.pop("buffer", None)
+            if buffer is not None and self.flags is not None:
+                images = batch["images"]
+                if not images.is_pinned():
+                    self.rings[buffer[0]] = images.untyped_storage()
+                    batch["images"] = images.clone()
+                self.flags.release(*buffer)
             for name in _SMALL_ARRAYS:
                 batch[name] = torch.from_numpy(batch[name])
             yield batch
@@ -157,7 +180,11 @@ class _Events:
 
 
 def _stream_batches(
-    mixture: Mixture, cfg: StreamConfig, stream: int, position: StreamPosition
+    mixture: Mixture,
+    cfg: StreamConfig,
+    stream: int,
+    position: StreamPosition,
+    buffers: BatchBuffers,
 ) -> Iterator[dict[str, Any]]:
     events = _Events()
     # Shard names repeat across sets: a mixture reports bad ones under their dataset's name.
@@ -173,13 +200,12 @@ def _stream_batches(
         choices = set_choices(mixture.weights, cfg.seed, stream, position.drawn)
         draws = ((i, next(parts[i])) for i in choices)  # training parts never end
     drawn = position.drawn
-    size = mixture.sets[0].manifest.image_size
     bad = BadSamples([s.manifest.samples(cfg.split) for s in mixture.sets])
     # simplejpeg releases the GIL, so decode threads run in parallel with no IPC at all.
     pool = ThreadPoolExecutor(cfg.decode_threads) if cfg.decode_threads else None
     try:
         pending: list[dict[str, Any]] = []
-        images = _batch_images(cfg, size)
+        images, slot = None, None  # taken when a batch's first sample is ready to decode
         exhausted = False
         while not exhausted:
             # Draw what the batch lacks, decode it (in parallel), keep what decodes.
@@ -189,6 +215,8 @@ def _stream_batches(
                 where[i] = (epoch, taken)
                 jobs.append((raw, i, epoch))
             exhausted = len(jobs) < cfg.batch_size - len(pending)
+            if jobs and images is None:
+                images, slot = buffers.take()
             start = len(pending)
             slots = [images[start + k].numpy() for k in range(len(jobs))]
             for k, result in enumerate(_decode_all(jobs, mixture, cfg, slots, pool)):
@@ -203,9 +231,11 @@ def _stream_batches(
                 pending.append(result)
             if len(pending) == cfg.batch_size or (exhausted and pending):
                 position_now = StreamPosition(drawn, tuple(where))
-                yield _collate(pending, images, stream, position_now, events)
-                pending = []
-                images = _batch_images(cfg, size)
+                batch = _collate(pending, images, stream, position_now, events)
+                if slot is not None:
+                    batch["buffer"] = (buffers.worker, slot)
+                yield batch
+                pending, images, slot = [], None, None
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -248,17 +278,6 @@ def _decode_all(
     if pool is None:
         return [one(k) for k in range(len(jobs))]
     return list(pool.map(one, range(len(jobs))))
-
-
-def _batch_images(cfg: StreamConfig, size: int) -> torch.Tensor:
-    """A batch's uint8 image tensor; JPEGs are decoded straight into it.
-
-    In a DataLoader worker it is allocated in shared memory: a tensor already shared goes to
-    the training process as a handle, where one made with np.stack would be copied into
-    shared memory again on its way (with the two stacking copies, 3 copies per image saved).
-    """
-    images = torch.empty((cfg.batch_size, len(cfg.cameras), size, size, 3), dtype=torch.uint8)
-    return images.share_memory_() if get_worker_info() is not None else images
 
 
 def _set_raws(

@@ -33,6 +33,9 @@ class StreamConfig:
     decode_threads: int = 0  # threads decoding each batch's JPEGs (per process); 0: inline
     finite: bool = False  # one unshuffled pass (validation) instead of endless shuffled epochs
     pin_memory: bool = False
+    # Workers decode into a ring of shared buffers (shards.buffers); False allocates a new
+    # shared tensor per batch instead, as bench/loader.py compares.
+    reuse_buffers: bool = True
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:

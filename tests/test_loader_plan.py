@@ -49,7 +49,9 @@ def test_auto_says_what_it_chose_and_why(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     plan = plan_loader(AUTO, AUTO)
     assert "2 rank(s) on this machine" in plan.reason
-    assert plan.line().startswith(f"loader: {plan.workers} worker process(es)")
+    assert plan.line().startswith("loader: ")
+    assert plan_loader(0, 2).line().startswith("loader: the training process with 2 decode")
+    assert plan_loader(3, 1).line().startswith("loader: 3 worker process(es), 1 decode")
 
 
 @pytest.mark.parametrize(

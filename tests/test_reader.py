@@ -260,3 +260,19 @@ def test_a_mixture_stops_on_the_set_that_does_not_decode(tmp_path, deadline):
     mixture = open_mixture([(str(good), 1.0), (str(bad), 1.0)])
     with pytest.raises(ShardSetError, match=f"^{bad}: 64 train samples in a row"):
         _batches(make_loader(mixture, StreamConfig(batch_size=4)), 100)
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_batches_from_workers_stay_intact_when_kept(toy_shards, reuse):
+    # 32 batches kept from 2 workers, far more than their buffers: a buffer handed back too
+    # early, or reused without the images being taken out, would change kept batches.
+    shard_set = open_shard_set(toy_shards)
+
+    def images_by_key(workers: int) -> dict[str, torch.Tensor]:
+        cfg = StreamConfig(batch_size=2, finite=True, workers=workers, reuse_buffers=reuse)
+        batches = list(make_loader(shard_set, cfg))
+        return {k: b["images"][i] for b in batches for i, k in enumerate(b["keys"])}
+
+    inline, workers = images_by_key(0), images_by_key(2)
+    assert inline.keys() == workers.keys() and len(inline) == 64
+    assert all(torch.equal(inline[k], workers[k]) for k in inline)
