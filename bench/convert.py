@@ -17,13 +17,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-import psutil
+from process_peak import run_measured
 
 from pipeline.episodes import Episode, list_episodes
 from pipeline.generate import GenerateConfig, generate
@@ -56,31 +55,9 @@ def run_convert(src: Path, workers: int) -> tuple[float, int]:
     """Wall time and peak RSS (bytes, summed over the process tree) of one conversion."""
     out = Path(tempfile.mkdtemp()) / "shards"
     cmd = [VLA_DATA, "convert", str(src), str(out), "--workers", str(workers), "--quiet"]
-    start = time.perf_counter()
-    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL)
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            try:
-                tree = [proc, *proc.children(recursive=True)]
-                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-            except psutil.Error:
-                pass
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    code = proc.wait()
-    elapsed = time.perf_counter() - start
-    done.set()
-    sampler.join()
-    if code != 0:
-        raise SystemExit(f"vla-data convert failed with exit code {code}")
+    measured = run_measured(cmd)
     subprocess.run(["rm", "-rf", str(out.parent)], check=True)
-    return elapsed, peak
+    return measured
 
 
 def main() -> None:

@@ -10,19 +10,22 @@ to the device:
   `auto` chooses for this machine, over a set converted from the episodes;
 - shards with N worker processes, and with N decode threads in this process
   (`--compare-workers N`), to show what `auto` chose against; and N worker processes that
-  allocate a new shared-memory tensor per batch instead of reusing their ring of buffers;
+  decode into their ring of reused buffers, as when batches are pinned for a GPU (without
+  CUDA nothing is pinned, so the training process clones the images out instead);
 - hdf5: a torch map-style Dataset that, per sample, reads both 256x256 frames at t with
   h5py, resizes them 256 -> 224 with PIL (bicubic), normalizes to float and slices
   action[t:t+8] (the padding rule of the shards), shuffled by a DataLoader with one worker
   process per core this process may use.
 Rounds alternate the variants; it prints each one's median samples/s, bytes read per
-sample, and the ratios to the hdf5 baseline.
+sample, and the ratios to the hdf5 baseline. Last, the peak RSS of `vla-data loadtest` with
+its defaults (its whole process tree) on the set and on one 4x larger, and their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +34,7 @@ import h5py
 import numpy as np
 import torch
 from PIL import Image
+from process_peak import run_measured
 from torch.utils.data import DataLoader, Dataset
 
 from pipeline.config import ConvertConfig
@@ -40,6 +44,7 @@ from pipeline.loadtest import LoadtestConfig, loadtest
 from shards.loader_plan import available_cores
 
 CAMERAS = ("head_camera_image", "left_wrist_image")
+VLA_DATA = str(Path(sys.executable).with_name("vla-data"))
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 
@@ -115,9 +120,9 @@ def main() -> None:
                                                  samples=args.samples),
         f"shards, {n} worker processes": LoadtestConfig(
             shards, n, args.batch_size, samples=args.samples, decode_threads=0),
-        f"shards, {n} worker processes, new buffer per batch": LoadtestConfig(
+        f"shards, {n} worker processes, reused buffers": LoadtestConfig(
             shards, n, args.batch_size, samples=args.samples, decode_threads=0,
-            reuse_buffers=False),
+            pin_memory=True),
         f"shards, {n} decode threads": LoadtestConfig(
             shards, 0, args.batch_size, samples=args.samples, decode_threads=n),
     }  # fmt: skip
@@ -141,6 +146,25 @@ def main() -> None:
     base = statistics.median(rates["hdf5"])
     for name in variants:
         print(f"ratio {name} / hdf5: {statistics.median(rates[name]) / base:.2f}x")
+    peak_rss(root, args)
+
+
+def peak_rss(root: Path, args: argparse.Namespace) -> None:
+    """Peak RSS of `vla-data loadtest` (defaults) on the set and on a 4x larger one."""
+    larger = root / "shards-4x"
+    generate(GenerateConfig(root / "eps-4x", episodes=4 * args.episodes, steps=args.steps))
+    convert(ConvertConfig(root / "eps-4x", shards_dir=larger, val_episodes=0,
+                          cameras=("head", "left_wrist"), shard_samples=250,
+                          progress=False))  # fmt: skip
+    peaks = []
+    for shards in (root / "shards", larger):
+        cmd = [VLA_DATA, "loadtest", str(shards), "--batch-size", str(args.batch_size),
+               "--samples", str(args.samples)]  # fmt: skip
+        peaks.append(run_measured(cmd)[1])
+    mib = 1 << 20
+    print(f"peak RSS of vla-data loadtest: {args.episodes} episodes {peaks[0] / mib:.0f} MiB, "
+          f"{4 * args.episodes} episodes {peaks[1] / mib:.0f} MiB, "
+          f"ratio {peaks[1] / peaks[0]:.2f}")  # fmt: skip
 
 
 def report(name: str, rates: list[float], bytes_per_sample: float) -> None:

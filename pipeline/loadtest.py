@@ -31,7 +31,7 @@ class LoadtestConfig:
     shuffle_buffer: int = 1000
     split: str = "train"
     decode_threads: int | str = AUTO  # threads decoding JPEGs per loading process; 0: inline
-    reuse_buffers: bool = True  # workers decode into reused shared buffers (shards.buffers)
+    pin_memory: bool = torch.cuda.is_available()  # as vla-train: pinned when there is CUDA
 
     def __post_init__(self) -> None:
         try:
@@ -75,8 +75,7 @@ def loadtest(config: LoadtestConfig) -> LoadtestResult:
         shuffle_buffer=config.shuffle_buffer,
         workers=plan.workers,
         decode_threads=plan.decode_threads,
-        pin_memory=torch.cuda.is_available(),
-        reuse_buffers=config.reuse_buffers,
+        pin_memory=config.pin_memory,
     )
     tokenize = _prompt_tokens(shard_set.manifest.chunk * shard_set.manifest.action_dim)
     shards = shard_set.manifest.shards(config.split)

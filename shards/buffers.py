@@ -2,10 +2,13 @@
 
 A DataLoader worker's tensor reaches the training process through shared memory. A fresh
 tensor per batch costs a new shared-memory segment, its zeroed pages and a file-descriptor
-hand-over each time (about a sixth of a worker's time at batch 8). Each worker instead
-decodes into a small ring of shared buffers that it made once; the training process maps
-each buffer once, takes the images out (the pinned-memory copy on CUDA, a copy on CPU) and
-marks the buffer free in a flag table that all workers share.
+hand-over each time (about a third of a worker's time at batch 8). When batches go to a
+GPU, the DataLoader copies each into pinned memory anyway, so each worker instead decodes
+into a small ring of shared buffers that it made once; the training process maps each
+buffer once, and once the pinned copy is made marks the buffer free in a flag table that
+all workers share. (Were the DataLoader not to pin, the images are cloned out first; on CPU
+that copy costs the training process more than the allocation costs a worker, so CPU
+training keeps a new segment per batch: docs/BENCHMARKS.md.)
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ class ShardStream(IterableDataset):
         self.cfg = cfg
         state = state or StreamState()
         self.positions = dict(state.positions)
-        self.flags = FreeFlags(cfg.workers) if cfg.workers and cfg.reuse_buffers else None
+        self.flags = FreeFlags(cfg.workers) if cfg.workers and cfg.pin_memory else None
         # The DataLoader takes batches from workers round-robin starting at worker 0, so after
         # a restart worker w plays the stream whose batch would have come next.
         self.offset = state.batches % cfg.streams_per_rank

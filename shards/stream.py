@@ -32,10 +32,10 @@ class StreamConfig:
     workers: int = 0  # DataLoader worker processes; 0 reads in the training process
     decode_threads: int = 0  # threads decoding each batch's JPEGs (per process); 0: inline
     finite: bool = False  # one unshuffled pass (validation) instead of endless shuffled epochs
+    # Also decides where workers decode to (shards.buffers): with pinning, a ring of reused
+    # shared buffers, since the pinned copy takes the images out anyway; without, a new
+    # shared tensor per batch, since taking them out would cost the training process a copy.
     pin_memory: bool = False
-    # Workers decode into a ring of shared buffers (shards.buffers); False allocates a new
-    # shared tensor per batch instead, as bench/loader.py compares.
-    reuse_buffers: bool = True
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
