@@ -15,14 +15,9 @@ import torch
 from shard_fixtures import TOY_INSTRUCTIONS, no_sample_decodes, write_toy_shards
 
 from shards.mixture import open_mixture
-from shards.reader import (
-    StreamConfig,
-    StreamState,
-    choose_instruction,
-    make_loader,
-    stream_shards,
-)
+from shards.reader import StreamConfig, StreamState, make_loader
 from shards.source import ShardSetError, open_shard_set
+from shards.stream import choose_instruction, stream_shards
 from stats.io import StatsError
 
 NAMES = [f"train-{i:06d}.tar" for i in range(12)]

@@ -1,0 +1,165 @@
+"""Raw samples -> one batch: decode into the batch's buffer, drop what fails, collate.
+
+Stages: JPEGs decoded straight into the batch's image buffer, in parallel threads if asked
+(Decoder) -> samples that fail are counted, logged now and then, and their place closed up
+(PendingBatch.keep) -> a full batch collated with the stream's position and the events
+met on the way (PendingBatch.emit).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+
+from shards.buffers import BatchBuffers
+from shards.draw import Events, Job
+from shards.mixture import Mixture
+from shards.samples import RawSample, SampleError, decode_sample
+from shards.source import ShardSet, ShardSetError
+from shards.stream import (
+    WARN_FIRST_BAD,
+    BadSamples,
+    StreamConfig,
+    StreamPosition,
+    choose_instruction,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Decoder:
+    """Checks and decodes samples into image slots; stops on a set beyond reading."""
+
+    def __init__(self, mixture: Mixture, cfg: StreamConfig, events: Events) -> None:
+        self.mixture, self.cfg, self.events = mixture, cfg, events
+        self.bad = BadSamples([s.manifest.samples(cfg.split) for s in mixture.sets])
+        # simplejpeg releases the GIL, so decode threads run in parallel with no IPC at all.
+        self.pool = ThreadPoolExecutor(cfg.decode_threads) if cfg.decode_threads else None
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+    def decode(self, jobs: list[Job], slots: list[np.ndarray]) -> list[dict[str, Any] | None]:
+        """Each job decoded into its slot, in job order; None where a sample failed."""
+
+        def one(k: int) -> dict[str, Any] | SampleError:
+            raw, i, epoch = jobs[k]
+            try:
+                return _decode(raw, self.mixture.sets[i], i, self.cfg, epoch, slots[k])
+            except SampleError as exc:
+                return exc
+
+        ks = range(len(jobs))
+        results = [one(k) for k in ks] if self.pool is None else list(self.pool.map(one, ks))
+        return [self._count(job, result) for job, result in zip(jobs, results, strict=True)]
+
+    def _count(self, job: Job, result: dict[str, Any] | SampleError) -> dict[str, Any] | None:
+        raw, index, _ = job
+        if not isinstance(result, SampleError):
+            self.bad.good(index)
+            return result
+        self.events.bad_samples.append(f"{raw['__shard__']}/{raw['__key__']}")
+        if self.bad.bad(index):
+            # Rate-limited: every bad sample is still counted in the batch's bad_samples.
+            log.warning(
+                "skipping a sample of %s: %s (%d bad samples so far in this stream; the first "
+                "%d are logged, then the 10th, 100th, 1000th, ...)",
+                raw["__shard__"], result, self.bad.total, WARN_FIRST_BAD,
+            )  # fmt: skip
+        if self.bad.hopeless(index):
+            source = self.mixture.sets[index].source
+            raise ShardSetError(
+                f"{source}: {self.bad.in_a_row[index]} {self.cfg.split} samples in a row did "
+                f"not decode, the last: {result}; check the set with `vla-data verify {source}`"
+            )
+        return None
+
+
+class PendingBatch:
+    """The samples decoded so far for the next batch, their images packed at its front."""
+
+    def __init__(self, size: int, buffers: BatchBuffers) -> None:
+        self.size = size
+        self.buffers = buffers
+        self.samples: list[dict[str, Any]] = []
+        self.images: torch.Tensor | None = None  # taken when the first sample is decoded
+        self.slot: int | None = None
+
+    @property
+    def missing(self) -> int:
+        return self.size - len(self.samples)
+
+    def slots(self, n: int) -> list[np.ndarray]:
+        """Where the next `n` samples' images go: the free rows of the batch's buffer."""
+        if n and self.images is None:
+            self.images, self.slot = self.buffers.take()
+        start = len(self.samples)
+        return [self.images[start + k].numpy() for k in range(n)]
+
+    def keep(self, results: list[dict[str, Any] | None]) -> None:
+        """Keep the samples that decoded; a failed one's row is filled by the next good one."""
+        start = len(self.samples)
+        for k, result in enumerate(results):
+            if result is None:
+                continue
+            if start + k != len(self.samples):
+                self.images[len(self.samples)] = self.images[start + k]
+            self.samples.append(result)
+
+    def emit(self, stream: int, position: StreamPosition, events: Events) -> dict[str, Any]:
+        """The collated batch; this object starts on the next one."""
+        samples = self.samples
+        batch = {
+            "images": self.images[: len(samples)],  # (B, N, H, W, 3), decoded in place
+            # Small arrays stay numpy until the training process (BatchLoader): a tensor
+            # crosses from a worker through its own shared-memory segment and file-descriptor
+            # hand-over, which for a few hundred bytes costs far more than pickling them.
+            "actions": np.stack([s["actions"] for s in samples]),
+            "valid": np.array([s["valid"] for s in samples], dtype=np.int64),
+            "instructions": [s["instruction"] for s in samples],
+            "keys": [s["key"] for s in samples],
+            "sets": np.array([s["set"] for s in samples], dtype=np.int64),  # index in mixture
+            "stream": stream,
+            "position": position,
+            **events.drain(),
+        }
+        if self.slot is not None:
+            batch["buffer"] = (self.buffers.worker, self.slot)  # handed back by BatchLoader
+        self.samples, self.images, self.slot = [], None, None
+        return batch
+
+
+def _decode(
+    raw: RawSample,
+    shard_set: ShardSet,
+    index: int,
+    cfg: StreamConfig,
+    epoch: int,
+    images: np.ndarray,
+) -> dict[str, Any]:
+    """Check and decode one sample; its images land in `images` (N, H, W, 3)."""
+    manifest = shard_set.manifest
+    if images.shape[1] != manifest.image_size:
+        # Mixed sets agree on image size (checked at start); this guards a lying manifest.
+        raise SampleError(f"sample {raw['__key__']}: set image size {manifest.image_size}")
+    sample = decode_sample(raw, cfg.cameras, images)
+    actions = sample["actions"]
+    if actions.shape != (manifest.chunk, manifest.action_dim):
+        raise SampleError(f"sample {sample['key']}: actions are {actions.shape}")
+    meta = sample["meta"]
+    instructions = meta.get("instructions")
+    valid = meta.get("valid")
+    if not instructions or not isinstance(valid, int) or not 1 <= valid <= manifest.chunk:
+        raise SampleError(f"sample {sample['key']}: meta.json lacks instructions or valid")
+    return {
+        "key": sample["key"],
+        "actions": actions,
+        "valid": valid,
+        "instruction": choose_instruction(instructions, cfg.seed, epoch, sample["key"]),
+        "set": index,
+    }
