@@ -124,6 +124,11 @@ class PendingBatch:
             "instructions": [s["instruction"] for s in samples],
             "keys": [s["key"] for s in samples],
             "sets": np.array([s["set"] for s in samples], dtype=np.int64),  # index in mixture
+            **(
+                {"proprio": np.stack([s["proprio"] for s in samples])}
+                if "proprio" in samples[0]
+                else {}
+            ),
             "stream": stream,
             "position": position,
             **events.drain(),
@@ -156,10 +161,24 @@ def _decode(
     valid = meta.get("valid")
     if not instructions or not isinstance(valid, int) or not 1 <= valid <= manifest.chunk:
         raise SampleError(f"sample {sample['key']}: meta.json lacks instructions or valid")
-    return {
+    decoded = {
         "key": sample["key"],
         "actions": actions,
         "valid": valid,
         "instruction": choose_instruction(instructions, cfg.seed, epoch, sample["key"]),
         "set": index,
     }
+    if cfg.proprio:
+        decoded["proprio"] = _proprio(meta.get("proprio"), manifest.proprio_dim, sample["key"])
+    return decoded
+
+
+def _proprio(value: Any, dims: int | None, key: str) -> np.ndarray:
+    """meta.json's robot state as (dims,) float32; anything else makes the sample bad."""
+    try:
+        state = np.asarray(value, dtype=np.float32) if isinstance(value, list) else None
+    except (TypeError, ValueError):
+        state = None
+    if state is None or state.shape != (dims,) or not np.isfinite(state).all():
+        raise SampleError(f"sample {key}: meta.json's proprio is not {dims} finite numbers")
+    return state

@@ -32,7 +32,15 @@ log = logging.getLogger(__name__)
 
 def check_stream(data: ShardSet | Mixture, cfg: StreamConfig) -> None:
     """Fail before any worker starts when a set can't serve this stream."""
-    for shard_set in _as_mixture(data).sets:
+    sets = _as_mixture(data).sets
+    dims = {s.manifest.proprio_dim for s in sets}
+    if cfg.proprio and len(dims) > 1:
+        described = ", ".join(f"{s.source}: {s.manifest.proprio_dim or 'none'}" for s in sets)
+        raise ShardSetError(
+            f"mixed sets must agree on the robot state's size to train with it ({described}); "
+            "train without it (--no-proprio), or mix sets that agree"
+        )
+    for shard_set in sets:
         have = shard_set.manifest.cameras
         lacking = [c for c in cfg.cameras if c not in have]
         if lacking:
@@ -42,6 +50,11 @@ def check_stream(data: ShardSet | Mixture, cfg: StreamConfig) -> None:
             )
         if not shard_set.shard_names(cfg.split):
             raise ShardSetError(f"{shard_set.source}: the set has no {cfg.split} shards")
+        if cfg.proprio and not shard_set.manifest.proprio_dim:
+            raise ShardSetError(
+                f"{shard_set.source}: its samples carry no robot state (proprio), which this "
+                "model takes"
+            )
 
 
 def _as_mixture(data: ShardSet | Mixture) -> Mixture:
@@ -119,11 +132,12 @@ class BatchLoader:
                     batch["images"] = images.clone()
                 self.flags.release(*buffer)
             for name in _SMALL_ARRAYS:
-                batch[name] = torch.from_numpy(batch[name])
+                if name in batch:
+                    batch[name] = torch.from_numpy(batch[name])
             yield batch
 
 
-_SMALL_ARRAYS = ("actions", "valid", "sets")
+_SMALL_ARRAYS = ("actions", "valid", "sets", "proprio")
 
 
 def _as_built(batch: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ class StreamConfig:
     workers: int = 0  # DataLoader worker processes; 0 reads in the training process
     decode_threads: int = 0  # threads decoding each batch's JPEGs (per process); 0: inline
     finite: bool = False  # one unshuffled pass (validation) instead of endless shuffled epochs
+    proprio: bool = False  # batches carry each sample's robot state ("proprio" in meta.json)
     # Also decides where workers decode to (shards.buffers): with pinning, a ring of reused
     # shared buffers, since the pinned copy takes the images out anyway; without, a new
     # shared tensor per batch, since taking them out would cost the training process a copy.

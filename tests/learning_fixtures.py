@@ -53,11 +53,13 @@ def learning_set(root: Path, blank_images: bool = False) -> Path:
     return shards
 
 
-def train_tiny(shards: Path, run_dir: Path) -> TrainConfig:
-    """vla-train with its defaults, except the tiny base, the steps and the batch size."""
+def train_tiny(shards: Path, run_dir: Path, steps: int = STEPS, **options) -> TrainConfig:
+    """vla-train with its defaults, except the tiny base, the steps, the batch size and
+    `options` (TrainConfig fields)."""
     cfg = TrainConfig(
-        shards=(str(shards),), run_dir=run_dir, base="tiny", max_steps=STEPS, batch_size=BATCH
-    )
+        shards=(str(shards),), run_dir=run_dir, base="tiny", max_steps=steps, batch_size=BATCH,
+        **options,
+    )  # fmt: skip
     train(cfg)
     return cfg
 
@@ -67,9 +69,9 @@ def curve(records: list[dict]) -> list[float]:
     return [r["loss_smooth"] for r in records if r["step"] % CURVE_EVERY == 0]
 
 
-def predicted_l1(shards: Path, run_dir: Path, split: str) -> float:
+def predicted_l1(shards: Path, run_dir: Path, split: str, steps: int = STEPS) -> float:
     """vla-train predict's normalized L1 over a whole split, seen as at evaluation (no aug)."""
-    ckpt = run_dir / f"step-{STEPS}"
+    ckpt = run_dir / f"step-{steps}"
     return compare(PredictConfig(ckpt=ckpt, shards=str(shards), split=split, n=0)).l1_normalized
 
 

@@ -17,6 +17,7 @@ from stats.normalize import Bounds, bounds, normalize
 from trainer.augment import pixel_values
 
 Tokenize = Callable[[list[str]], dict[str, torch.Tensor]]
+_TO_DEVICE = ("images", "actions", "valid", "sets", "proprio")  # proprio: when the run uses it
 
 
 @dataclass
@@ -30,6 +31,7 @@ class DeviceBatch:
     valid_rows: torch.Tensor  # (B, CHUNK) bool: rows inside the episode
     sets: torch.Tensor  # (B,) int64: each sample's shard set, the index into the mixture
     keys: list[str]
+    proprio: torch.Tensor | None = None  # (B, P) float32, normalized like the actions
 
     @property
     def size(self) -> int:
@@ -39,7 +41,9 @@ class DeviceBatch:
 class BatchPrep:
     """uint8 images -> (augmented) pixel_values; raw actions -> normalized; all on the device.
 
-    `action_stats` has one entry per shard set: each sample is normalized with its own set's.
+    `action_stats` (and `proprio_stats`, for a run that feeds the robot state) have one entry
+    per shard set: each sample is normalized with its own set's, the state as OFT does, with
+    the same bounds as the actions.
     """
 
     def __init__(
@@ -49,12 +53,12 @@ class BatchPrep:
         device: torch.device,
         image_aug: bool,
         generator: torch.Generator,
+        proprio_stats: Sequence[ArrayStats] | None = None,
     ) -> None:
-        per_set = [bounds(s, normalization) for s in action_stats]
-        self.tensors = {  # (num_sets, D) each
-            name: torch.as_tensor(np.stack([getattr(b, name) for b in per_set]), device=device)
-            for name in ("low", "high", "mask", "constant")
-        }
+        self.tensors = _set_bounds(action_stats, normalization, device)  # (num_sets, D) each
+        self.proprio = None
+        if proprio_stats is not None:
+            self.proprio = _set_bounds(proprio_stats, normalization, device)
         self.image_aug = image_aug
         self.generator = generator
 
@@ -66,15 +70,30 @@ class BatchPrep:
             pixel_values=pixel_values(moved["images"], self.image_aug, generator),
             input_ids=moved["input_ids"],
             attention_mask=moved["attention_mask"],
-            actions=normalize(moved["actions"], self._bounds(moved["sets"])),
+            actions=normalize(moved["actions"], _pick(self.tensors, moved["sets"], rows=True)),
             valid_rows=rows[None, :] < moved["valid"][:, None],
             sets=moved["sets"],
             keys=moved["keys"],
+            proprio=None
+            if self.proprio is None
+            else normalize(moved["proprio"], _pick(self.proprio, moved["sets"], rows=False)),
         )
 
-    def _bounds(self, sets: torch.Tensor) -> Bounds:
-        """Each sample's own set's bounds, as (B, 1, D) tensors against (B, CHUNK, D) actions."""
-        return Bounds(**{name: t[sets, None] for name, t in self.tensors.items()})
+
+def _set_bounds(
+    stats: Sequence[ArrayStats], normalization: str, device: torch.device
+) -> dict[str, torch.Tensor]:
+    per_set = [bounds(s, normalization) for s in stats]
+    return {
+        name: torch.as_tensor(np.stack([getattr(b, name) for b in per_set]), device=device)
+        for name in ("low", "high", "mask", "constant")
+    }
+
+
+def _pick(tensors: dict[str, torch.Tensor], sets: torch.Tensor, rows: bool) -> Bounds:
+    """Each sample's own set's bounds: (B, 1, D) against (B, CHUNK, D) actions when `rows`,
+    else (B, D) against a (B, D) state."""
+    return Bounds(**{name: t[sets, None] if rows else t[sets] for name, t in tensors.items()})
 
 
 class Prefetcher:
@@ -129,7 +148,7 @@ class Prefetcher:
         self.wait_s += time.perf_counter() - start
         if batch is None:
             return None
-        tensors = {k: batch[k] for k in ("images", "actions", "valid", "sets")}
+        tensors = {k: batch[k] for k in _TO_DEVICE if k in batch}
         tensors.update(self.tokenize(batch["instructions"]))
         with torch.cuda.stream(self.stream) if self.stream is not None else nullcontext():
             moved = {k: v.to(self.device, non_blocking=True) for k, v in tensors.items()}

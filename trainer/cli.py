@@ -98,6 +98,11 @@ def _option(name: str, help: str, **kwargs: Any):
 @_option("keep", "Checkpoints to keep.")
 @_option("val_every", "Log the val split's L1 every N steps (0: never).")
 @click.option("--grad-checkpointing", is_flag=True, help="Recompute activations in backward.")
+@click.option(
+    "--proprio/--no-proprio", "proprio", default=None,
+    help="Feed the robot state as one token (OFT). [default: when every set carries it]",
+)  # fmt: skip
+@click.option("--film", is_flag=True, help="The instruction modulates the vision towers (OFT+).")
 @_option("device", "Where to train.", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.pass_context
 def train(ctx: click.Context, resume: str | None, allow_new_data: bool, **options: Any) -> None:

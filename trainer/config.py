@@ -78,6 +78,11 @@ class TrainConfig:
     val_every: int = 0
     """Validation L1 on the val split every N steps; 0 turns it off."""
     grad_checkpointing: bool = False
+    proprio: bool | None = None
+    """Feed the robot state as one token (OFT's proprio); None: when every set carries it.
+    The run saves what was decided."""
+    film: bool = False
+    """FiLM: the instruction modulates the vision towers (OFT+, for ALOHA)."""
     device: str = "auto"
     """"auto" (CUDA when present), "cpu", "cuda"."""
 

@@ -29,6 +29,7 @@ from trainer.checkpoint import (
 )
 from trainer.config import TrainConfig
 from trainer.distributed import Dist, gather_objects, init_distributed, shutdown, sum_across
+from trainer.inputs import uses_proprio
 from trainer.metrics import LossWindow, MetricsLogger, truncate_metrics
 from trainer.model import ModelConfig, VLAPolicy, build_policy, load_policy
 from trainer.step import build_optimizer, build_scheduler, eval_sums, l1_metrics, train_step
@@ -54,6 +55,7 @@ def _run(
     cfg: TrainConfig, resume: bool, dist: Dist, allow_new_data: bool, loader_line: str
 ) -> None:
     mixture = open_mixture(cfg.sources)
+    cfg = replace(cfg, proprio=uses_proprio(cfg.proprio, mixture))  # saved as decided
     check_stream(mixture, stream_config(cfg, dist, "train"))
     if cfg.val_every:
         check_stream(mixture, stream_config(cfg, dist, "val"))
@@ -85,7 +87,10 @@ def _run(
             truncate_metrics(cfg.run_dir, step)
 
     action_stats = [s.stats.action for s in mixture.sets]
-    prep = BatchPrep(action_stats, cfg.normalization, dist.device, cfg.image_aug, aug)
+    proprio_stats = [s.stats.proprio for s in mixture.sets] if cfg.proprio else None
+    prep = BatchPrep(
+        action_stats, cfg.normalization, dist.device, cfg.image_aug, aug, proprio_stats
+    )
     loader = make_loader(mixture, stream_config(cfg, dist, "train"), data_state)
     batches = Prefetcher(loader, policy.tokenize, prep, dist.device, data_state)
     logger = MetricsLogger(cfg.run_dir, step, cfg.max_steps, dist.main)
@@ -161,8 +166,9 @@ def _start_line(ckpt: Path | None, policy: VLAPolicy, mixture: Mixture, dist: Di
     )
     return (
         f"{f'resuming {ckpt}' if ckpt else 'training'}: {counts['total']:,} trainable "
-        f"parameters (LoRA {counts['lora']:,}, head {counts['head']:,}) on {dist.world_size} "
-        f"x {dist.device.type}; {sets}"
+        f"parameters (LoRA {counts['lora']:,}, head {counts['head']:,}"
+        + "".join(f", {name} {counts[name]:,}" for name in ("proprio", "film") if counts[name])
+        + f") on {dist.world_size} x {dist.device.type}; {sets}"
     )
 
 
@@ -203,6 +209,7 @@ def stream_config(cfg: TrainConfig, dist: Dist, split: str) -> StreamConfig:
         decode_threads=cfg.decode_threads,
         finite=split == "val",
         pin_memory=dist.device.type == "cuda",
+        proprio=bool(cfg.proprio),
     )
 
 
@@ -214,6 +221,8 @@ def model_config(cfg: TrainConfig, mixture: Mixture, device: torch.device) -> Mo
         num_images=len(cfg.images),
         lora_rank=cfg.lora_rank,
         grad_checkpointing=cfg.grad_checkpointing,
+        proprio_dim=(mixture.sets[0].manifest.proprio_dim or 0) if cfg.proprio else 0,
+        film=cfg.film,
         # A bf16 frozen base halves the 7B's memory; LoRA and head train in fp32 either way.
         dtype="bfloat16" if device.type == "cuda" else "float32",
     )

@@ -92,6 +92,15 @@ class Policy:
         self.run = info.run
         self.dataset = dataset
         self.bounds = bounds(info.stats[dataset].action, info.run.normalization)
+        self.proprio_bounds = None
+        if net.config.proprio_dim:
+            state_stats = info.stats[dataset].proprio
+            if state_stats is None:
+                raise CheckpointError(
+                    f"{info.path}: the policy takes the robot state but {STATS_FILE} has no "
+                    f"proprio statistics for {dataset!r}"
+                )
+            self.proprio_bounds = bounds(state_stats, info.run.normalization)
         self.device = device
 
     @classmethod
@@ -108,30 +117,60 @@ class Policy:
     def cameras(self) -> tuple[str, ...]:
         return self.run.images
 
-    def predict(self, images: CameraImages, instruction: str) -> np.ndarray:
-        """One sample's RGB uint8 (H, W, 3) images -> (chunk, D) float32 actions."""
-        return self.predict_batch([images], [instruction])[0]
+    def predict(
+        self, images: CameraImages, instruction: str, proprio: np.ndarray | None = None
+    ) -> np.ndarray:
+        """One sample's RGB uint8 (H, W, 3) images -> (chunk, D) float32 actions.
+
+        `proprio`: the robot's state in its own units, for a policy trained with it.
+        """
+        state = None if proprio is None else np.asarray(proprio, dtype=np.float32)[None]
+        return self.predict_batch([images], [instruction], state)[0]
 
     def predict_batch(
-        self, images: Sequence[CameraImages] | np.ndarray, instructions: Sequence[str]
+        self,
+        images: Sequence[CameraImages] | np.ndarray,
+        instructions: Sequence[str],
+        proprio: np.ndarray | None = None,
     ) -> np.ndarray:
         """Per-sample images (or a (B, N, H, W, 3) uint8 array) -> (B, chunk, D) float32."""
-        return self.denormalize(self.predict_normalized(images, instructions))
+        return self.denormalize(self.predict_normalized(images, instructions, proprio))
 
     @torch.no_grad()
     def predict_normalized(
-        self, images: Sequence[CameraImages] | np.ndarray, instructions: Sequence[str]
+        self,
+        images: Sequence[CameraImages] | np.ndarray,
+        instructions: Sequence[str],
+        proprio: np.ndarray | None = None,
     ) -> np.ndarray:
         """The network's output, in the normalized units the training loss is computed in."""
         if len(images) != len(instructions):
             raise ValueError(f"{len(images)} image sets for {len(instructions)} instructions")
+        state = self._state(proprio, len(images))
         stacked = np.stack([np.stack(self._ordered(sample)) for sample in images])
         # The validation view, computed outside autocast exactly as the trainer does.
         pixels = pixel_values(torch.from_numpy(stacked).to(self.device), self.run.image_aug)
         tokens = {k: v.to(self.device) for k, v in self.net.tokenize(list(instructions)).items()}
         with autocast(self.device):
-            out = self.net(pixels, **tokens)
+            out = self.net(pixels, **tokens, proprio=state)
         return out.float().cpu().numpy()
+
+    def _state(self, proprio: np.ndarray | None, samples: int) -> torch.Tensor | None:
+        """The robot state, normalized with the run's statistics, for a policy trained with it."""
+        dims = self.net.config.proprio_dim
+        if not dims:
+            if proprio is not None:
+                raise ValueError("this policy was trained without the robot state; omit proprio")
+            return None
+        if proprio is None:
+            raise ValueError(
+                f"this policy was trained with the robot state: pass proprio, its {dims} "
+                "values in the robot's units"
+            )
+        state = np.asarray(proprio, dtype=np.float32)
+        if state.shape != (samples, dims):
+            raise ValueError(f"proprio has shape {state.shape}; the policy takes {dims} values")
+        return torch.from_numpy(normalize(state, self.proprio_bounds)).to(self.device)
 
     def normalize(self, actions: np.ndarray) -> np.ndarray:
         return normalize(np.asarray(actions, dtype=np.float32), self.bounds)

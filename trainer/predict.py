@@ -83,6 +83,7 @@ def compare(cfg: PredictConfig) -> PredictReport:
         batch_size=policy.run.batch_size,
         seed=policy.run.seed,
         finite=True,
+        proprio=bool(policy.net.config.proprio_dim),
     )
     rows: list[Comparison] = []
     sums = np.zeros(3)  # |error| in action units, in normalized units, values counted
@@ -91,8 +92,9 @@ def compare(cfg: PredictConfig) -> PredictReport:
         if cfg.n:
             take = min(take, cfg.n - len(rows))
         actions = batch["actions"][:take].numpy()
+        state = batch["proprio"][:take].numpy() if "proprio" in batch else None
         normalized = policy.predict_normalized(
-            batch["images"][:take].numpy(), batch["instructions"][:take]
+            batch["images"][:take].numpy(), batch["instructions"][:take], state
         )
         predicted = policy.denormalize(normalized)
         errors = np.abs(predicted - actions), np.abs(normalized - policy.normalize(actions))

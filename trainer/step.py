@@ -83,7 +83,9 @@ def train_step(
         sync = model.no_sync() if isinstance(model, DistributedDataParallel) and not last else None
         with sync or nullcontext():
             with autocast(device):
-                pred = model(batch.pixel_values, batch.input_ids, batch.attention_mask)
+                pred = model(
+                    batch.pixel_values, batch.input_ids, batch.attention_mask, batch.proprio
+                )
             sums = l1_sums(pred, batch.actions, batch.valid_rows)
             (sums[0] / sums[1] / grad_accum).backward()
         totals += sums.detach()
@@ -102,7 +104,7 @@ def eval_sums(
     totals = torch.zeros(num_sets, 6, device=device)
     for batch in batches:
         with autocast(device):
-            pred = policy(batch.pixel_values, batch.input_ids, batch.attention_mask)
+            pred = policy(batch.pixel_values, batch.input_ids, batch.attention_mask, batch.proprio)
         for i in batch.sets.unique().tolist():
             pick = batch.sets == i
             totals[i] += l1_sums(pred[pick], batch.actions[pick], batch.valid_rows[pick])

@@ -1,4 +1,5 @@
-"""Policy checkpoints: peft adapter files, action_head.safetensors and model_config.json."""
+"""Policy checkpoints: peft adapter files, action_head.safetensors (and the proprio projector
+and FiLM maps when the model has them) and model_config.json."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from peft import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
 from .configs import ModelConfig, ModelLoadError
+from .film import film_parameters
 from .policy import VLAPolicy, build_policy
 from .weights import check_state_dict
 
 ADAPTER_FILE = "adapter_model.safetensors"  # written by peft's save_pretrained
 HEAD_FILE = "action_head.safetensors"
+PROPRIO_FILE = "proprio_projector.safetensors"  # with a proprio_dim
+FILM_FILE = "film.safetensors"  # with film: the FiLM maps, named as in the base model
 CONFIG_FILE = "model_config.json"
 
 
@@ -24,9 +28,16 @@ def save_policy(policy: VLAPolicy, out_dir: Path) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     policy.vla.save_pretrained(out_dir)
-    head = {k: v.detach().cpu().contiguous() for k, v in policy.action_head.state_dict().items()}
-    save_file(head, out_dir / HEAD_FILE)
+    save_file(_tensors(policy.action_head.state_dict()), out_dir / HEAD_FILE)
+    if policy.proprio_projector is not None:
+        save_file(_tensors(policy.proprio_projector.state_dict()), out_dir / PROPRIO_FILE)
+    if policy.config.film:
+        save_file(_tensors(film_parameters(policy.vla.get_base_model())), out_dir / FILM_FILE)
     (out_dir / CONFIG_FILE).write_text(json.dumps(asdict(policy.config), indent=2) + "\n")
+
+
+def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
 def read_model_config(ckpt_dir: Path) -> ModelConfig:
@@ -62,9 +73,21 @@ def load_policy(
     check_state_dict(expected, adapter, adapter_path, fix)
     set_peft_model_state_dict(policy.vla, adapter)
 
-    head_path = ckpt_dir / HEAD_FILE
-    head = _read_tensors(head_path, device)
-    expected = {k: tuple(v.shape) for k, v in policy.action_head.state_dict().items()}
-    check_state_dict(expected, head, head_path, fix)
-    policy.action_head.load_state_dict(head)
+    _load_module(policy.action_head, ckpt_dir / HEAD_FILE, device, fix)
+    if policy.proprio_projector is not None:
+        _load_module(policy.proprio_projector, ckpt_dir / PROPRIO_FILE, device, fix)
+    if config.film:
+        path = ckpt_dir / FILM_FILE
+        film = _read_tensors(path, device)
+        params = film_parameters(policy.vla.get_base_model())
+        check_state_dict({k: tuple(v.shape) for k, v in params.items()}, film, path, fix)
+        with torch.no_grad():
+            for name, param in params.items():
+                param.copy_(film[name])
     return policy
+
+
+def _load_module(module: torch.nn.Module, path: Path, device: torch.device | str, fix: str) -> None:
+    state = _read_tensors(path, device)
+    check_state_dict({k: tuple(v.shape) for k, v in module.state_dict().items()}, state, path, fix)
+    module.load_state_dict(state)

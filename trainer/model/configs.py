@@ -96,6 +96,10 @@ class ModelConfig:
     """Recompute LLM layers and ViT blocks in backward (batch 16 on 80 GB needs it)."""
     dtype: str = "float32"
     """Weights dtype of the frozen base: "float32" | "bfloat16". LoRA and head stay float32."""
+    proprio_dim: int = 0
+    """Robot state values fed as one token after the image patches (OFT's proprio); 0: none."""
+    film: bool = False
+    """FiLM: the instruction modulates every vision block (OFT+)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.base, str) or not self.base:
@@ -104,6 +108,8 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(self.proprio_dim, int) or self.proprio_dim < 0:
+            raise ValueError(f"proprio_dim must be an int >= 0, got {self.proprio_dim!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
 

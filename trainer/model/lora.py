@@ -5,6 +5,7 @@ from __future__ import annotations
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
+from .film import film_parameters
 from .vla import OpenVLA
 
 
@@ -17,10 +18,12 @@ def lora_targets(model: OpenVLA) -> list[str]:
     find_unused_parameters.
     """
     unused = tuple(model.unused_module_names())
+    film_maps = {name.rpartition(".")[0] for name in film_parameters(model)}  # train in full
     return [
         name
         for name, module in model.named_modules()
         if isinstance(module, nn.Linear)
+        and name not in film_maps
         and not any(name == u or name.startswith(u + ".") for u in unused)
     ]
 

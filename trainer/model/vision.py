@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .configs import IMAGE_SIZE, TINY_TOWER_OVERRIDES
+from .film import film_features, has_film
 
 # Ends of each tower that OpenVLA never runs (features come from the second-to-last block);
 # they stay loaded so the published checkpoint matches key for key, but stay frozen.
@@ -50,11 +51,22 @@ class FusedVisionBackbone(nn.Module):
     def embed_dim(self) -> int:
         return self.featurizer.embed_dim + self.fused_featurizer.embed_dim
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(M, 6, 224, 224), DINOv2 channels first -> (M, 256, 1024 + 1152)."""
-        dino = tower_features(self.featurizer, pixel_values[:, :3])
-        siglip = tower_features(self.fused_featurizer, pixel_values[:, 3:])
-        return torch.cat([dino, siglip], dim=2)
+    def forward(
+        self, pixel_values: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(M, 6, 224, 224), DINOv2 channels first -> (M, 256, 1024 + 1152); with FiLM
+        (film.add_film), `condition` (M, llm_dim) is each image's instruction embedding."""
+        towers = [
+            (self.featurizer, pixel_values[:, :3]),
+            (self.fused_featurizer, pixel_values[:, 3:]),
+        ]
+        if has_film(self.featurizer):
+            if condition is None:
+                raise ValueError("FiLM towers need the instruction's embedding")
+            features = [film_features(tower, pixels, condition) for tower, pixels in towers]
+        else:
+            features = [tower_features(tower, pixels) for tower, pixels in towers]
+        return torch.cat(features, dim=2)
 
     def unused_module_names(self) -> list[str]:
         """Submodules (relative names) that never run: last block, final norm, attn_pool."""

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from .film import has_film
 from .projector import FusedGeluProjector
 from .prompt import slot_positions
 from .vision import FusedVisionBackbone
@@ -31,6 +32,16 @@ def bidirectional_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torc
     mask = torch.zeros(blocked.shape, dtype=dtype, device=attention_mask.device)
     mask = mask.masked_fill(blocked, torch.finfo(dtype).min)
     return mask.expand(-1, 1, length, length)
+
+
+def language_mean(text: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """(B, L, H) embeddings, (B, L) bool -> (B, H): the mean over the prompt's tokens.
+
+    OFT averages every non-action position, padding included, so a sample's conditioning
+    would depend on the longest prompt in its batch; we average real tokens only.
+    """
+    weights = tokens.to(text.dtype).unsqueeze(-1)
+    return (text * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
 
 class OpenVLA(nn.Module):
@@ -69,14 +80,22 @@ class OpenVLA(nn.Module):
         else:
             self.language_model.gradient_checkpointing_disable()
 
-    def embed_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, 6N, 224, 224) -> (B, N*256, H): each image's patches in turn, primary first."""
+    def embed_images(
+        self, pixel_values: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, 6N, 224, 224) -> (B, N*256, H): each image's patches in turn, primary first.
+
+        `condition` (B, H), the instruction's mean embedding, modulates FiLM towers.
+        """
         batch, channels, height, width = pixel_values.shape
         if channels % CHANNELS_PER_IMAGE:
             raise ValueError(f"pixel_values needs 6 channels per image, got {channels}")
-        images = pixel_values.reshape(batch * (channels // CHANNELS_PER_IMAGE), 6, height, width)
+        images_per_sample = channels // CHANNELS_PER_IMAGE
+        images = pixel_values.reshape(batch * images_per_sample, 6, height, width)
         dtype = self.vision_backbone.featurizer.patch_embed.proj.weight.dtype
-        patches = self.projector(self.vision_backbone(images.to(dtype)))
+        if condition is not None:
+            condition = condition.to(dtype).repeat_interleave(images_per_sample, dim=0)
+        patches = self.projector(self.vision_backbone(images.to(dtype), condition))
         return patches.reshape(batch, -1, patches.shape[-1])
 
     def forward(
@@ -85,17 +104,27 @@ class OpenVLA(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         num_slots: int,
+        proprio_token: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Last-layer hidden states read for the action slots, (B, num_slots, H)."""
+        """Last-layer hidden states read for the action slots, (B, num_slots, H).
+
+        `proprio_token` (B, H), the projected robot state, follows the image patches, as in
+        OFT; FiLM towers are conditioned on the mean embedding of the prompt's tokens.
+        """
         if bool((attention_mask[:, 1:] > attention_mask[:, :-1]).any()):
             raise ValueError("attention_mask must be right-padded (ones, then zeros)")
         slots = slot_positions(attention_mask, num_slots)
         text = self.language_model.get_input_embeddings()(input_ids)
         # Slot embeddings are multiplied by zero in training and inference alike: no ground truth.
         keep = torch.ones_like(input_ids, dtype=torch.bool).scatter(1, slots, False)
+        condition = None
+        if has_film(self.vision_backbone.featurizer):
+            condition = language_mean(text, keep & attention_mask.bool())
         text = text * keep.unsqueeze(-1).to(text.dtype)
-        patches = self.embed_images(pixel_values).to(text.dtype)
-        # Patches go right after BOS, as OpenVLA does.
+        patches = self.embed_images(pixel_values, condition).to(text.dtype)
+        if proprio_token is not None:
+            patches = torch.cat([patches, proprio_token.to(text.dtype).unsqueeze(1)], dim=1)
+        # Patches (and the state) go right after BOS, as OpenVLA-OFT does.
         sequence = torch.cat([text[:, :1], patches, text[:, 1:]], dim=1)
         ones = attention_mask.new_ones(patches.shape[:2])
         mask = torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], dim=1)
