@@ -3,12 +3,14 @@
     python3 bench/gpu_check.py --out OUT [--wheels DIR]     # one CUDA GPU, under 8 minutes
     python3 bench/gpu_check.py --out OUT --cpu-smoke        # same code, tiny sizes, on a CPU
 
-Each part (gpu_check_parts.PARTS) runs in a forked child of its own, with its own time
+Each part (gpu_check_parts.PARTS) runs in a child process of its own, with its own time
 budget: one that fails, runs out of memory or outlives its budget is recorded as such and
-the next part starts on a clean device. OUT/report.json and OUT/report.txt are rewritten
-while the parts run, so a run killed from outside still leaves what it had measured. Only
-the standard library is imported before --wheels is installed (pip --no-index, into the
-scratch folder): nothing is fetched from the network.
+the next part starts on a clean device. Children are forked from a parent that has imported
+everything but never touched CUDA, so they start at once; if a forked child cannot use CUDA
+after all (an import initialized it), they are spawned instead. OUT/report.json and
+OUT/report.txt are rewritten while the parts run, so a run killed from outside still leaves
+what it had measured. Only the standard library is imported before --wheels is installed
+(pip --no-index, into the scratch folder): nothing is fetched from the network.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     for path in (ROOT / "tests", BENCH, ROOT):  # learning_fixtures, gpu_step, the packages
         sys.path.insert(0, str(path))
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # for any spawned child
+    # A library asking torch.cuda.is_available() while we import would initialize CUDA in
+    # the parent, and forked children could then not use it; NVML answers without that.
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     preload_error = preload()
 
     import torch  # after the wheels, and only now: a child forks from here
@@ -82,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         budgets,
     )
     device = torch.device("cpu" if args.cpu_smoke else "cuda")
+    method = args.start_method
+    if method == "auto":
+        method = "fork" if device.type == "cpu" or fork_can_use_cuda() else "spawn"
+    report.meta["start_method"] = method
     sizes = SMOKE if args.cpu_smoke else GPU
     trace = "always" if args.cpu_smoke and args.trace == "auto" else args.trace
     for name in names:
@@ -92,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         deadline = time.monotonic() + budget
         ctx = Context(device, sizes, work, args.out, deadline, trace)
-        run_part(name, PARTS[name], ctx, report, work)
+        run_part(name, PARTS[name], ctx, report, work, method)
     report.meta["total_s"] = time.monotonic() - started
     report.write()
     print(report.text())
@@ -101,17 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(p["status"] == "ok" for p in report.parts.values()) else 1
 
 
-def run_part(name: str, part: Any, ctx: Any, report: Report, work: Path) -> None:
-    """Run one part in a forked child until it ends or its deadline; record what it left."""
-    from gpu_check_parts import Recorder
+def run_part(
+    name: str, part: Any, ctx: Any, report: Report, work: Path, method: str = "fork"
+) -> None:
+    """Run one part in a child until it ends or its deadline; record what it left.
 
+    With `method` "spawn", `part` must be a module-level function (it is pickled by name).
+    """
     results, log = work / f"part-{name}.json", work / f"part-{name}.log"
     results.unlink(missing_ok=True)
     start = time.monotonic()
     report.update(name, status="running")
     print(f"{name}: running (budget {ctx.deadline - start:.0f} s)", flush=True)
-    child = multiprocessing.get_context("fork").Process(
-        target=_child, args=(part, ctx, Recorder(results), log), name=f"gpu_check-{name}"
+    child = multiprocessing.get_context(method).Process(
+        target=_child, args=(part, ctx, results, log), name=f"gpu_check-{name}"
     )
     child.start()
     while child.is_alive() and time.monotonic() < ctx.deadline:
@@ -134,12 +146,15 @@ def run_part(name: str, part: Any, ctx: Any, report: Report, work: Path) -> None
     print(f"{name}: {status} in {time.monotonic() - start:.0f} s", flush=True)
 
 
-def _child(part: Any, ctx: Any, rec: Any, log: Path) -> None:
-    """In the forked child: own process group (so a kill takes its loader workers), own log."""
+def _child(part: Any, ctx: Any, results: Path, log: Path) -> None:
+    """In the child: own process group (so a kill takes its loader workers), own log."""
     os.setpgrp()
     with open(log, "w") as stream:
         os.dup2(stream.fileno(), 1)
         os.dup2(stream.fileno(), 2)
+    from gpu_check_parts import Recorder
+
+    rec = Recorder(results)
     code = 0
     try:
         part(ctx, rec)
@@ -151,6 +166,22 @@ def _child(part: Any, ctx: Any, rec: Any, log: Path) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def fork_can_use_cuda() -> bool:
+    """Whether a child forked from here can run a CUDA op (no import initialized CUDA)."""
+    child = multiprocessing.get_context("fork").Process(target=_cuda_canary)
+    child.start()
+    child.join(timeout=120)
+    if child.is_alive():
+        _kill(child)
+    return child.exitcode == 0
+
+
+def _cuda_canary() -> None:
+    import torch
+
+    torch.ones(1, device="cuda").add_(1).item()
 
 
 def _kill(child: multiprocessing.Process) -> None:
@@ -237,6 +268,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="another time budget for a part (repeatable)",
     )  # fmt: skip
     parser.add_argument("--total-s", type=float, help="budget of the whole run")
+    parser.add_argument(
+        "--start-method", choices=("auto", "fork", "spawn"), default="auto",
+        help="how part processes start; auto forks unless that leaves CUDA unusable",
+    )  # fmt: skip
     parser.add_argument(
         "--trace", choices=("auto", "always", "never"), default="auto",
         help="profiler trace of the batch-8 step: auto = when slower than the anchor",

@@ -137,6 +137,15 @@ def test_a_failing_part_is_recorded_and_the_next_one_runs(tmp_path):
     assert "[broken] failed" in text and "illegal memory access" in text
 
 
+def test_a_part_runs_in_a_spawned_child_too(tmp_path):
+    # The fallback when a forked child could not use CUDA: the part is pickled by name.
+    report = gpu_check.Report(tmp_path, {"mode": "test"}, {"env": 120})
+    gpu_check.run_part("env", PARTS["env"], _context(tmp_path, 120), report, tmp_path, "spawn")
+    saved = json.loads((tmp_path / "report.json").read_text())["parts"]["env"]
+    assert saved["status"] == "ok", saved
+    assert saved["packages"]["torch"] == torch.__version__.split("+")[0]
+
+
 def test_wheels_install_offline_into_the_scratch_folder(tmp_path):
     wheels = tmp_path / "wheels"
     wheels.mkdir()
