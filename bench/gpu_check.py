@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import datetime
 import json
 import math
@@ -46,6 +47,7 @@ SMOKE_PART_BUDGET_S = 300  # generous: the smoke run checks code paths, not spee
 SMOKE_TOTAL_BUDGET_S = 1200
 MIN_PART_S = 10  # a part with less time left than this is skipped, not started
 POLL_S = 2.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,6 +151,7 @@ def run_part(
 def _child(part: Any, ctx: Any, results: Path, log: Path) -> None:
     """In the child: own process group (so a kill takes its loader workers), own log."""
     os.setpgrp()
+    _die_with_parent()
     with open(log, "w") as stream:
         os.dup2(stream.fileno(), 1)
         os.dup2(stream.fileno(), 2)
@@ -166,6 +169,16 @@ def _child(part: Any, ctx: Any, results: Path, log: Path) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _die_with_parent() -> None:
+    """SIGKILL this process when the parent dies: a check stopped from outside must not leave
+    a part running on the GPU (its own process group would outlive a kill of the parent's)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:  # the parent was already gone before prctl
+            os._exit(1)
 
 
 def fork_can_use_cuda() -> bool:

@@ -152,7 +152,10 @@ def step_b8(ctx: Context, rec: Recorder) -> None:
     write = ctx.trace == "always" or (ctx.trace == "auto" and slow)
     trace = ctx.out / "trace_step_b8.json.gz" if write else None
     rec.set(profile=profile_steps(lambda: run_step(setup), ctx.device, s.profile_steps, trace))
-    rec.set(autocast=matmul_dtypes(lambda: run_step(setup)))
+    coverage = matmul_dtypes(lambda: run_step(setup))
+    # The step's matmul work over its median time: how far from the chip's matmul rate it is.
+    rate = coverage["matmul_gflop"] / 1000 / summary["median_step_s"]
+    rec.set(autocast=coverage, matmul_tflop_per_s=rate)
 
 
 def step_b16_gc(ctx: Context, rec: Recorder) -> None:

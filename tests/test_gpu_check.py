@@ -71,6 +71,7 @@ def test_cpu_smoke_runs_every_part_and_reports_finite_figures(tmp_path):
     coverage = b8["autocast"]
     assert _positive(coverage["matmul_gflop"])
     assert coverage["bf16_share"] == 0.0  # exact float32 on the CPU, as the trainer runs there
+    assert _positive(b8["matmul_tflop_per_s"])
 
     b16 = parts["step_b16_gc"]
     assert b16["fits"] is True and b16["grad_checkpointing"] is True
