@@ -50,6 +50,10 @@ def profile_steps(
     timed_by = "device" if cuda else "cpu"
     ops, kernels = [], []
     for event in prof.key_averages():
+        # Named ranges (the schedule's ProfilerStep, the optimizer's step) span whole ops: on
+        # the GPU their "kernel" time is the whole range's. Only ops and kernels are costs.
+        if getattr(event, "is_user_annotation", False) or event.key.startswith("ProfilerStep"):
+            continue
         row = {
             "name": event.key,
             "calls": event.count / steps,

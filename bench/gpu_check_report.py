@@ -97,7 +97,7 @@ def _step(p: Part, anchors: Anchors) -> Iterator[str]:
             f"matmul work in bf16: {a['bf16_share']:.1%} of {a['matmul_gflop']:.0f} GFLOP per "
             f"step (GFLOP by dtype: {by_dtype})"
         )
-        yield f"matmul work over the median step: {p['matmul_tflop_per_s']:.1f} TFLOP/s"
+        yield f"matmul work over the median step: {p['matmul_tflop_per_s']:.3g} TFLOP/s"
         for big in a["largest_not_bf16"][:3]:
             yield f"  not bf16: {big['op']} {big['dtype']} {big['inputs']}: {big['gflop']:.2f}"
 
