@@ -257,6 +257,7 @@ def preload() -> str | None:
     each part imports what it needs again and fails, or not, on its own.
     """
     try:
+        import gpu_check_loop  # noqa: F401
         import gpu_check_probes  # noqa: F401
         import gpu_step  # noqa: F401
         import learning_fixtures  # noqa: F401

@@ -171,13 +171,17 @@ def step_b16_gc(ctx: Context, rec: Recorder) -> None:
 
 def loop(ctx: Context, rec: Recorder) -> None:
     """vla-train itself (defaults but base, batch, steps) on a set generated and converted here."""
+    from gpu_check_loop import loop_figures, set_info, stream_set
+
     from trainer.config import TrainConfig
     from trainer.loop import train
     from trainer.metrics import METRICS_FILE, read_metrics
 
     s = ctx.sizes
-    shards = stream_set(ctx.work / "loop", s)
-    rec.set(shard_set=_set_info(shards))
+    shards = stream_set(
+        ctx.work / "loop", s.loop_episodes, s.loop_episode_steps, s.loop_shard_samples, CAMERAS
+    )
+    rec.set(shard_set=set_info(shards))
     cfg = TrainConfig(
         shards=(str(shards),), run_dir=ctx.work / "loop" / "run", base=s.base,
         batch_size=s.batch, max_steps=s.loop_steps,
@@ -186,12 +190,13 @@ def loop(ctx: Context, rec: Recorder) -> None:
         options={"workers": cfg.workers, "decode_threads": cfg.decode_threads,
                  "shuffle_buffer": cfg.shuffle_buffer, "image_aug": cfg.image_aug},
     )  # fmt: skip
+    figures_of = (s.batch, s.loop_skip, ANCHORS["data_wait_goal"])
     stop = threading.Event()
 
     def watch() -> None:  # figures so far, in case the part is stopped at its budget
         while not stop.wait(5.0):
             if (cfg.run_dir / METRICS_FILE).exists():
-                rec.set(**loop_figures(read_metrics(cfg.run_dir), s.batch, s.loop_skip))
+                rec.set(**loop_figures(read_metrics(cfg.run_dir), *figures_of))
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
@@ -202,7 +207,7 @@ def loop(ctx: Context, rec: Recorder) -> None:
         stop.set()
         watcher.join()
     rec.set(train_s=time.perf_counter() - start)
-    rec.set(**loop_figures(read_metrics(cfg.run_dir), s.batch, s.loop_skip))
+    rec.set(**loop_figures(read_metrics(cfg.run_dir), *figures_of))
 
 
 def learn_tiny(ctx: Context, rec: Recorder) -> None:
@@ -281,61 +286,6 @@ PARTS: dict[str, Callable[[Context, Recorder], None]] = {
 }
 
 
-def stream_set(root: Path, s: Sizes) -> Path:
-    """`vla-data generate` episodes (256 px, two cameras), converted as `vla-data convert` does."""
-    from pipeline.config import ConvertConfig
-    from pipeline.convert import convert
-    from pipeline.generate import GenerateConfig, generate
-
-    start = time.perf_counter()
-    generate(
-        GenerateConfig(
-            root / "episodes", episodes=s.loop_episodes, steps=s.loop_episode_steps,
-            cameras=CAMERAS,
-        )
-    )  # fmt: skip
-    generated = time.perf_counter()
-    shards = root / "shards"
-    convert(
-        ConvertConfig(
-            root / "episodes", shards_dir=shards, val_episodes=1,
-            shard_samples=s.loop_shard_samples, progress=False,
-        )
-    )  # fmt: skip
-    (root / "timing.json").write_text(
-        json.dumps({"generate_s": generated - start, "convert_s": time.perf_counter() - generated})
-    )
-    return shards
-
-
-def loop_figures(records: list[dict[str, Any]], batch: int, skip: int) -> dict[str, Any]:
-    """Step time and data wait from vla-train's metrics.jsonl, the first `skip` steps left out.
-
-    The data-wait share is total wait over total step time: each step's share weighted by
-    its length, so a few slow steps count as much as the time they took.
-    """
-    kept = records[skip:]
-    step_s = [batch / r["samples_per_s"] for r in kept]
-    waits = [r["data_wait"] for r in kept]
-    median = statistics.median(step_s) if step_s else math.nan
-    share = sum(w * t for w, t in zip(waits, step_s, strict=True)) / sum(step_s) if kept else None
-    return {
-        "steps": len(records),
-        "skipped_steps": len(records) - len(kept),
-        "first_step_s": batch / records[0]["samples_per_s"] if records else None,
-        "skipped_data_wait": [r["data_wait"] for r in records[:skip]],
-        "data_wait_share": share,
-        "data_wait_max": max(waits, default=None),
-        "data_wait_goal_met": share is not None and share < ANCHORS["data_wait_goal"],
-        "median_step_s": median,
-        "samples_per_s": batch / median,
-        "loss": [r["loss"] for r in records],
-        "losses_finite": all(math.isfinite(r["loss"]) for r in records),
-        "bad_shards": records[-1]["bad_shards"] if records else None,
-        "bad_samples": records[-1]["bad_samples"] if records else None,
-    }
-
-
 def _timed(
     ctx: Context, rec: Recorder, batch: int, steps: int, grad_checkpointing: bool, reserve_s: float
 ):
@@ -371,19 +321,6 @@ def vs_anchors(summary: dict[str, Any]) -> dict[str, Any]:
             "goal_met": step <= ANCHORS["goal_step_s"],
             "moonshot_met": step <= ANCHORS["moonshot_step_s"],
         }
-    }
-
-
-def _set_info(shards: Path) -> dict[str, Any]:
-    from shards.manifest import read_manifest
-
-    manifest = read_manifest(shards)
-    size = sum(f.stat().st_size for f in shards.iterdir() if f.is_file())
-    return {
-        "train_samples": manifest.samples("train"),
-        "train_shards": len(manifest.shards("train")),
-        "bytes": size,
-        **json.loads((shards.parent / "timing.json").read_text()),
     }
 
 

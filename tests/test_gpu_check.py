@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 import gpu_check  # noqa: E402
+from gpu_check_loop import loop_figures  # noqa: E402
 from gpu_check_parts import PARTS, SMOKE, Context  # noqa: E402
 from gpu_check_probes import matmul_dtypes, profile_steps  # noqa: E402
 
@@ -99,6 +100,21 @@ def test_cpu_smoke_runs_every_part_and_reports_finite_figures(tmp_path):
     for name in PARTS:
         assert f"[{name}] ok" in text
     assert "no further figures" not in text
+
+
+def test_loop_data_wait_is_total_wait_over_total_time_after_the_first_steps():
+    def record(step_s: float, wait: float, loss: float = 0.5) -> dict:
+        return {"samples_per_s": 8 / step_s, "data_wait": wait, "loss": loss,
+                "bad_shards": 0, "bad_samples": 0}  # fmt: skip
+
+    # Step 1 (workers starting) is left out; then 1 s waiting 10%, 3 s waiting 0%.
+    records = [record(5.0, 0.9), record(1.0, 0.1), record(3.0, 0.0)]
+    figures = loop_figures(records, batch=8, skip=1, goal=0.01)
+    assert figures["data_wait_share"] == pytest.approx(0.1 / 4)
+    assert figures["median_step_s"] == pytest.approx(2.0)
+    assert figures["first_step_s"] == pytest.approx(5.0)
+    assert figures["data_wait_goal_met"] is False and figures["skipped_steps"] == 1
+    assert loop_figures(records[:1], 8, 1, 0.01)["data_wait_share"] is None
 
 
 def _context(tmp_path: Path, budget_s: float) -> Context:
