@@ -31,6 +31,7 @@ from trainer.config import TrainConfig
 from trainer.distributed import Dist, gather_objects, init_distributed, shutdown, sum_across
 from trainer.metrics import LossWindow, MetricsLogger, truncate_metrics
 from trainer.model import ModelConfig, VLAPolicy, build_policy, load_policy
+from trainer.model.configs import base_dtype
 from trainer.step import build_optimizer, build_scheduler, eval_sums, l1_metrics, train_step
 
 
@@ -214,6 +215,5 @@ def model_config(cfg: TrainConfig, mixture: Mixture, device: torch.device) -> Mo
         num_images=len(cfg.images),
         lora_rank=cfg.lora_rank,
         grad_checkpointing=cfg.grad_checkpointing,
-        # A bf16 frozen base halves the 7B's memory; LoRA and head train in fp32 either way.
-        dtype="bfloat16" if device.type == "cuda" else "float32",
+        dtype=base_dtype(device),
     )
