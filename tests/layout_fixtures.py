@@ -1,0 +1,221 @@
+"""Tiny files laid out exactly as public tools write them: ACT's and ALOHA's recorders,
+LIBERO's create_dataset.py and robomimic's datasets; and checks shared by their tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import simplejpeg
+
+from pipeline.encode import action_chunk
+from shards.format import resize_square
+
+SIZE = 32  # stored image side in these tests; sources are made at other sizes
+
+
+def frames(steps: int, h: int, w: int, seed: int) -> np.ndarray:
+    """(T, H, W, 3) smooth colour ramps: red grows down, green grows right, blue per seed/t.
+
+    Nothing is symmetric, so a frame stored upside down or with channels swapped fails PSNR.
+    """
+    rows = np.linspace(20, 235, h)[:, None] * np.ones((1, w))
+    cols = np.ones((h, 1)) * np.linspace(30, 200, w)[None, :]
+    out = np.empty((steps, h, w, 3), np.uint8)
+    for t in range(steps):
+        out[t, ..., 0] = rows
+        out[t, ..., 1] = cols
+        out[t, ..., 2] = (40 + 17 * seed + 5 * t) % 256
+    return out
+
+
+def actions(steps: int, dim: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(steps, dim)).astype(np.float64)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def expected_image(frame: np.ndarray) -> np.ndarray:
+    return resize_square(np.ascontiguousarray(frame), SIZE)
+
+
+def write_act_sim(path: Path, steps: int, seed: int, cameras=("top",)) -> dict:
+    """ACT's record_sim_episodes.py: raw 480x640 frames (here small), `sim` True, qpos, action."""
+    data = {
+        "action": actions(steps, 14, seed),
+        "qpos": actions(steps, 14, seed + 100),
+        "images": {c: frames(steps, 24, 40, seed + i) for i, c in enumerate(cameras)},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w", rdcc_nbytes=1024**2 * 2) as root:
+        root.attrs["sim"] = True
+        obs = root.create_group("observations")
+        image = obs.create_group("images")
+        for cam, fr in data["images"].items():
+            image.create_dataset(cam, data=fr, dtype="uint8", chunks=(1, *fr.shape[1:]))
+        obs.create_dataset("qpos", data=data["qpos"])
+        obs.create_dataset("qvel", data=np.zeros((steps, 14)))
+        root.create_dataset("action", data=data["action"])
+    return data
+
+
+def write_aloha_compressed(path: Path, steps: int, seed: int, cameras=("cam_high",)) -> dict:
+    """ALOHA's record_episodes.py with compress=True: cv2.imencode(quality 50) of the camera's
+    RGB arrays (OpenCV reads them as BGR), zero-padded to the longest, `compress_len` beside."""
+    images = {c: frames(steps, 24, 40, seed + i) for i, c in enumerate(cameras)}
+    data = {"action": actions(steps, 14, seed), "qpos": actions(steps, 14, seed + 100)}
+    data["images"] = images
+    # simplejpeg with colorspace="BGR" writes the bytes cv2.imencode writes for the same array.
+    encoded = {
+        c: [simplejpeg.encode_jpeg(f, quality=50, colorspace="BGR") for f in fr]
+        for c, fr in images.items()
+    }
+    compressed_len = np.array([[len(b) for b in encoded[c]] for c in cameras])
+    padded_size = compressed_len.max()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w", rdcc_nbytes=1024**2 * 2) as root:
+        root.attrs["sim"] = False
+        root.attrs["compress"] = True
+        obs = root.create_group("observations")
+        image = obs.create_group("images")
+        for cam in cameras:
+            ds = image.create_dataset(
+                cam, (steps, padded_size), dtype="uint8", chunks=(1, padded_size)
+            )
+            rows = np.zeros((steps, padded_size), np.uint8)
+            for t, b in enumerate(encoded[cam]):
+                rows[t, : len(b)] = np.frombuffer(b, np.uint8)
+            ds[...] = rows
+        obs.create_dataset("qpos", (steps, 14), "f4")[...] = data["qpos"]
+        obs.create_dataset("qvel", (steps, 14), "f4")
+        obs.create_dataset("effort", (steps, 14), "f4")
+        root.create_dataset("action", (steps, 14), "f4")[...] = data["action"]
+        root.create_dataset("base_action", (steps, 2), "f4")
+        root.create_dataset("compress_len", (len(cameras), steps), "f4")[...] = compressed_len
+    # The recorder creates these without a dtype: h5py's default, float32.
+    data["action"] = data["action"].astype(np.float32)
+    data["qpos"] = data["qpos"].astype(np.float32)
+    return data
+
+
+def write_libero(path: Path, demos: list[int], seed: int, instruction: str | None) -> dict:
+    """LIBERO's scripts/create_dataset.py: /data attrs, demo_i groups, obs/*_rgb upside down."""
+    out = {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        grp = f.create_group("data")
+        grp.attrs["env_name"] = "Libero_Kitchen_Tabletop_Manipulation"
+        if instruction is not None:
+            info = {"problem_name": "libero_kitchen_tabletop_manipulation",
+                    "domain_name": "kitchen", "language_instruction": instruction}  # fmt: skip
+            grp.attrs["problem_info"] = json.dumps(info)
+        grp.attrs["macros_image_convention"] = "opengl"
+        grp.attrs["bddl_file_name"] = "libero/bddl_files/libero_10/x.bddl"
+        grp.attrs["env_args"] = json.dumps({"type": 1, "env_name": "x"})
+        total = 0
+        for i, steps in enumerate(demos):
+            s = seed * 10 + i
+            upright = {"agentview_rgb": frames(steps, 20, 20, s),
+                       "eye_in_hand_rgb": frames(steps, 20, 20, s + 50)}  # fmt: skip
+            ee = actions(steps, 6, s + 1)
+            gripper = actions(steps, 2, s + 2)
+            ep = grp.create_group(f"demo_{i}")
+            obs = ep.create_group("obs")
+            obs.create_dataset("gripper_states", data=gripper)
+            obs.create_dataset("joint_states", data=actions(steps, 7, s + 3))
+            obs.create_dataset("ee_states", data=ee)
+            obs.create_dataset("ee_pos", data=ee[:, :3])
+            obs.create_dataset("ee_ori", data=ee[:, 3:])
+            for cam, fr in upright.items():
+                obs.create_dataset(cam, data=fr[:, ::-1, ::-1])  # rendered upside down
+            act = actions(steps, 7, s)
+            ep.create_dataset("actions", data=act)
+            ep.create_dataset("states", data=np.zeros((steps, 9)))
+            ep.create_dataset("robot_states", data=np.zeros((steps, 9)))
+            ep.create_dataset("rewards", data=np.eye(1, steps, steps - 1, dtype=np.uint8)[0])
+            ep.create_dataset("dones", data=np.eye(1, steps, steps - 1, dtype=np.uint8)[0])
+            ep.attrs["num_samples"] = steps
+            ep.attrs["model_file"] = "<mujoco/>"
+            total += steps
+            out[f"demo_{i}"] = {
+                "action": act.astype(np.float32),
+                "proprio": np.concatenate([ee, gripper], axis=1).astype(np.float32),
+                "images": {
+                    "head": upright["agentview_rgb"],
+                    "left_wrist": upright["eye_in_hand_rgb"],
+                },  # fmt: skip
+            }
+        grp.attrs["num_demos"] = len(demos)
+        grp.attrs["total"] = total
+    return out
+
+
+def write_robomimic(path: Path, demos: list[int], seed: int) -> dict:
+    """robomimic's image datasets: /data/demo_i with obs/agentview_image (upright), eef pose."""
+    out = {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        grp = f.create_group("data")
+        grp.attrs["env_args"] = json.dumps({"env_name": "Lift", "type": 1, "env_kwargs": {}})
+        total = 0
+        for i, steps in enumerate(demos):
+            s = seed * 10 + i
+            images = {"agentview_image": frames(steps, 20, 20, s),
+                      "robot0_eye_in_hand_image": frames(steps, 20, 20, s + 50)}  # fmt: skip
+            pos = actions(steps, 3, s + 1)
+            quat = actions(steps, 4, s + 2)
+            quat /= np.linalg.norm(quat, axis=1, keepdims=True)
+            gripper = actions(steps, 2, s + 3)
+            ep = grp.create_group(f"demo_{i}")
+            for part in ("obs", "next_obs"):
+                obs = ep.create_group(part)
+                for cam, fr in images.items():
+                    obs.create_dataset(cam, data=fr)
+                obs.create_dataset("robot0_eef_pos", data=pos)
+                obs.create_dataset("robot0_eef_quat", data=quat)
+                obs.create_dataset("robot0_gripper_qpos", data=gripper)
+                obs.create_dataset("object", data=np.zeros((steps, 10)))
+            act = actions(steps, 7, s)
+            ep.create_dataset("actions", data=act)
+            ep.create_dataset("states", data=np.zeros((steps, 32)))
+            ep.create_dataset("rewards", data=np.zeros(steps))
+            ep.create_dataset("dones", data=np.zeros(steps, np.int64))
+            ep.attrs["num_samples"] = steps
+            total += steps
+            out[f"demo_{i}"] = {
+                "action": act.astype(np.float32),
+                "pos": pos, "quat": quat, "gripper": gripper,
+                "images": {"head": images["agentview_image"],
+                           "left_wrist": images["robot0_eye_in_hand_image"]},
+            }  # fmt: skip
+        grp.attrs["total"] = total
+        mask = f.create_group("mask")
+        names = [f"demo_{i}".encode() for i in range(len(demos))]
+        mask.create_dataset("train", data=np.array(names[1:] or names, dtype="S"))
+        mask.create_dataset("valid", data=np.array(names[:1], dtype="S"))
+    return out
+
+
+def check_samples(samples: list[dict], sources: dict[str, dict], chunk: int) -> None:
+    """Every sample against its source episode: chunks exact, proprio exact, frames PSNR."""
+    assert samples
+    for s in samples:
+        src = sources[s["meta"]["episode"]]
+        t = s["meta"]["t"]
+        expected, valid = action_chunk(src["action"], t, chunk)
+        np.testing.assert_array_equal(s["actions"], expected)
+        assert s["meta"]["valid"] == valid
+        if "proprio" in src:
+            assert s["meta"]["proprio"] == [float(v) for v in src["proprio"][t]]
+        assert s["meta"]["instructions"] == src["instructions"]
+        for cam, fr in src["images"].items():
+            truth = expected_image(fr[t])
+            assert psnr(s["images"][cam], truth) > 35, (cam, psnr(s["images"][cam], truth))
+            # ... and far from the frame turned over or with red and blue swapped.
+            assert psnr(s["images"][cam], expected_image(fr[t][::-1, ::-1])) < 25
+            assert psnr(s["images"][cam], truth[..., ::-1]) < 25
