@@ -194,3 +194,58 @@ def test_axis_angle_matches_rotation_about_each_axis():
     half = np.pi / 6  # a 60-degree turn about z: quaternion (0, 0, sin 30, cos 30)
     quat = np.array([[0, 0, np.sin(half), np.cos(half)], [0, 0, 0, 1.0]])
     np.testing.assert_allclose(quat_to_axis_angle(quat), [[0, 0, np.pi / 3], [0, 0, 0]], atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["act_top", "libero"])
+def test_a_short_train_runs_on_each_layout(tmp_path, layout, capsys):
+    from trainer.config import TrainConfig
+    from trainer.loop import train
+    from trainer.metrics import read_metrics
+
+    if layout == "libero":
+        _libero_folder(tmp_path / "in")
+        options = {}
+    else:
+        for i in range(2):
+            write_act_sim(tmp_path / "in" / f"episode_{i}.hdf5", 6, i)
+        options = {"instruction": "transfer the cube"}
+    # The tiny base takes the model's own 224-pixel images.
+    run_convert(tmp_path / "in", tmp_path / "shards", **{**OPTIONS, "image_size": 224, **options})
+    cfg = TrainConfig(shards=(str(tmp_path / "shards"),), run_dir=tmp_path / "run", base="tiny",
+                      lora_rank=4, batch_size=2, max_steps=3, save_every=3, device="cpu",
+                      workers=0)  # fmt: skip
+    train(cfg)
+    # Without --images the set's own cameras are used, and said: one camera -> that one.
+    expected = ("top",) if layout == "act_top" else ("head", "left_wrist")
+    assert cfg.images == expected
+    said = "--images top: the set has no head,left_wrist"
+    assert (said in capsys.readouterr().out) == (layout == "act_top")
+    losses = [r["loss"] for r in read_metrics(cfg.run_dir)]
+    assert len(losses) == 3 and all(np.isfinite(losses))
+
+
+@pytest.mark.parametrize("key_chars", [10, 110])
+def test_preview_keeps_images_full_size_whatever_the_key_length(key_chars):
+    from pipeline.preview import CELL_IN, sheet_figure
+
+    rng = np.random.default_rng(0)
+    samples = [
+        {
+            "key": "k" * key_chars + f"_{t:06d}",
+            "meta": {
+                "instructions": ["put both the soup and the sauce in the basket"],
+                "valid": 4,
+                "t": t,
+            },
+            "images": {c: rng.integers(0, 255, (SIZE, SIZE, 3), np.uint8) for c in ("head", "top")},
+            "actions": rng.normal(size=(4, 7)).astype(np.float32),
+        }  # fmt: skip
+        for t in range(3)
+    ]
+    fig = sheet_figure(samples, ["head", "top"])
+    fig.canvas.draw()
+    for ax in fig.axes:
+        box = ax.get_window_extent()
+        # Each cell keeps most of its width and height: nothing squeezed by a caption.
+        assert box.width > 0.6 * CELL_IN * fig.dpi and box.height > 0.5 * CELL_IN * fig.dpi
+        assert box.x0 >= 0 and box.x1 <= fig.bbox.width + 1
