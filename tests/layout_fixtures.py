@@ -3,6 +3,7 @@ LIBERO's create_dataset.py and robomimic's datasets; and checks shared by their 
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -17,9 +18,10 @@ SIZE = 32  # stored image side in these tests; sources are made at other sizes
 
 
 def frames(steps: int, h: int, w: int, seed: int) -> np.ndarray:
-    """(T, H, W, 3) smooth colour ramps: red grows down, green grows right, blue per seed/t.
+    """(T, H, W, 3) smooth colour ramps: red grows down, green grows right, blue per seed and t.
 
-    Nothing is symmetric, so a frame stored upside down or with channels swapped fails PSNR.
+    Nothing is symmetric, so a frame stored upside down or with channels swapped fails PSNR,
+    and blue steps far between frames, so a frame from another time or episode fails too.
     """
     rows = np.linspace(20, 235, h)[:, None] * np.ones((1, w))
     cols = np.ones((h, 1)) * np.linspace(30, 200, w)[None, :]
@@ -27,7 +29,7 @@ def frames(steps: int, h: int, w: int, seed: int) -> np.ndarray:
     for t in range(steps):
         out[t, ..., 0] = rows
         out[t, ..., 1] = cols
-        out[t, ..., 2] = (40 + 17 * seed + 5 * t) % 256
+        out[t, ..., 2] = (40 + 101 * seed + 37 * t) % 256
     return out
 
 
@@ -201,7 +203,9 @@ def write_robomimic(path: Path, demos: list[int], seed: int) -> dict:
     return out
 
 
-def check_samples(samples: list[dict], sources: dict[str, dict], chunk: int) -> None:
+def check_samples(
+    samples: list[dict], sources: dict[str, dict], chunk: int, min_psnr: float = 35
+) -> None:
     """Every sample against its source episode: chunks exact, proprio exact, frames PSNR."""
     assert samples
     for s in samples:
@@ -215,7 +219,103 @@ def check_samples(samples: list[dict], sources: dict[str, dict], chunk: int) -> 
         assert s["meta"]["instructions"] == src["instructions"]
         for cam, fr in src["images"].items():
             truth = expected_image(fr[t])
-            assert psnr(s["images"][cam], truth) > 35, (cam, psnr(s["images"][cam], truth))
+            assert psnr(s["images"][cam], truth) > min_psnr, (cam, psnr(s["images"][cam], truth))
             # ... and far from the frame turned over or with red and blue swapped.
             assert psnr(s["images"][cam], expected_image(fr[t][::-1, ::-1])) < 25
             assert psnr(s["images"][cam], truth[..., ::-1]) < 25
+            for other in (t - 1, t + 1):  # the neighbouring frames are far off too
+                if 0 <= other < len(fr):
+                    assert psnr(s["images"][cam], expected_image(fr[other])) < 25
+
+
+def write_lerobot_v3(root: Path, lengths: list[int], tasks: list[str], fps: int = 10) -> dict:
+    """A LeRobot v3.0 folder as its writer lays one out: both episodes in one data parquet file
+    and one AV1 mp4 per camera (libsvtav1, yuv420p, g=2, crf=30, its defaults), episodes one
+    after the other; `observation.images.cam_high` a video, `observation.images.wrist` an image
+    feature (PNG bytes in the parquet)."""
+    import av
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    h = w = 32
+    src = {}
+    rows = []
+    episodes = []
+    video_frames = []
+    start = 0
+    for e, (steps, task) in enumerate(zip(lengths, tasks, strict=True)):
+        act = actions(steps, 6, e).astype(np.float32)
+        state = actions(steps, 6, e + 100).astype(np.float32)
+        head, wrist = frames(steps, h, w, e), frames(steps, h, w, e + 50)
+        video_frames += list(head)
+        for t in range(steps):
+            png = io.BytesIO()
+            Image.fromarray(wrist[t]).save(png, format="PNG")
+            rows.append({
+                "action": act[t].tolist(), "observation.state": state[t].tolist(),
+                "observation.images.wrist": {"bytes": png.getvalue(), "path": None},
+                "timestamp": np.float32(t / fps), "frame_index": t, "episode_index": e,
+                "index": start + t, "task_index": e,
+            })  # fmt: skip
+        episodes.append({
+            "episode_index": e, "tasks": [task], "length": steps,
+            "data/chunk_index": 0, "data/file_index": 0,
+            "dataset_from_index": start, "dataset_to_index": start + steps,
+            "videos/observation.images.cam_high/chunk_index": 0,
+            "videos/observation.images.cam_high/file_index": 0,
+            "videos/observation.images.cam_high/from_timestamp": start / fps,
+            "videos/observation.images.cam_high/to_timestamp": (start + steps) / fps,
+            "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0,
+        })  # fmt: skip
+        src[f"episode_{e:06d}"] = {
+            "action": act, "proprio": state, "instructions": [task],
+            "images": {"head": head, "wrist": wrist},
+        }  # fmt: skip
+        start += steps
+    features = {
+        "action": {"dtype": "float32", "shape": [6], "names": None},
+        "observation.state": {"dtype": "float32", "shape": [6], "names": None},
+        "observation.images.cam_high": {
+            "dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channels"],
+            "info": {"video.fps": fps, "video.codec": "av1", "video.pix_fmt": "yuv420p"},
+        },
+        "observation.images.wrist": {"dtype": "image", "shape": [h, w, 3],
+                                     "names": ["height", "width", "channels"]},
+        "timestamp": {"dtype": "float32", "shape": [1], "names": None},
+        "frame_index": {"dtype": "int64", "shape": [1], "names": None},
+        "episode_index": {"dtype": "int64", "shape": [1], "names": None},
+        "index": {"dtype": "int64", "shape": [1], "names": None},
+        "task_index": {"dtype": "int64", "shape": [1], "names": None},
+    }  # fmt: skip
+    info = {
+        "codebase_version": "v3.0", "robot_type": "aloha", "total_episodes": len(lengths),
+        "total_frames": start, "total_tasks": len(set(tasks)), "chunks_size": 1000,
+        "data_files_size_in_mb": 100, "video_files_size_in_mb": 500, "fps": fps,
+        "splits": {"train": f"0:{len(lengths)}"},
+        "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
+        "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
+        "features": features,
+    }  # fmt: skip
+    (root / "meta" / "episodes" / "chunk-000").mkdir(parents=True)
+    (root / "meta" / "info.json").write_text(json.dumps(info, indent=4))
+    pd.DataFrame({"task_index": range(len(tasks))}, index=pd.Index(tasks, name="task")).to_parquet(
+        root / "meta" / "tasks.parquet"
+    )
+    pd.DataFrame(episodes).to_parquet(root / "meta" / "episodes" / "chunk-000" / "file-000.parquet")
+    (root / "data" / "chunk-000").mkdir(parents=True)
+    table = pa.Table.from_pylist(rows)
+    pq.write_table(table, root / "data" / "chunk-000" / "file-000.parquet", compression="snappy")
+    video = root / "videos" / "observation.images.cam_high" / "chunk-000" / "file-000.mp4"
+    video.parent.mkdir(parents=True)
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("libsvtav1", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"g": "2", "crf": "30"}
+        for frame in video_frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return src

@@ -1,0 +1,78 @@
+"""LeRobot v3.0 folders convert: one made by hand always, one by LeRobot's writer when installed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from episode_fixtures import read_split, run_convert
+from layout_fixtures import SIZE, check_samples, write_lerobot_v3
+
+from pipeline.episodes import LayoutError, detect_layout
+
+pytest.importorskip("av", reason="the lerobot extra (PyAV) is not installed")
+pytest.importorskip("pyarrow", reason="the lerobot extra (pyarrow) is not installed")
+
+CHUNK = 4
+OPTIONS = {"image_size": SIZE, "chunk": CHUNK, "val_episodes": 0}
+# AV1 at LeRobot's crf 30 on 32-pixel frames: well below JPEG 95, far above a wrong frame.
+VIDEO_PSNR = 28
+
+
+def test_hand_made_v3_folder_converts(tmp_path):
+    src = write_lerobot_v3(tmp_path / "in", [7, 5], ["pick the cube", "place the cube"])
+    assert detect_layout(tmp_path / "in") == "lerobot"
+    summary = run_convert(tmp_path / "in", tmp_path / "out", **OPTIONS)
+    m = summary.manifest
+    assert (m.layout, m.cameras, m.action_dim, m.proprio_dim) == (
+        "lerobot",
+        ["head", "wrist"],
+        6,
+        6,
+    )
+    assert [e.path for e in m.episodes] == ["episode_000000", "episode_000001"]
+    samples = read_split(tmp_path / "out", "train")
+    assert len(samples) == 12
+    check_samples(samples, src, CHUNK, min_psnr=VIDEO_PSNR)
+
+
+def test_a_v21_folder_says_how_to_upgrade(tmp_path):
+    write_lerobot_v3(tmp_path / "in", [3], ["x"])
+    info = json.loads((tmp_path / "in" / "meta" / "info.json").read_text())
+    info["codebase_version"] = "v2.1"
+    (tmp_path / "in" / "meta" / "info.json").write_text(json.dumps(info))
+    with pytest.raises(LayoutError, match="v2.1 dataset.*convert_dataset_v21_to_v30"):
+        run_convert(tmp_path / "in", tmp_path / "out", **OPTIONS)
+    assert not (tmp_path / "out").exists()
+
+
+def test_dataset_written_by_lerobot_itself(tmp_path):
+    lerobot = pytest.importorskip(
+        "lerobot.datasets.lerobot_dataset",
+        reason="LeRobot is not installed (pip install lerobot), so its own writer cannot run",
+    )
+    from layout_fixtures import actions, frames
+
+    ds = lerobot.LeRobotDataset.create(
+        repo_id="local/tiny", fps=10, root=tmp_path / "in", robot_type="aloha",
+        features={
+            "action": {"dtype": "float32", "shape": (6,), "names": None},
+            "observation.state": {"dtype": "float32", "shape": (6,), "names": None},
+            "observation.images.cam_high": {"dtype": "video", "shape": (32, 32, 3),
+                                            "names": ["height", "width", "channels"]},
+        },
+    )  # fmt: skip
+    src = {}
+    for e, (steps, task) in enumerate([(6, "pick the cube"), (4, "place the cube")]):
+        act, state = actions(steps, 6, e).astype(np.float32), actions(steps, 6, e + 9)
+        head = frames(steps, 32, 32, e)
+        for t in range(steps):
+            ds.add_frame({"action": act[t], "observation.state": state[t].astype(np.float32),
+                          "observation.images.cam_high": head[t], "task": task})  # fmt: skip
+        ds.save_episode()
+        src[f"episode_{e:06d}"] = {"action": act, "proprio": state.astype(np.float32),
+                                   "instructions": [task], "images": {"head": head}}  # fmt: skip
+    ds.finalize()
+    run_convert(tmp_path / "in", tmp_path / "out", **OPTIONS)
+    check_samples(read_split(tmp_path / "out", "train"), src, CHUNK, min_psnr=VIDEO_PSNR)
