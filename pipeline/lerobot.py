@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cameras import canonical_order, set_names
-from pipeline.episodes import MAX_INSTRUCTION_CHARS, EpisodeInfo, LayoutError, check_matrix
+from pipeline.episodes import LayoutError
 from pipeline.frames import EpisodeError
+from pipeline.reader import MAX_INSTRUCTION_CHARS, EpisodeInfo, check_matrix
 from pipeline.sources import KNOWN_CAMERAS, EpisodeRef
 
 IMAGE_PREFIX = "observation.images."

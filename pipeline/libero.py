@@ -20,8 +20,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pipeline.episodes import EpisodeError, H5Episode, check_matrix, strings
-from pipeline.frames import FrameSource
+from pipeline.frames import EpisodeError, FrameSource
+from pipeline.reader import H5Episode, check_matrix, strings
 
 _DEMO = re.compile(r"^demo_(\d+)$")
 KNOWN_CAMERAS = {
