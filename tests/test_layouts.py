@@ -249,3 +249,26 @@ def test_preview_keeps_images_full_size_whatever_the_key_length(key_chars):
         # Each cell keeps most of its width and height: nothing squeezed by a caption.
         assert box.width > 0.6 * CELL_IN * fig.dpi and box.height > 0.5 * CELL_IN * fig.dpi
         assert box.x0 >= 0 and box.x1 <= fig.bbox.width + 1
+
+
+def test_cli_converts_libero_and_refuses_a_bad_mapping_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    _libero_folder(tmp_path / "in")
+    result = CliRunner().invoke(
+        main, ["convert", str(tmp_path / "in"), str(tmp_path / "out"), "--quiet", "--workers", "1",
+               "--image-size", "32", "--cameras", "agentview_rgb:front"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "cameras front; skipped 0 episode(s)" in result.output
+    (tmp_path / "bad.yaml").write_text("a: [unclosed\n")
+    write_act_sim(tmp_path / "aloha" / "ep.hdf5", 3, 0)
+    result = CliRunner().invoke(
+        main, ["convert", str(tmp_path / "aloha"), str(tmp_path / "out2"), "--quiet",
+               "--instruction", str(tmp_path / "bad.yaml")],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and f"{tmp_path / 'bad.yaml'}: not valid YAML" in lines[0]
