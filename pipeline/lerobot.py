@@ -9,7 +9,7 @@ Layout (LeRobot's dataset writer): `meta/info.json` (codebase_version "v3.0", fp
 `videos/<key>/chunk-*/file-*.mp4` (many episodes per file, one after the other). A frame at
 episode time `timestamp` sits at `from_timestamp + timestamp` in its video file.
 
-Needs the `lerobot` extra (pyarrow, pandas and PyAV, whose wheels bring their own FFmpeg).
+Needs the `lerobot` extra (pyarrow, and PyAV, whose wheels bring their own FFmpeg).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ CONVERT_V21 = "python -m lerobot.datasets.v30.convert_dataset_v21_to_v30 --repo-
 def _needs_extra() -> None:
     try:
         import av  # noqa: F401
-        import pandas  # noqa: F401
         import pyarrow  # noqa: F401
     except ImportError as e:
         raise LayoutError(
@@ -44,10 +43,25 @@ def _needs_extra() -> None:
         ) from None
 
 
+def _task_names(path: Path) -> list[str]:
+    """meta/tasks.parquet: task strings by task_index. LeRobot writes a pandas frame whose
+    index holds the strings (a column named `task`, or pandas' own index column)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    index_columns = (table.schema.pandas_metadata or {}).get("index_columns", [])
+    names = [c for c in ("task", *index_columns) if isinstance(c, str) and c in table.column_names]
+    if not names or "task_index" not in table.column_names:
+        raise LayoutError(f"{path}: expected task strings and a task_index column")
+    indices, texts = table.column("task_index").to_pylist(), table.column(names[0]).to_pylist()
+    by_index = {int(i): str(t) for i, t in zip(indices, texts, strict=True)}
+    return [by_index.get(i, "") for i in range(max(by_index, default=-1) + 1)]
+
+
 @lru_cache(maxsize=4)
 def _meta(root: Path) -> tuple[dict, dict[int, dict], list[str]]:
     """info.json, each episode's row of meta/episodes, and the task strings by index."""
-    import pandas as pd
+    import pyarrow.parquet as pq
 
     info_path = root / "meta" / "info.json"
     try:
@@ -66,14 +80,19 @@ def _meta(root: Path) -> tuple[dict, dict[int, dict], list[str]]:
         raise LayoutError(
             f"{root}: a LeRobot v3.0 dataset needs meta/episodes/ and meta/tasks.parquet"
         )
+    rows = {}
     try:
-        episodes = pd.concat([pd.read_parquet(f) for f in files])
-        tasks = pd.read_parquet(tasks_path)
+        for f in files:
+            # Per-episode statistics are most of the columns and none of what we need.
+            schema = pq.read_schema(f)
+            wanted = [n for n in schema.names if not n.startswith("stats/")]
+            for row in pq.read_table(f, columns=wanted).to_pylist():
+                rows[int(row["episode_index"])] = row
+        names = _task_names(tasks_path)
+    except LayoutError:
+        raise
     except Exception as e:  # pyarrow raises several classes for a broken file
         raise LayoutError(f"{root}: unreadable LeRobot metadata ({type(e).__name__}: {e})") from e
-    by_task = {int(i): str(t) for t, i in zip(tasks.index, tasks["task_index"], strict=True)}
-    names = [by_task[i] for i in sorted(by_task)]
-    rows = {int(r["episode_index"]): r for r in episodes.to_dict("records")}
     return info, rows, names
 
 

@@ -105,7 +105,9 @@ def write_aloha_compressed(path: Path, steps: int, seed: int, cameras=("cam_high
     return data
 
 
-def write_libero(path: Path, demos: list[int], seed: int, instruction: str | None) -> dict:
+def write_libero(
+    path: Path, demos: list[int], seed: int, instruction: str | None, size: int = 20
+) -> dict:
     """LIBERO's scripts/create_dataset.py: /data attrs, demo_i groups, obs/*_rgb upside down."""
     out = {}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,8 +124,8 @@ def write_libero(path: Path, demos: list[int], seed: int, instruction: str | Non
         total = 0
         for i, steps in enumerate(demos):
             s = seed * 10 + i
-            upright = {"agentview_rgb": frames(steps, 20, 20, s),
-                       "eye_in_hand_rgb": frames(steps, 20, 20, s + 50)}  # fmt: skip
+            upright = {"agentview_rgb": frames(steps, size, size, s),
+                       "eye_in_hand_rgb": frames(steps, size, size, s + 50)}  # fmt: skip
             ee = actions(steps, 6, s + 1)
             gripper = actions(steps, 2, s + 2)
             ep = grp.create_group(f"demo_{i}")
@@ -134,7 +136,8 @@ def write_libero(path: Path, demos: list[int], seed: int, instruction: str | Non
             obs.create_dataset("ee_pos", data=ee[:, :3])
             obs.create_dataset("ee_ori", data=ee[:, 3:])
             for cam, fr in upright.items():
-                obs.create_dataset(cam, data=fr[:, ::-1, ::-1])  # rendered upside down
+                # Rendered upside down; stored contiguous, as create_dataset.py leaves it.
+                obs.create_dataset(cam, data=fr[:, ::-1, ::-1])
             act = actions(steps, 7, s)
             ep.create_dataset("actions", data=act)
             ep.create_dataset("states", data=np.zeros((steps, 9)))
@@ -203,6 +206,17 @@ def write_robomimic(path: Path, demos: list[int], seed: int) -> dict:
     return out
 
 
+def write_processed(path: Path, steps: int, seed: int, size: int) -> None:
+    """RoboTwin's OpenVLA-OFT preprocessing output, with the same content as the writers above."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        for name, s in (("head_camera_image", seed), ("left_wrist_image", seed + 50)):
+            f.create_dataset(name, data=frames(steps, size, size, s), chunks=(1, size, size, 3))
+        f["action"] = actions(steps, 7, seed).astype(np.float32)
+        f.create_dataset("seen", data=["do the task"], dtype=h5py.string_dtype("utf-8"))
+        f.create_dataset("unseen", data=[], dtype=h5py.string_dtype("utf-8"))
+
+
 def check_samples(
     samples: list[dict], sources: dict[str, dict], chunk: int, min_psnr: float = 35
 ) -> None:
@@ -228,67 +242,95 @@ def check_samples(
                     assert psnr(s["images"][cam], expected_image(fr[other])) < 25
 
 
-def write_lerobot_v3(root: Path, lengths: list[int], tasks: list[str], fps: int = 10) -> dict:
-    """A LeRobot v3.0 folder as its writer lays one out: both episodes in one data parquet file
-    and one AV1 mp4 per camera (libsvtav1, yuv420p, g=2, crf=30, its defaults), episodes one
-    after the other; `observation.images.cam_high` a video, `observation.images.wrist` an image
-    feature (PNG bytes in the parquet)."""
+def _write_av1(path: Path, video: list[np.ndarray], fps: int) -> None:
+    """Frames into one mp4 as LeRobot's encoder settings make it (libsvtav1, yuv420p, g=2)."""
     import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libsvtav1", rate=fps)
+        stream.height, stream.width = video[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"g": "2", "crf": "30"}
+        for frame in video:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def write_lerobot_v3(
+    root: Path,
+    lengths: list[int],
+    tasks: list[str],
+    fps: int = 10,
+    size: int = 32,
+    wrist_as_image: bool = True,
+) -> dict:
+    """A LeRobot v3.0 folder as its writer lays one out: every episode in one data parquet
+    file and one AV1 mp4 per video camera, episodes one after the other in it.
+    `observation.images.cam_high` is a video; `observation.images.wrist` an image feature
+    (PNG bytes in the parquet), or with `wrist_as_image=False` a video too."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
     from PIL import Image
 
-    h = w = 32
-    src = {}
-    rows = []
-    episodes = []
-    video_frames = []
+    videos = ["observation.images.cam_high"]
+    if not wrist_as_image:
+        videos.append("observation.images.wrist")
+    src, rows, episodes = {}, [], []
+    video_frames: dict[str, list[np.ndarray]] = {key: [] for key in videos}
     start = 0
     for e, (steps, task) in enumerate(zip(lengths, tasks, strict=True)):
         act = actions(steps, 6, e).astype(np.float32)
         state = actions(steps, 6, e + 100).astype(np.float32)
-        head, wrist = frames(steps, h, w, e), frames(steps, h, w, e + 50)
-        video_frames += list(head)
+        cams = {"observation.images.cam_high": frames(steps, size, size, e),
+                "observation.images.wrist": frames(steps, size, size, e + 50)}  # fmt: skip
+        for key in videos:
+            video_frames[key] += list(cams[key])
         for t in range(steps):
-            png = io.BytesIO()
-            Image.fromarray(wrist[t]).save(png, format="PNG")
-            rows.append({
+            row = {
                 "action": act[t].tolist(), "observation.state": state[t].tolist(),
-                "observation.images.wrist": {"bytes": png.getvalue(), "path": None},
                 "timestamp": np.float32(t / fps), "frame_index": t, "episode_index": e,
                 "index": start + t, "task_index": e,
-            })  # fmt: skip
-        episodes.append({
+            }  # fmt: skip
+            if wrist_as_image:
+                png = io.BytesIO()
+                Image.fromarray(cams["observation.images.wrist"][t]).save(png, format="PNG")
+                row["observation.images.wrist"] = {"bytes": png.getvalue(), "path": None}
+            rows.append(row)
+        episode = {
             "episode_index": e, "tasks": [task], "length": steps,
             "data/chunk_index": 0, "data/file_index": 0,
             "dataset_from_index": start, "dataset_to_index": start + steps,
-            "videos/observation.images.cam_high/chunk_index": 0,
-            "videos/observation.images.cam_high/file_index": 0,
-            "videos/observation.images.cam_high/from_timestamp": start / fps,
-            "videos/observation.images.cam_high/to_timestamp": (start + steps) / fps,
-            "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0,
-        })  # fmt: skip
+        }  # fmt: skip
+        for key in videos:
+            episode[f"videos/{key}/chunk_index"] = 0
+            episode[f"videos/{key}/file_index"] = 0
+            episode[f"videos/{key}/from_timestamp"] = start / fps
+            episode[f"videos/{key}/to_timestamp"] = (start + steps) / fps
+        episode["meta/episodes/chunk_index"] = episode["meta/episodes/file_index"] = 0
+        episodes.append(episode)
         src[f"episode_{e:06d}"] = {
             "action": act, "proprio": state, "instructions": [task],
-            "images": {"head": head, "wrist": wrist},
+            "images": {"head": cams["observation.images.cam_high"],
+                       "wrist": cams["observation.images.wrist"]},
         }  # fmt: skip
         start += steps
+    image = {"shape": [size, size, 3], "names": ["height", "width", "channels"]}
+    video_info = {"video.fps": fps, "video.codec": "av1", "video.pix_fmt": "yuv420p"}
     features = {
         "action": {"dtype": "float32", "shape": [6], "names": None},
         "observation.state": {"dtype": "float32", "shape": [6], "names": None},
-        "observation.images.cam_high": {
-            "dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channels"],
-            "info": {"video.fps": fps, "video.codec": "av1", "video.pix_fmt": "yuv420p"},
-        },
-        "observation.images.wrist": {"dtype": "image", "shape": [h, w, 3],
-                                     "names": ["height", "width", "channels"]},
+        **{key: {"dtype": "video", **image, "info": video_info} for key in videos},
+        **({"observation.images.wrist": {"dtype": "image", **image}} if wrist_as_image else {}),
         "timestamp": {"dtype": "float32", "shape": [1], "names": None},
         "frame_index": {"dtype": "int64", "shape": [1], "names": None},
         "episode_index": {"dtype": "int64", "shape": [1], "names": None},
         "index": {"dtype": "int64", "shape": [1], "names": None},
         "task_index": {"dtype": "int64", "shape": [1], "names": None},
-    }  # fmt: skip
+    }
     info = {
         "codebase_version": "v3.0", "robot_type": "aloha", "total_episodes": len(lengths),
         "total_frames": start, "total_tasks": len(set(tasks)), "chunks_size": 1000,
@@ -307,15 +349,6 @@ def write_lerobot_v3(root: Path, lengths: list[int], tasks: list[str], fps: int 
     (root / "data" / "chunk-000").mkdir(parents=True)
     table = pa.Table.from_pylist(rows)
     pq.write_table(table, root / "data" / "chunk-000" / "file-000.parquet", compression="snappy")
-    video = root / "videos" / "observation.images.cam_high" / "chunk-000" / "file-000.mp4"
-    video.parent.mkdir(parents=True)
-    with av.open(str(video), "w") as container:
-        stream = container.add_stream("libsvtav1", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"g": "2", "crf": "30"}
-        for frame in video_frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    for key in videos:
+        _write_av1(root / "videos" / key / "chunk-000" / "file-000.mp4", video_frames[key], fps)
     return src

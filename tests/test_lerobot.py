@@ -13,6 +13,7 @@ from pipeline.episodes import LayoutError, detect_layout
 
 pytest.importorskip("av", reason="the lerobot extra (PyAV) is not installed")
 pytest.importorskip("pyarrow", reason="the lerobot extra (pyarrow) is not installed")
+pytest.importorskip("pandas", reason="pandas writes the tasks table as LeRobot does")
 
 CHUNK = 4
 OPTIONS = {"image_size": SIZE, "chunk": CHUNK, "val_episodes": 0}
@@ -20,8 +21,11 @@ OPTIONS = {"image_size": SIZE, "chunk": CHUNK, "val_episodes": 0}
 VIDEO_PSNR = 28
 
 
-def test_hand_made_v3_folder_converts(tmp_path):
-    src = write_lerobot_v3(tmp_path / "in", [7, 5], ["pick the cube", "place the cube"])
+@pytest.mark.parametrize("wrist_as_image", [True, False])
+def test_hand_made_v3_folder_converts(tmp_path, wrist_as_image):
+    src = write_lerobot_v3(
+        tmp_path / "in", [7, 5], ["pick the cube", "place the cube"], wrist_as_image=wrist_as_image
+    )
     assert detect_layout(tmp_path / "in") == "lerobot"
     summary = run_convert(tmp_path / "in", tmp_path / "out", **OPTIONS)
     m = summary.manifest
@@ -35,6 +39,19 @@ def test_hand_made_v3_folder_converts(tmp_path):
     samples = read_split(tmp_path / "out", "train")
     assert len(samples) == 12
     check_samples(samples, src, CHUNK, min_psnr=VIDEO_PSNR)
+
+
+@pytest.mark.parametrize("index_name", ["task", None])
+def test_task_table_as_each_lerobot_release_writes_it(tmp_path, index_name):
+    import pandas as pd
+
+    from pipeline.lerobot import _task_names
+
+    # Earlier v3.0 writers left the index unnamed (pandas stores it as its own column).
+    tasks = ["pick", "place", "stack"]
+    frame = pd.DataFrame({"task_index": [2, 0, 1]}, index=pd.Index(tasks, name=index_name))
+    frame.to_parquet(tmp_path / "tasks.parquet")
+    assert _task_names(tmp_path / "tasks.parquet") == ["place", "stack", "pick"]
 
 
 def test_a_v21_folder_says_how_to_upgrade(tmp_path):
