@@ -124,7 +124,8 @@ class _Video:
         except (OSError, av.FFmpegError) as e:
             raise EpisodeError(f"video {path.name} unreadable ({e})") from e
         self.stream = self.container.streams.video[0]
-        self.stream.thread_type = "AUTO"
+        # Conversion runs one process per core: one decoding thread each, or they contend.
+        self.stream.thread_count = 1
         self._frames = None  # decoding iterator, continued while reads go forward
         self._current: tuple[float, object] | None = None
 
@@ -282,15 +283,31 @@ class LerobotEpisode:
         return texts
 
     def check_cameras(self, cameras: Sequence[str]) -> None:
-        """Fail unless every chosen camera exists and its first and last frame decode."""
+        """Fail unless every chosen camera exists and holds a frame for every step.
+
+        Video frames are checked from the metadata (the file, and its time span covering the
+        episode), not decoded: seeking into a shared video costs more than the check is
+        worth, and a frame that then fails to decode still skips the episode, saying why.
+        """
         present = self.present_cameras()
+        steps = len(self._rows())
         for camera in cameras:
             if camera not in present:
                 raise EpisodeError(f"no camera '{camera}' (has {', '.join(present) or 'none'})")
-        steps = len(self._rows())
-        for camera in cameras:
-            self.frames(camera, 0, 1)
-            self.frames(camera, steps - 1, steps)
+            key = self._features[camera]
+            if self.dataset_info["features"][key]["dtype"] == "image":
+                self.frames(camera, 0, 1)
+                self.frames(camera, steps - 1, steps)
+                continue
+            path, start = self._video_position(key)
+            if not path.is_file():
+                raise EpisodeError(f"camera '{camera}': video {path} is missing")
+            end = self.row.get(f"videos/{key}/to_timestamp")
+            if end is not None and float(end) - start < (steps - 0.5) / self.fps:
+                raise EpisodeError(
+                    f"camera '{camera}': its video spans {float(end) - start:.2f} s, "
+                    f"short of {steps} frames at {self.fps:g} fps"
+                )
 
     def frames(self, camera: str, start: int, stop: int) -> np.ndarray:
         """Frames [start, stop) of one camera as RGB uint8 (stop - start, H, W, 3)."""
@@ -309,19 +326,21 @@ class LerobotEpisode:
             times = [i / self.fps for i in range(start, stop)]
         return self._video(camera, key).read(times)
 
+    def _video_position(self, key: str) -> tuple[Path, float]:
+        """The shared video file of a feature and where this episode starts in it."""
+        prefix = f"videos/{key}/"
+        try:
+            chunk = int(self.row[prefix + "chunk_index"])
+            file = int(self.row[prefix + "file_index"])
+            start = float(self.row[prefix + "from_timestamp"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise EpisodeError(f"meta/episodes has no video position for {key} ({e})") from e
+        path = self.root / self.dataset_info["video_path"].format(
+            video_key=key, chunk_index=chunk, file_index=file
+        )
+        return path, start
+
     def _video(self, camera: str, key: str) -> _Video:
         if camera not in self._videos:
-            prefix = f"videos/{key}/"
-            try:
-                chunk, file = (
-                    int(self.row[prefix + "chunk_index"]),
-                    int(self.row[prefix + "file_index"]),
-                )
-                start = float(self.row[prefix + "from_timestamp"])
-            except (KeyError, TypeError, ValueError) as e:
-                raise EpisodeError(f"meta/episodes has no video position for {key} ({e})") from e
-            path = self.root / self.dataset_info["video_path"].format(
-                video_key=key, chunk_index=chunk, file_index=file
-            )
-            self._videos[camera] = _Video(path, start, self.fps)
+            self._videos[camera] = _Video(*self._video_position(key), self.fps)
         return self._videos[camera]

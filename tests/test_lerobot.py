@@ -93,3 +93,25 @@ def test_dataset_written_by_lerobot_itself(tmp_path):
     ds.finalize()
     run_convert(tmp_path / "in", tmp_path / "out", **OPTIONS)
     check_samples(read_split(tmp_path / "out", "train"), src, CHUNK, min_psnr=VIDEO_PSNR)
+
+
+def test_missing_or_short_video_skips_the_episode_saying_why(tmp_path):
+    import pyarrow.parquet as pq
+
+    write_lerobot_v3(tmp_path / "in", [4, 4, 4], ["a", "b", "c"])
+    episodes = tmp_path / "in" / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
+    table = pq.read_table(episodes)
+    column = "videos/observation.images.cam_high/to_timestamp"
+    ends = table.column(column).to_pylist()
+    ends[1] -= 0.2  # episode 1's span now stops two frames early
+    table = table.set_column(table.schema.get_field_index(column), column, [ends])
+    pq.write_table(table, episodes)
+    summary = run_convert(tmp_path / "in", tmp_path / "out", **OPTIONS)
+    assert summary.skipped == [
+        ("episode_000001", "camera 'head': its video spans 0.20 s, short of 4 frames at 10 fps")
+    ]
+    (
+        tmp_path / "in" / "videos" / "observation.images.cam_high" / "chunk-000" / "file-000.mp4"
+    ).unlink()
+    with pytest.raises(Exception, match="none of 3 episodes is usable.*video .* is missing"):
+        run_convert(tmp_path / "in", tmp_path / "out2", **OPTIONS)
