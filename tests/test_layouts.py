@@ -272,3 +272,12 @@ def test_cli_converts_libero_and_refuses_a_bad_mapping_in_one_line(tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and f"{tmp_path / 'bad.yaml'}: not valid YAML" in lines[0]
+
+
+def test_rotate180_equals_reversing_both_image_axes():
+    from pipeline.frames import rotate180
+
+    frames = np.random.default_rng(0).integers(0, 256, (3, 5, 7, 3), np.uint8)
+    turned = rotate180(frames)
+    np.testing.assert_array_equal(turned, frames[:, ::-1, ::-1])
+    assert turned.flags["C_CONTIGUOUS"]
