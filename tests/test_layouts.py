@@ -196,30 +196,46 @@ def test_axis_angle_matches_rotation_about_each_axis():
     np.testing.assert_allclose(quat_to_axis_angle(quat), [[0, 0, np.pi / 3], [0, 0, 0]], atol=1e-12)
 
 
-@pytest.mark.parametrize("layout", ["act_top", "libero"])
+def _build_for_training(layout: str, root) -> tuple[dict, tuple[str, ...]]:
+    """A small input of each layout; the options it needs and the cameras the set gets."""
+    if layout == "libero":
+        _libero_folder(root)
+        return {}, ("head", "left_wrist")
+    if layout == "robomimic":
+        write_robomimic(root / "image.hdf5", [5, 4], 0)
+        return {"instruction": "lift the cube"}, ("head", "left_wrist")
+    if layout == "lerobot":
+        pytest.importorskip("av", reason="the lerobot extra (PyAV) is not installed")
+        from layout_fixtures import write_lerobot_v3
+
+        write_lerobot_v3(root, [6, 5], ["pick the cube", "place the cube"])
+        return {}, ("head", "wrist")
+    write = write_aloha_compressed if layout == "aloha_compressed" else write_act_sim
+    for i in range(2):
+        write(root / f"episode_{i}.hdf5", 6, i)
+    cameras = ("head",) if layout == "aloha_compressed" else ("top",)
+    return {"instruction": "transfer the cube"}, cameras
+
+
+@pytest.mark.parametrize(
+    "layout", ["act_top", "aloha_compressed", "libero", "robomimic", "lerobot"]
+)
 def test_a_short_train_runs_on_each_layout(tmp_path, layout, capsys):
     from trainer.config import TrainConfig
     from trainer.loop import train
     from trainer.metrics import read_metrics
 
-    if layout == "libero":
-        _libero_folder(tmp_path / "in")
-        options = {}
-    else:
-        for i in range(2):
-            write_act_sim(tmp_path / "in" / f"episode_{i}.hdf5", 6, i)
-        options = {"instruction": "transfer the cube"}
+    options, expected = _build_for_training(layout, tmp_path / "in")
     # The tiny base takes the model's own 224-pixel images.
     run_convert(tmp_path / "in", tmp_path / "shards", **{**OPTIONS, "image_size": 224, **options})
     cfg = TrainConfig(shards=(str(tmp_path / "shards"),), run_dir=tmp_path / "run", base="tiny",
                       lora_rank=4, batch_size=2, max_steps=3, save_every=3, device="cpu",
                       workers=0)  # fmt: skip
     train(cfg)
-    # Without --images the set's own cameras are used, and said: one camera -> that one.
-    expected = ("top",) if layout == "act_top" else ("head", "left_wrist")
+    # Without --images: head,left_wrist when the set has both, else its own cameras, said.
     assert cfg.images == expected
-    said = "--images top: the set has no head,left_wrist"
-    assert (said in capsys.readouterr().out) == (layout == "act_top")
+    said = f"--images {','.join(expected)}: the set has no head,left_wrist"
+    assert (said in capsys.readouterr().out) == (expected != ("head", "left_wrist"))
     losses = [r["loss"] for r in read_metrics(cfg.run_dir)]
     assert len(losses) == 3 and all(np.isfinite(losses))
 
