@@ -34,11 +34,10 @@ _IMAGE_SUFFIXES = ("_rgb", "_image")
 
 
 def list_demos(path: Path) -> list[str]:
-    """The demo groups of a file in numeric order (demo_2 before demo_10); [] if none."""
+    """The names of a file's demo groups (`demo_N` under /data); [] if none."""
     with h5py.File(path, "r") as f:
         data = f.get("data")
-        names = [n for n in data if _DEMO.match(n)] if isinstance(data, h5py.Group) else []
-    return sorted(names, key=lambda n: int(_DEMO.match(n).group(1)))
+        return [n for n in data if _DEMO.match(n)] if isinstance(data, h5py.Group) else []
 
 
 def quat_to_axis_angle(quat: np.ndarray) -> np.ndarray:

@@ -53,7 +53,8 @@ def key_path(relative: str) -> str:
 
 
 def list_refs(root: Path, layout: str) -> list[EpisodeRef]:
-    """Every episode under root in a fixed order: files by relative path, demos by number."""
+    """Every episode under root, sorted by manifest path (`f.hdf5#demo_10` before `#demo_2`):
+    the order `vla-data merge` rebuilds from manifests, so parts merge to the same set."""
     root = Path(root)
     if layout == "lerobot":
         from pipeline.lerobot import list_lerobot  # its parquet/video readers are an extra
@@ -74,7 +75,7 @@ def list_refs(root: Path, layout: str) -> list[EpisodeRef]:
         refs += [EpisodeRef(path, f"{relative}#{d}", d) for d in demos]
     if not refs:
         raise LayoutError(f"No demos found in the *.hdf5 files of {root}.")
-    return refs
+    return sorted(refs, key=lambda r: r.relative)
 
 
 def open_episode(

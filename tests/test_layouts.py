@@ -297,3 +297,22 @@ def test_rotate180_equals_reversing_both_image_axes():
     turned = rotate180(frames)
     np.testing.assert_array_equal(turned, frames[:, ::-1, ::-1])
     assert turned.flags["C_CONTIGUOUS"]
+
+
+def test_libero_parts_merge_to_the_one_machine_set(tmp_path):
+    import hashlib
+
+    from pipeline.merge import MergeConfig, merge
+
+    write_libero(tmp_path / "in" / "TASK_do_it_demo.hdf5", [3] * 12, 0, "do it")
+    options = {**OPTIONS, "val_episodes": 2, "shard_samples": 7}
+    run_convert(tmp_path / "in", tmp_path / "single", **options)
+    parts = [tmp_path / f"part{i}" for i in (1, 2)]
+    for i, part in enumerate(parts, start=1):
+        run_convert(tmp_path / "in", part, part=(i, 2), **options)
+    merge(MergeConfig(tuple(parts), tmp_path / "merged", progress=False))
+
+    def digests(folder):
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+    assert digests(tmp_path / "merged") == digests(tmp_path / "single")
