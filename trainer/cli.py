@@ -91,8 +91,9 @@ def _option(name: str, help: str, **kwargs: Any):
 )  # fmt: skip
 @_option("normalization", "Action normalization bounds.", type=click.Choice(NORMALIZATIONS))
 @click.option(
-    "--images", default=",".join(_DEFAULTS["images"]), show_default=True, callback=_cameras,
-    help="Comma-separated cameras fed to the model, primary first.",
+    "--images", default="", callback=_cameras,
+    help="Comma-separated cameras fed to the model, primary first [default: head,left_wrist "
+    "when the set has both, else its one camera or its first two].",
 )  # fmt: skip
 @_option("save_every", "Save step-N/ every N steps (and at the last step).")
 @_option("keep", "Checkpoints to keep.")

@@ -35,6 +35,23 @@ class ConfigError(UserError, ValueError):
     """An option value that can't work; the message names the option."""
 
 
+DEFAULT_IMAGES = ("head", "left_wrist")  # OFT's pair: third-person view, then a wrist
+
+
+def default_images(set_cameras: list[list[str]]) -> tuple[str, ...]:
+    """The cameras to train on when --images is not given, from each set's manifest cameras.
+
+    OFT's pair when every set has it; else the cameras every set has, in the first set's
+    order: the one when there is one, the first two otherwise.
+    """
+    if all(set(DEFAULT_IMAGES) <= set(c) for c in set_cameras):
+        return DEFAULT_IMAGES
+    common = [c for c in set_cameras[0] if all(c in other for other in set_cameras)]
+    if not common:
+        raise ConfigError("the shard sets share no camera; pass --images")
+    return tuple(common[:2])
+
+
 @dataclass
 class TrainConfig:
     """One fine-tuning run (OpenVLA-OFT recipe: LoRA + L1 head on normalized action chunks)."""
@@ -70,8 +87,9 @@ class TrainConfig:
     image_aug: bool = True
     """OFT's crop and colour jitter on the GPU; evaluation then uses the centre crop."""
     normalization: str = "bounds_q99"
-    images: tuple[str, ...] = ("head", "left_wrist")
-    """Cameras fed to the model, primary first."""
+    images: tuple[str, ...] = ()
+    """Cameras fed to the model, primary first; empty: DEFAULT_IMAGES when every set has
+    them, else the sets' cameras (see default_images), chosen when training starts."""
     save_every: int = 5000
     keep: int = 3
     """Checkpoints kept; older step-N/ folders are removed."""
@@ -108,8 +126,8 @@ class TrainConfig:
             raise ConfigError("--lr must be positive")
         if self.normalization not in NORMALIZATIONS:
             raise ConfigError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}")
-        if not self.images or len(set(self.images)) != len(self.images):
-            raise ConfigError("--images needs one or more distinct camera names")
+        if len(set(self.images)) != len(self.images):
+            raise ConfigError("--images needs distinct camera names")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError("--device must be auto, cpu or cuda")
 

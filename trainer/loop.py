@@ -27,7 +27,7 @@ from trainer.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from trainer.config import TrainConfig
+from trainer.config import DEFAULT_IMAGES, TrainConfig, default_images
 from trainer.distributed import Dist, gather_objects, init_distributed, shutdown, sum_across
 from trainer.metrics import LossWindow, MetricsLogger, truncate_metrics
 from trainer.model import ModelConfig, VLAPolicy, build_policy, load_policy
@@ -55,6 +55,10 @@ def _run(
     cfg: TrainConfig, resume: bool, dist: Dist, allow_new_data: bool, loader_line: str
 ) -> None:
     mixture = open_mixture(cfg.sources)
+    if not cfg.images:  # chosen once; the checkpoint's config keeps the choice for resume
+        cfg.images = default_images([s.manifest.cameras for s in mixture.sets])
+        if dist.main and cfg.images != DEFAULT_IMAGES:
+            print(f"--images {','.join(cfg.images)}: the set has no {','.join(DEFAULT_IMAGES)}")
     check_stream(mixture, stream_config(cfg, dist, "train"))
     if cfg.val_every:
         check_stream(mixture, stream_config(cfg, dist, "val"))
