@@ -48,6 +48,9 @@ class TrainConfig:
     base: str = "openvla/openvla-7b"
     """"tiny", "openvla-7b-random", a local openvla-7b folder or a hub id."""
     lora_rank: int = 32
+    init_from: str | None = None
+    """LoRA and head weights to start from (the optimizer starts afresh): a step-N folder of
+    ours or an OpenVLA-OFT checkpoint folder, of the same base, rank and action width."""
     batch_size: int = 8
     """Samples per device per micro-batch."""
     grad_accum: int = 1
@@ -104,6 +107,8 @@ class TrainConfig:
         for name in ("decay_step", "warmup_steps", "seed", "shuffle_buffer", "val_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{_flag(name)} must not be negative")
+        if self.init_from is not None and not Path(self.init_from).is_dir():
+            raise ConfigError(f"--init-from {self.init_from}: no such checkpoint folder")
         if not self.lr > 0:
             raise ConfigError("--lr must be positive")
         if self.normalization not in NORMALIZATIONS:

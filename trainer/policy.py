@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +16,17 @@ from stats.normalize import bounds, denormalize, normalize
 from trainer.augment import pixel_values
 from trainer.checkpoint import CheckpointError, checkpoints, load_config
 from trainer.config import CONFIG_FILE, ConfigError, TrainConfig
-from trainer.model import ModelConfig, VLAPolicy, load_policy
-from trainer.model.checkpoint import ADAPTER_FILE, HEAD_FILE, read_model_config
+from trainer.model import ModelConfig, VLAPolicy, build_policy, load_policy
+from trainer.model.checkpoint import (
+    ADAPTER_FILE,
+    HEAD_FILE,
+    adapter_shapes,
+    load_weights,
+    read_model_config,
+)
 from trainer.model.checkpoint import CONFIG_FILE as MODEL_CONFIG_FILE
 from trainer.model.configs import IMAGE_SIZE
+from trainer.oft import OftCheckpoint, OftOptions, is_oft_folder, read_oft, usable_adapter
 from trainer.step import autocast
 
 # One sample's cameras: by name (extra cameras are ignored) or in the trained order.
@@ -35,6 +42,8 @@ class CheckpointInfo:
     run: TrainConfig  # cameras, image_aug, normalization and seed of the run
     model: ModelConfig
     stats: dict[str, DatasetStats]  # one entry per dataset trained on
+    oft: OftCheckpoint | None = None  # the tensors, when the folder is OpenVLA-OFT's
+    oft_dtype: str | None = None  # the dtype asked for an OFT folder's base, if any
 
     def select(self, dataset: str | None = None) -> str:
         """The stats entry to denormalize with: `dataset`, or the only one there is."""
@@ -54,11 +63,21 @@ class CheckpointInfo:
         return dataset
 
 
-def read_checkpoint(ckpt: Path) -> CheckpointInfo:
-    """Check a step-N/ folder is complete and consistent; errors name the folder and the fix."""
+def read_checkpoint(
+    ckpt: Path, oft: OftOptions | None = None, base: str | None = None
+) -> CheckpointInfo:
+    """Check a step-N/ (or OpenVLA-OFT) folder is complete and consistent; errors name the
+    folder and the fix. `oft` says what an OFT folder does not record; `base` its base."""
     ckpt = Path(ckpt)
     if not ckpt.is_dir():
         raise CheckpointError(f"{ckpt}: no such checkpoint folder; pass RUN_DIR/step-N")
+    if is_oft_folder(ckpt):
+        return oft_checkpoint_info(read_oft(ckpt), oft or OftOptions(), base)
+    if oft is not None and oft != OftOptions():
+        raise CheckpointError(
+            f"{ckpt}: cameras, chunk and normalization are read from the checkpoint; "
+            "those options are for OpenVLA-OFT folders only"
+        )
     missing = [name for name in _REQUIRED if not (ckpt / name).is_file()]
     if missing:
         # A run folder instead of one of its step-N folders is the likely slip.
@@ -74,6 +93,47 @@ def read_checkpoint(ckpt: Path) -> CheckpointInfo:
             "action dims or cameras; the folder was not written by one run"
         )
     return info
+
+
+def oft_checkpoint_info(
+    oft: OftCheckpoint, options: OftOptions, base: str | None
+) -> CheckpointInfo:
+    """An OFT folder described as one of our runs: base, LoRA rank and action width from its
+    files, cameras, chunk and normalization from `options` (or OFT's platform defaults)."""
+    options = options.resolved(oft.action_dim, oft.path)
+    base = base or oft.base or "openvla/openvla-7b"
+    run = TrainConfig(
+        shards=(str(oft.path),),
+        base=base,
+        lora_rank=oft.lora_rank,
+        images=options.images,
+        image_aug=options.image_aug,
+        normalization=options.normalization,
+    )
+    model = ModelConfig(
+        base=base,
+        action_dim=oft.action_dim,
+        chunk=options.chunk,
+        num_images=len(options.images),
+        lora_rank=oft.lora_rank,
+        dtype=options.dtype or "float32",
+    )
+    wrong = [n for n, s in oft.stats.items() if len(s.action.q01) != oft.action_dim]
+    if wrong:
+        raise CheckpointError(
+            f"{oft.path}: dataset_statistics.json has other action dims than the head "
+            f"({oft.action_dim}) for {', '.join(wrong)}"
+        )
+    return CheckpointInfo(oft.path, run, model, oft.stats, oft, options.dtype)
+
+
+def load_oft_weights(policy: VLAPolicy, oft: OftCheckpoint) -> None:
+    """OFT's adapter (less the modules that never run, named) and head, strictly."""
+    adapter = usable_adapter(oft.adapter, set(adapter_shapes(policy)), oft.adapter_source)
+    fix = (
+        "the OFT run used another base, LoRA rank or action width: pass the base it was trained on"
+    )
+    load_weights(policy, adapter, oft.head, (oft.adapter_source, oft.head_source), fix)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -96,13 +156,35 @@ class Policy:
 
     @classmethod
     def load(
-        cls, ckpt: Path, base: str | None = None, device: str = "auto", dataset: str | None = None
+        cls,
+        ckpt: Path,
+        base: str | None = None,
+        device: str = "auto",
+        dataset: str | None = None,
+        oft: OftOptions | None = None,
     ) -> Policy:
-        """Base (the trained one, or `base`) + LoRA + head; stats of `dataset` (or the only one)."""
-        info = read_checkpoint(ckpt)
+        """Base (the trained one, or `base`) + LoRA + head; stats of `dataset` (or the only one).
+
+        `ckpt` may be an OpenVLA-OFT checkpoint folder; `oft` then gives its cameras (and
+        chunk and normalization when they are not its platform's).
+        """
+        return cls.from_info(read_checkpoint(ckpt, oft, base), base, device, dataset)
+
+    @classmethod
+    def from_info(
+        cls, info: CheckpointInfo, base: str | None, device: str, dataset: str | None
+    ) -> Policy:
+        """Build and load the policy read_checkpoint described."""
         name = info.select(dataset)
         where = resolve_device(device)
-        return cls(load_policy(info.path, base, where), info, name, where)
+        if info.oft is None:
+            return cls(load_policy(info.path, base, where), info, name, where)
+        config = info.model
+        if where.type == "cuda" and info.oft_dtype is None:
+            config = replace(config, dtype="bfloat16")  # as OFT runs its base
+        net = build_policy(config, where)
+        load_oft_weights(net, info.oft)
+        return cls(net, info, name, where)
 
     @property
     def cameras(self) -> tuple[str, ...]:
