@@ -37,3 +37,18 @@ def test_prefetched_batches_are_normalized_and_mask_rows_past_the_end(toy_shards
     steps = torch.tensor([int(k[-6:]) for k in batch.keys])
     assert torch.equal(batch.valid_rows.sum(1), (16 - steps).clamp(max=4))
     assert batch.input_ids.shape[0] == 16
+
+
+def test_drop_tail_skips_each_episodes_padded_chunks(toy_shards):
+    shard_set = open_shard_set(toy_shards)
+    # 4 train episodes of 16 steps in chunks of 4: 3 padded samples at each end.
+    for drop, samples in ((False, 64), (True, 52)):
+        loader = make_loader(shard_set, StreamConfig(batch_size=8, finite=True, drop_tail=drop))
+        valid = torch.cat([torch.as_tensor(b["valid"]) for b in loader])
+        assert len(valid) == samples
+        assert bool((valid == 4).all()) == drop
+    # Training reads an endless stream the same way.
+    stream = StreamConfig(batch_size=8, drop_tail=True, seed=1)
+    for _, batch in zip(range(10), make_loader(shard_set, stream), strict=False):
+        assert all(int(k[-6:]) <= 12 for k in batch["keys"])
+        assert (torch.as_tensor(batch["valid"]) == 4).all()

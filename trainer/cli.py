@@ -14,7 +14,7 @@ from shards.errors import UserError
 from shards.format import SPLITS
 from stats.normalize import NORMALIZATIONS
 from trainer.checkpoint import latest_checkpoint, load_config
-from trainer.config import ConfigError, TrainConfig
+from trainer.config import EPISODE_TAILS, ConfigError, TrainConfig
 from trainer.export import TARGETS, ExportConfig, export
 from trainer.loop import train as train_run
 from trainer.predict import PredictConfig, compare, print_report
@@ -95,6 +95,11 @@ def _option(name: str, help: str, **kwargs: Any):
     help="OFT crop and colour jitter on the GPU (evaluation uses the centre crop).",
 )  # fmt: skip
 @_option("normalization", "Action normalization bounds.", type=click.Choice(NORMALIZATIONS))
+@_option(
+    "episode_tail",
+    "Episodes' last chunk-1 steps: pad (masked rows) or drop (OpenVLA-OFT's way).",
+    type=click.Choice(EPISODE_TAILS),
+)
 @click.option(
     "--images", default=",".join(_DEFAULTS["images"]), show_default=True, callback=_cameras,
     help="Comma-separated cameras fed to the model, primary first.",

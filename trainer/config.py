@@ -13,6 +13,7 @@ from shards.mixture import parse_source
 from stats.normalize import NORMALIZATIONS
 
 CONFIG_FILE = "train_config.json"
+EPISODE_TAILS = ("pad", "drop")
 # What --resume may change: where the run and the shards are now (checked against the run's
 # datasets, dims and weights), how long to go on, how often to save or validate, and the
 # device, and decode threads (they change how fast the same batches come, not which). Anything
@@ -70,6 +71,9 @@ class TrainConfig:
     """Threads decoding each batch's JPEGs in each loading process; 0 decodes inline; "auto"."""
     shuffle_buffer: int = 1000
     """Samples held per reading stream for shuffling (still JPEG-encoded)."""
+    episode_tail: str = "pad"
+    """"pad": an episode's last chunk-1 samples train with their chunk padded and the rows
+    past the end masked out of the loss; "drop": they are skipped, as OpenVLA-OFT does."""
     image_aug: bool = True
     """OFT's crop and colour jitter on the GPU; evaluation then uses the centre crop."""
     normalization: str = "bounds_q99"
@@ -111,6 +115,8 @@ class TrainConfig:
             raise ConfigError(f"--init-from {self.init_from}: no such checkpoint folder")
         if not self.lr > 0:
             raise ConfigError("--lr must be positive")
+        if self.episode_tail not in EPISODE_TAILS:
+            raise ConfigError(f"--episode-tail must be one of {', '.join(EPISODE_TAILS)}")
         if self.normalization not in NORMALIZATIONS:
             raise ConfigError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}")
         if not self.images or len(set(self.images)) != len(self.images):

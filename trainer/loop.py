@@ -218,6 +218,7 @@ def stream_config(cfg: TrainConfig, dist: Dist, split: str) -> StreamConfig:
         decode_threads=cfg.decode_threads,
         finite=split == "val",
         pin_memory=dist.device.type == "cuda",
+        drop_tail=cfg.episode_tail == "drop",
     )
 
 
