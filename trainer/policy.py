@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -9,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shards.format import STATS_FILE, resize_square
+from shards.format import STATS_FILE, decode_jpeg, encode_jpeg, resize_square
 from stats.compute import DatasetStats
 from stats.io import read_stats
 from stats.normalize import bounds, denormalize, normalize
 from trainer.augment import pixel_values
-from trainer.checkpoint import CheckpointError, checkpoints, load_config
+from trainer.checkpoint import CheckpointError, checkpoints, load_config, load_jpeg_qualities
 from trainer.config import CONFIG_FILE, ConfigError, TrainConfig
 from trainer.model import ModelConfig, VLAPolicy, build_policy, load_policy
 from trainer.model.checkpoint import (
@@ -31,6 +32,8 @@ from trainer.step import autocast
 
 # One sample's cameras: by name (extra cameras are ignored) or in the trained order.
 CameraImages = Mapping[str, np.ndarray] | Sequence[np.ndarray]
+OFT_JPEG_QUALITY = 95
+log = logging.getLogger(__name__)
 _REQUIRED = (MODEL_CONFIG_FILE, ADAPTER_FILE, HEAD_FILE, STATS_FILE, CONFIG_FILE)
 
 
@@ -44,6 +47,7 @@ class CheckpointInfo:
     stats: dict[str, DatasetStats]  # one entry per dataset trained on
     oft: OftCheckpoint | None = None  # the tensors, when the folder is OpenVLA-OFT's
     oft_dtype: str | None = None  # the dtype asked for an OFT folder's base, if any
+    jpeg_quality: dict[str, int | None] | None = None  # per dataset, as its images were stored
 
     def select(self, dataset: str | None = None) -> str:
         """The stats entry to denormalize with: `dataset`, or the only one there is."""
@@ -85,7 +89,8 @@ def read_checkpoint(
         fix = f"one of its step-N folders, e.g. {saved[-1][1]}" if saved else "a whole step-N"
         raise CheckpointError(f"{ckpt}: missing {', '.join(missing)}; pass {fix}")
     stats = read_stats(ckpt / STATS_FILE)
-    info = CheckpointInfo(ckpt, load_config(ckpt), read_model_config(ckpt), stats)
+    run, model = load_config(ckpt), read_model_config(ckpt)
+    info = CheckpointInfo(ckpt, run, model, stats, jpeg_quality=load_jpeg_qualities(ckpt))
     wrong = [n for n, s in info.stats.items() if len(s.action.q01) != info.model.action_dim]
     if wrong or len(info.run.images) != info.model.num_images:
         raise CheckpointError(
@@ -124,7 +129,9 @@ def oft_checkpoint_info(
             f"{oft.path}: dataset_statistics.json has other action dims than the head "
             f"({oft.action_dim}) for {', '.join(wrong)}"
         )
-    return CheckpointInfo(oft.path, run, model, oft.stats, oft, options.dtype)
+    # OFT's evaluation JPEG-encodes frames with TensorFlow's default quality, 95.
+    qualities = dict.fromkeys(oft.stats, OFT_JPEG_QUALITY)
+    return CheckpointInfo(oft.path, run, model, oft.stats, oft, options.dtype, qualities)
 
 
 def load_oft_weights(policy: VLAPolicy, oft: OftCheckpoint) -> None:
@@ -153,6 +160,13 @@ class Policy:
         self.dataset = dataset
         self.bounds = bounds(info.stats[dataset].action, info.run.normalization)
         self.device = device
+        self.jpeg_quality = (info.jpeg_quality or {}).get(dataset)
+        if self.jpeg_quality is None:
+            log.warning(
+                "%s records no JPEG quality for %r (saved before it was recorded, or a set "
+                "made without one): camera frames are resized but skip the JPEG round trip "
+                "the training images went through", info.path, dataset,
+            )  # fmt: skip
 
     @classmethod
     def load(
@@ -200,19 +214,30 @@ class Policy:
         """Per-sample images (or a (B, N, H, W, 3) uint8 array) -> (B, chunk, D) float32."""
         return self.denormalize(self.predict_normalized(images, instructions))
 
-    @torch.no_grad()
     def predict_normalized(
         self, images: Sequence[CameraImages] | np.ndarray, instructions: Sequence[str]
     ) -> np.ndarray:
         """The network's output, in the normalized units the training loss is computed in."""
         if len(images) != len(instructions):
             raise ValueError(f"{len(images)} image sets for {len(instructions)} instructions")
-        stacked = np.stack([np.stack(self._ordered(sample)) for sample in images])
-        # The validation view, computed outside autocast exactly as the trainer does.
-        pixels = pixel_values(torch.from_numpy(stacked).to(self.device), self.run.image_aug)
+        return self.predict_stored(self.stored_views(images), instructions)
+
+    def stored_views(self, images: Sequence[CameraImages] | np.ndarray) -> np.ndarray:
+        """Camera frames -> (B, N, 224, 224, 3) uint8 exactly as a shard of the run's set would
+        hold them: the converter's resize, then the JPEG round trip at the set's quality."""
+        return np.stack([np.stack(self._ordered(sample)) for sample in images])
+
+    def model_input(self, stored: np.ndarray) -> torch.Tensor:
+        """Stored views -> pixel_values: the validation view (the centre crop when the run
+        trained with image_aug), computed outside autocast exactly as the trainer does."""
+        return pixel_values(torch.from_numpy(stored).to(self.device), self.run.image_aug)
+
+    @torch.no_grad()
+    def predict_stored(self, stored: np.ndarray, instructions: Sequence[str]) -> np.ndarray:
+        """Normalized output for images already as a shard holds them (e.g. read from one)."""
         tokens = {k: v.to(self.device) for k, v in self.net.tokenize(list(instructions)).items()}
         with autocast(self.device):
-            out = self.net(pixels, **tokens)
+            out = self.net(self.model_input(stored), **tokens)
         return out.float().cpu().numpy()
 
     def normalize(self, actions: np.ndarray) -> np.ndarray:
@@ -236,7 +261,16 @@ class Policy:
                 f"{len(images)} images for one sample; the policy takes {len(self.cameras)} "
                 f"({', '.join(self.cameras)}, in that order)"
             )
-        return [resize_square(_rgb(image), IMAGE_SIZE) for image in images]
+        return [stored_view(_rgb(image), IMAGE_SIZE, self.jpeg_quality) for image in images]
+
+
+def stored_view(image: np.ndarray, size: int, jpeg_quality: int | None) -> np.ndarray:
+    """What the converter stores for a frame, as the reader decodes it (shards.format's own
+    resize, encoder and decoder, so the bytes and pixels are the same)."""
+    resized = resize_square(image, size)
+    if jpeg_quality is None:
+        return resized
+    return decode_jpeg(encode_jpeg(resized, jpeg_quality))
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:

@@ -100,7 +100,8 @@ def compare(cfg: PredictConfig) -> PredictReport:
         if cfg.n:
             take = min(take, cfg.n - len(rows))
         actions = batch["actions"][:take].numpy()
-        normalized = policy.predict_normalized(
+        # Images read from a shard are already stored views: no second JPEG round trip.
+        normalized = policy.predict_stored(
             batch["images"][:take].numpy(), batch["instructions"][:take]
         )
         predicted = policy.denormalize(normalized)
