@@ -17,10 +17,12 @@ from trainer.cli import main
 from trainer.config import TrainConfig
 from trainer.export import ExportConfig, export
 from trainer.loop import init_weights, train
+from trainer.metrics import read_metrics
 from trainer.model import ModelConfig, ModelLoadError, build_policy
 from trainer.model.checkpoint import read_tensors
 from trainer.oft import OftOptions, read_oft
 from trainer.policy import Policy, read_checkpoint
+from trainer.predict import PredictConfig, compare
 
 STEPS = 2
 CAMERAS = ("head", "left_wrist")
@@ -205,3 +207,17 @@ def test_oft_folders_we_cannot_run_are_refused(run, tmp_path):
         main, ["predict", str(oft_dir), "--shards", str(run[0]), "--base", "tiny"]
     )
     assert result.exit_code == 1 and "2 action_head--*_checkpoint.pt files" in result.output
+
+
+def test_predict_reads_a_drop_tail_run_as_its_validation_did(tmp_path):
+    shards = write_toy_shards(tmp_path / "shards")
+    cfg = TrainConfig(
+        shards=str(shards), run_dir=tmp_path / "run", base="tiny", lora_rank=4, device="cpu",
+        workers=0, batch_size=4, max_steps=1, val_every=1, images=CAMERAS, episode_tail="drop",
+    )  # fmt: skip
+    train(cfg)
+    report = compare(PredictConfig(cfg.run_dir / "step-1", str(shards), n=0, device="cpu"))
+    (val,) = read_metrics(cfg.run_dir, "val")
+    assert len(report.rows) == val["samples"] == 13  # 16 steps less the 3 padded chunks
+    assert all(row.valid == 4 for row in report.rows)
+    assert report.l1_normalized == pytest.approx(val["loss"], rel=1e-5)

@@ -114,6 +114,7 @@ def oft_checkpoint_info(
         images=options.images,
         image_aug=options.image_aug,
         normalization=options.normalization,
+        episode_tail="drop",  # OFT's runs never saw padded chunks
     )
     model = ModelConfig(
         base=base,

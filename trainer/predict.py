@@ -92,6 +92,7 @@ def compare(cfg: PredictConfig) -> PredictReport:
         batch_size=policy.run.batch_size,
         seed=policy.run.seed,
         finite=True,
+        drop_tail=policy.run.episode_tail == "drop",  # as validation read them
     )
     rows: list[Comparison] = []
     sums = np.zeros(3)  # |error| in action units, in normalized units, values counted
