@@ -187,6 +187,10 @@ def test_init_from_an_oft_folder(run, tmp_path):
     )  # fmt: skip
     train(cfg)
     assert (cfg.run_dir / "step-1" / "action_head.safetensors").is_file()
+    # A missing folder is one line; the options are checked only when a run starts from it.
+    args = ["--shards", str(shards), "--run-dir", str(tmp_path / "r2"), "--base", "tiny"]
+    result = CliRunner().invoke(main, [*args, "--init-from", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1 and "no such checkpoint folder" in result.output
 
 
 def test_oft_folders_we_cannot_run_are_refused(run, tmp_path):

@@ -111,8 +111,6 @@ class TrainConfig:
         for name in ("decay_step", "warmup_steps", "seed", "shuffle_buffer", "val_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{_flag(name)} must not be negative")
-        if self.init_from is not None and not Path(self.init_from).is_dir():
-            raise ConfigError(f"--init-from {self.init_from}: no such checkpoint folder")
         if not self.lr > 0:
             raise ConfigError("--lr must be positive")
         if self.episode_tail not in EPISODE_TAILS:

@@ -27,7 +27,7 @@ from trainer.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from trainer.config import TrainConfig
+from trainer.config import ConfigError, TrainConfig
 from trainer.distributed import Dist, gather_objects, init_distributed, shutdown, sum_across
 from trainer.metrics import LossWindow, MetricsLogger, truncate_metrics
 from trainer.model import ModelConfig, VLAPolicy, build_policy, load_policy
@@ -144,7 +144,12 @@ def _run(
 
 def init_weights(policy: VLAPolicy, source: Path, device: torch.device) -> None:
     """LoRA and head from a step-N folder or an OFT folder; the head does not depend on the
-    chunk, so an OFT head (chunks of 8 or 25) can start a run of any chunk."""
+    chunk, so an OFT head (chunks of 8 or 25) can start a run of any chunk.
+
+    Checked here, not with the options: a resumed run loads its own step-N and no longer
+    needs the folder it started from."""
+    if not source.is_dir():
+        raise ConfigError(f"--init-from {source}: no such checkpoint folder")
     if is_oft_folder(source):
         load_oft_weights(policy, read_oft(source))
     else:
