@@ -13,6 +13,7 @@ from shards.mixture import parse_source
 from stats.normalize import NORMALIZATIONS
 
 CONFIG_FILE = "train_config.json"
+EPISODE_TAILS = ("pad", "drop")
 # What --resume may change: where the run and the shards are now (checked against the run's
 # datasets, dims and weights), how long to go on, how often to save or validate, and the
 # device, and decode threads (they change how fast the same batches come, not which). Anything
@@ -65,6 +66,9 @@ class TrainConfig:
     base: str = "openvla/openvla-7b"
     """"tiny", "openvla-7b-random", a local openvla-7b folder or a hub id."""
     lora_rank: int = 32
+    init_from: str | None = None
+    """LoRA and head weights to start from (the optimizer starts afresh): a step-N folder of
+    ours or an OpenVLA-OFT checkpoint folder, of the same base, rank and action width."""
     batch_size: int = 8
     """Samples per device per micro-batch."""
     grad_accum: int = 1
@@ -84,6 +88,9 @@ class TrainConfig:
     """Threads decoding each batch's JPEGs in each loading process; 0 decodes inline; "auto"."""
     shuffle_buffer: int = 1000
     """Samples held per reading stream for shuffling (still JPEG-encoded)."""
+    episode_tail: str = "pad"
+    """"pad": an episode's last chunk-1 samples train with their chunk padded and the rows
+    past the end masked out of the loss; "drop": they are skipped, as OpenVLA-OFT does."""
     image_aug: bool = True
     """OFT's crop and colour jitter on the GPU; evaluation then uses the centre crop."""
     normalization: str = "bounds_q99"
@@ -124,6 +131,8 @@ class TrainConfig:
                 raise ConfigError(f"--{_flag(name)} must not be negative")
         if not self.lr > 0:
             raise ConfigError("--lr must be positive")
+        if self.episode_tail not in EPISODE_TAILS:
+            raise ConfigError(f"--episode-tail must be one of {', '.join(EPISODE_TAILS)}")
         if self.normalization not in NORMALIZATIONS:
             raise ConfigError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}")
         if len(set(self.images)) != len(self.images):

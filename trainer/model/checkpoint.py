@@ -39,10 +39,39 @@ def read_model_config(ckpt_dir: Path) -> ModelConfig:
         ) from exc
 
 
-def _read_tensors(path: Path, device: torch.device | str) -> dict[str, torch.Tensor]:
+def read_tensors(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ModelLoadError(f"{path} is missing; point at a folder save_policy wrote")
     return load_file(path, device=str(device))
+
+
+def policy_tensors(policy: VLAPolicy) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(adapter, head) state dicts on the CPU, keyed as they are saved."""
+    adapter = get_peft_model_state_dict(policy.vla)
+    head = policy.action_head.state_dict()
+    return (
+        {k: v.detach().cpu().contiguous() for k, v in adapter.items()},
+        {k: v.detach().cpu().contiguous() for k, v in head.items()},
+    )
+
+
+def adapter_shapes(policy: VLAPolicy) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in get_peft_model_state_dict(policy.vla).items()}
+
+
+def load_weights(
+    policy: VLAPolicy,
+    adapter: dict[str, torch.Tensor],
+    head: dict[str, torch.Tensor],
+    sources: tuple[Path, Path],
+    fix: str,
+) -> None:
+    """Adapter and head into `policy`, strictly: every key, nothing extra, every shape."""
+    check_state_dict(adapter_shapes(policy), adapter, sources[0], fix)
+    set_peft_model_state_dict(policy.vla, adapter)
+    expected = {k: tuple(v.shape) for k, v in policy.action_head.state_dict().items()}
+    check_state_dict(expected, head, sources[1], fix)
+    policy.action_head.load_state_dict(head)
 
 
 def load_policy(
@@ -54,17 +83,13 @@ def load_policy(
     if base is not None:
         config = replace(config, base=base)
     policy = build_policy(config, device)
-    fix = "the checkpoint was saved with a different base or ModelConfig: pass the right base"
-
-    adapter_path = ckpt_dir / ADAPTER_FILE
-    adapter = _read_tensors(adapter_path, device)
-    expected = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(policy.vla).items()}
-    check_state_dict(expected, adapter, adapter_path, fix)
-    set_peft_model_state_dict(policy.vla, adapter)
-
-    head_path = ckpt_dir / HEAD_FILE
-    head = _read_tensors(head_path, device)
-    expected = {k: tuple(v.shape) for k, v in policy.action_head.state_dict().items()}
-    check_state_dict(expected, head, head_path, fix)
-    policy.action_head.load_state_dict(head)
+    load_saved_weights(policy, ckpt_dir, device)
     return policy
+
+
+def load_saved_weights(policy: VLAPolicy, ckpt_dir: Path, device: torch.device | str) -> None:
+    """A folder save_policy wrote, into an already built policy of the same shape."""
+    fix = "the checkpoint was saved with a different base or ModelConfig: pass the right base"
+    sources = (ckpt_dir / ADAPTER_FILE, ckpt_dir / HEAD_FILE)
+    adapter, head = (read_tensors(path, device) for path in sources)
+    load_weights(policy, adapter, head, sources, fix)
