@@ -22,7 +22,7 @@ from pipeline.config import (
     parse_val_episodes,
 )
 from pipeline.convert import ConvertSummary, convert, plan_stats
-from pipeline.episodes import LAYOUTS
+from pipeline.episodes import FILE_LAYOUTS, LAYOUTS
 from pipeline.generate import GenerateConfig, generate
 from pipeline.info import describe
 from pipeline.merge import MergeConfig, merge
@@ -71,11 +71,13 @@ def plan_options(fn: Callable) -> Callable:
     """Options shared by `convert` and `stats EPISODES_DIR`: both must plan identically."""
     options = [
         click.option("--layout", type=click.Choice(LAYOUTS), help="Force a layout."),
-        click.option("--cameras", help="Comma-separated cameras, e.g. head,left_wrist."),
+        click.option("--cameras", help="Comma-separated cameras by the file's or the set's "
+                     "name, OWN:NAME renames: head,left_wrist or top:head,cam_left_wrist."),
         click.option("--val-episodes", default="0.05", show_default=True,
                      help="Val episodes: a count (3) or a fraction (0.05)."),
         click.option("--seed", default=0, show_default=True, help="Seeds split and shuffle."),
-        click.option("--instruction", help="Language instruction (aloha episodes)."),
+        click.option("--instruction", help="Instruction for episodes without language (aloha, "
+                     "robomimic): text, or a JSON/YAML file mapping files/folders to text."),
         click.option("--no-normalize-dims", default="", help="Action dims with mask false: 6,13."),
         click.option("--action-dim", type=int, default=None,
                      help="Keep episodes of this action width (default: most episodes')."),
@@ -336,7 +338,7 @@ def loadtest_cmd(source: str, workers: str, decode_threads: str, batch_size: int
 
 @main.command("generate")
 @click.argument("out_dir", type=click.Path(path_type=Path))
-@click.option("--layout", type=click.Choice(LAYOUTS), default="processed", show_default=True)
+@click.option("--layout", type=click.Choice(FILE_LAYOUTS), default="processed", show_default=True)
 @click.option("--episodes", default=4, show_default=True)
 @click.option("--steps", default=40, show_default=True)
 @click.option("--seed", default=0, show_default=True)

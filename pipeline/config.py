@@ -6,9 +6,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.cameras import parse_cameras
 from pipeline.episodes import LAYOUTS, MAX_INSTRUCTION_CHARS
 from shards.errors import UserError
-from shards.format import CAMERAS
 
 
 class ConfigError(UserError, ValueError):
@@ -54,10 +54,12 @@ class PlanConfig:
 
     episodes_dir: Path
     layout: str | None = None  # None: detected from the files
-    cameras: tuple[str, ...] | None = None  # None: every camera present in all good episodes
+    # None: every camera most good episodes have; else names (own or set), `own:set` renames
+    cameras: tuple[str, ...] | None = None
     val_episodes: float | int = 0.05  # a fraction of the good episodes, or a count
     seed: int = 0  # seeds the train/val split and the sample shuffle
-    instruction: str | None = None  # aloha only: the task's language instruction
+    # For episodes without language (aloha, robomimic): text, or a JSON/YAML mapping file
+    instruction: str | None = None
     no_normalize_dims: tuple[int, ...] = ()  # action dims left out of normalization (mask false)
     action_dim: int | None = None  # None: the width most episodes have; others are skipped
     name: str | None = None  # dataset name; default the input folder's name
@@ -70,15 +72,7 @@ class PlanConfig:
         if self.layout is not None and self.layout not in LAYOUTS:
             raise ConfigError(f"--layout: unknown layout {self.layout!r}; use one of {LAYOUTS}")
         if self.cameras is not None:
-            unknown = [c for c in self.cameras if c not in CAMERAS]
-            if unknown or not self.cameras:
-                raise ConfigError(
-                    f"--cameras: unknown camera(s) {unknown}; use names from {', '.join(CAMERAS)}"
-                )
-        if self.cameras is not None:
-            twice = sorted({c for c in self.cameras if self.cameras.count(c) > 1})
-            if twice:
-                raise ConfigError(f"--cameras: {', '.join(twice)} is named twice")
+            parse_cameras(self.cameras)  # names and renames checked before any file is read
         if self.seed < 0:
             raise ConfigError("--seed must not be negative")
         if any(d < 0 for d in self.no_normalize_dims):

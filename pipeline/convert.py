@@ -21,6 +21,7 @@ from pipeline.encode import EncodeJob, encode_episode
 from pipeline.output import check_target, discard, publish, staging_dir
 from pipeline.parallel import WorkerPool, progress_bar
 from pipeline.plan import EpisodeProbe, Plan, assign_split, make_plan
+from pipeline.sources import EpisodeRef
 from shards.errors import UserError
 from shards.format import SPLITS, STATS_FILE
 from shards.manifest import EpisodeEntry, Manifest, ShardEntry, write_manifest
@@ -93,9 +94,10 @@ def _encode(plan: Plan, config: ConvertConfig, staging: Path, pool: WorkerPool) 
     jobs = [
         (
             EncodeJob(
-                path=p.path,
+                ref=EpisodeRef(p.path, p.relative, p.item),
                 layout=plan.layout,
-                instruction=config.instruction,
+                instruction=p.instruction,
+                rename=plan.rename,
                 key=p.key,
                 dataset=config.dataset_name,
                 cameras=plan.cameras,

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.episodes import Episode, EpisodeInfo, skip_reason
+from pipeline.episodes import EpisodeInfo, skip_reason
+from pipeline.sources import EpisodeRef, open_episode
 from shards.format import (
     ACTIONS_MEMBER,
     META_MEMBER,
@@ -29,9 +30,10 @@ FRAME_BLOCK = 32  # frames per camera read at once: ~30 MB for 480x640 ALOHA fra
 
 @dataclass(frozen=True)
 class EncodeJob:
-    path: Path
+    ref: EpisodeRef
     layout: str
-    instruction: str | None
+    instruction: str | None  # given from outside the file for this episode
+    rename: dict[str, str]  # --cameras own:set renames
     key: str
     dataset: str
     cameras: tuple[str, ...]
@@ -59,7 +61,7 @@ def action_chunk(actions: np.ndarray, t: int, chunk: int) -> tuple[np.ndarray, i
 
 def encode_episode(job: EncodeJob) -> EncodeResult:
     try:
-        with Episode(job.path, job.layout, job.instruction) as episode:
+        with open_episode(job.ref, job.layout, job.instruction, job.rename) as episode:
             info = episode.info()
             offsets = np.zeros((info.steps, 2), dtype=np.int64)
             with open(job.spool, "wb") as spool:

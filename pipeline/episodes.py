@@ -1,24 +1,29 @@
-"""Find, read and validate robot HDF5 episodes in the processed, RoboTwin 2.0 and ALOHA layouts."""
+"""Find, detect and read HDF5 episodes: processed, RoboTwin 2.0 and ALOHA (one file per episode)."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 import h5py
 import numpy as np
-import simplejpeg
 
+from pipeline.frames import EpisodeError, FrameSource
+from pipeline.reader import (  # noqa: F401 - the episode API, importable from here
+    MAX_INSTRUCTION_CHARS,
+    EpisodeInfo,
+    H5Episode,
+    check_matrix,
+    strings,
+)
 from shards.errors import UserError
-from shards.format import CAMERAS
 
-LAYOUTS = ("processed", "robotwin", "aloha")
-# Longest instruction accepted, in characters: real task instructions are one or two
-# sentences, and every sample carries all of its episode's instructions in meta.json.
-MAX_INSTRUCTION_CHARS = 2000
+# Every layout `vla-data convert` reads; the first three keep one episode per HDF5 file,
+# LIBERO and robomimic many demos per file, LeRobot a folder of parquet and video files.
+LAYOUTS = ("processed", "robotwin", "aloha", "libero", "robomimic", "lerobot")
+FILE_LAYOUTS = LAYOUTS[:3]
 
 # Canonical camera name -> dataset path, per layout.
 CAMERA_PATHS: dict[str, dict[str, str]] = {
@@ -44,13 +49,7 @@ CAMERA_PATHS: dict[str, dict[str, str]] = {
 ACTION_PATHS = {"processed": "action", "robotwin": "joint_action/vector", "aloha": "action"}
 PROPRIO_PATHS = {"aloha": "observations/qpos"}
 
-# RoboTwin's collector encodes RGB arrays with cv2.imencode, which treats them as BGR; decoding
-# as BGR undoes that swap. ALOHA and anything else holds ordinary RGB JPEGs.
-_JPEG_COLORSPACE = {"processed": "RGB", "robotwin": "BGR", "aloha": "RGB"}
-
-
-class EpisodeError(Exception):
-    """One-line, user-facing reason an episode can't be used (the caller prefixes the file name)."""
+__all__ = ["EpisodeError"]  # raised by every layout's reader; defined beside the frame reader
 
 
 def skip_reason(exc: Exception, stage: str) -> str:
@@ -73,8 +72,8 @@ class LayoutError(UserError):
 
 
 def _check_layout(layout: str) -> None:
-    if layout not in LAYOUTS:
-        raise LayoutError(f"Unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}.")
+    if layout not in LAYOUTS or layout == "lerobot":
+        raise LayoutError(f"Unknown layout {layout!r}; use one of {', '.join(LAYOUTS[:-1])}.")
 
 
 def _episode_dir(root: Path, layout: str) -> Path:
@@ -119,6 +118,14 @@ def list_episodes(root: Path, layout: str) -> list[Path]:
 
 
 def _classify(f: h5py.File) -> str | None:
+    data = f.get("data")
+    if isinstance(data, h5py.Group) and any(name.startswith("demo_") for name in data):
+        # LIBERO's files carry the task in problem_info and name cameras *_rgb; robomimic's
+        # carry no language and name them *_image.
+        demo = next(g for name, g in data.items() if name.startswith("demo_"))
+        obs = demo.get("obs") if isinstance(demo, h5py.Group) else None
+        libero_obs = isinstance(obs, h5py.Group) and any(k.endswith("_rgb") for k in obs)
+        return "libero" if "problem_info" in data.attrs or libero_obs else "robomimic"
     obs = f.get("observation")
     if "joint_action" in f or (
         isinstance(obs, h5py.Group)
@@ -137,6 +144,8 @@ def detect_layout(root: Path) -> str:
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"Episode folder {root} does not exist.")
+    if (root / "meta" / "info.json").is_file():
+        return "lerobot"
     data = root / "data"
     candidates = _find_hdf5(data) if data.is_dir() else []
     in_data = bool(candidates)
@@ -164,149 +173,56 @@ def detect_layout(root: Path) -> str:
     )
 
 
-@dataclass
-class EpisodeInfo:
-    """The cheap facts about an episode, read without decoding its frames."""
-
-    steps: int
-    actions: np.ndarray
-    proprio: np.ndarray | None
-    cameras: tuple[str, ...]
-    instructions: list[str]
-    unseen: list[str]
+def _datasets_in(group: object) -> dict[str, h5py.Dataset]:
+    if not isinstance(group, h5py.Group):
+        return {}
+    return {name: ds for name, ds in group.items() if isinstance(ds, h5py.Dataset)}
 
 
-def _is_encoded(ds: h5py.Dataset) -> bool:
-    """One encoded image per row: fixed/vlen bytes or vlen uint8 (1-D), padded uint8 (2-D)."""
-    dt = ds.dtype
-    if ds.ndim == 1:
-        return dt.kind == "S" or h5py.check_vlen_dtype(dt) in (bytes, np.uint8)
-    # Real ALOHA recordings store each JPEG zero-padded into a fixed-width uint8 row.
-    return ds.ndim == 2 and dt == np.uint8
+class ProcessedEpisode(H5Episode):
+    """RoboTwin's OpenVLA-OFT preprocessing output: raw frames and seen/unseen at the root."""
 
+    known = {path: camera for camera, path in CAMERA_PATHS["processed"].items()}
+    allow_encoded = False
 
-def _as_bytes(row: object) -> bytes:
-    return row.tobytes() if isinstance(row, np.ndarray) else bytes(row)
+    def _own_cameras(self) -> dict[str, FrameSource]:
+        found = {own: self.dataset(own) for own in self.known}
+        return {own: FrameSource(self.known[own], ds) for own, ds in found.items() if ds}
 
-
-def _strings(value: object, what: str) -> list[str]:
-    """Instruction strings from an HDF5 value or parsed JSON: one string or a list of them."""
-    items = value.tolist() if isinstance(value, np.ndarray) else value
-    if isinstance(items, (str, bytes)):
-        items = [items]
-    if not isinstance(items, list) or not all(isinstance(s, (str, bytes)) for s in items):
-        raise EpisodeError(f"{what} must be a string or a list of strings")
-    try:
-        texts = [s.decode("utf-8") if isinstance(s, bytes) else s for s in items]
-    except UnicodeDecodeError as e:
-        raise EpisodeError(f"{what} is not valid UTF-8 ({e})") from e
-    return [t for t in texts if t.strip()]
-
-
-class Episode:
-    """One episode file opened read-only; use as a context manager so the file is closed."""
-
-    def __init__(self, path: Path, layout: str, instruction: str | None = None):
-        _check_layout(layout)
-        self.path = Path(path)
-        self.layout = layout
-        self.instruction = instruction
-        if not self.path.is_file():
-            raise EpisodeError("file not found")
-        try:
-            self.file = h5py.File(self.path, "r")
-        except OSError as e:
-            raise EpisodeError(f"not a readable HDF5 file ({e})") from e
-
-    def __enter__(self) -> Episode:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.file.close()
-
-    def _dataset(self, name: str) -> h5py.Dataset | None:
-        obj = self.file.get(name)
-        return obj if isinstance(obj, h5py.Dataset) else None
-
-    def _camera(self, camera: str) -> h5py.Dataset | None:
-        name = CAMERA_PATHS[self.layout].get(camera)
-        return self._dataset(name) if name else None
-
-    def present_cameras(self) -> tuple[str, ...]:
-        """Canonical names of the cameras stored in this file, in canonical order."""
-        return tuple(c for c in CAMERAS if self._camera(c) is not None)
-
-    def info(self) -> EpisodeInfo:
-        """Read actions, proprio and instructions and check every array's shape against them."""
-        try:
-            actions = self._matrix(ACTION_PATHS[self.layout], "action")
-            steps = actions.shape[0]
-            if steps == 0:
-                raise EpisodeError("action has no rows (empty episode)")
-            proprio = None
-            if self.layout in PROPRIO_PATHS:
-                proprio = self._matrix(PROPRIO_PATHS[self.layout], "proprio")
-                if proprio.shape[0] != steps:
-                    raise EpisodeError(
-                        f"action has {steps} rows but proprio has {proprio.shape[0]} rows"
-                    )
-            cameras = self.present_cameras()
-            if not cameras:
-                expected = ", ".join(CAMERA_PATHS[self.layout].values())
-                raise EpisodeError(f"no camera images (expected any of {expected})")
-            for camera in cameras:
-                self._check_frames(camera, steps)
-            seen, unseen = self._instructions()
-            longest = max(map(len, seen + unseen), default=0)
-            if longest > MAX_INSTRUCTION_CHARS:
-                raise EpisodeError(
-                    f"an instruction has {longest} characters, "
-                    f"over the limit of {MAX_INSTRUCTION_CHARS}"
-                )
-        except OSError as e:
-            raise EpisodeError(f"unreadable data ({e})") from e
-        return EpisodeInfo(steps, actions, proprio, cameras, seen, unseen)
-
-    def _matrix(self, name: str, what: str) -> np.ndarray:
-        ds = self._dataset(name)
-        if ds is None:
-            raise EpisodeError(f"no {what} dataset '{name}'")
-        if ds.ndim != 2 or ds.dtype.kind not in "fiu":
-            raise EpisodeError(f"{what} must be a 2-D numeric array, got {ds.dtype} {ds.shape}")
-        values = ds[()].astype(np.float32)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            row = int(np.argwhere(bad)[0, 0])
-            raise EpisodeError(f"{what} has non-finite values (NaN or inf), first at row {row}")
-        return values
-
-    def _check_frames(self, camera: str, steps: int) -> None:
-        ds = self._camera(camera)
-        if _is_encoded(ds):
-            if self.layout == "processed":
-                raise EpisodeError(f"{camera} frames must be raw uint8 (T, H, W, 3) arrays")
-        elif ds.dtype != np.uint8:
-            raise EpisodeError(f"{camera} frames are {ds.dtype} but must be uint8")
-        elif ds.ndim != 4 or ds.shape[-1] != 3 or 0 in ds.shape[1:]:
-            raise EpisodeError(f"{camera} frames have shape {ds.shape}, expected (T, H, W, 3)")
-        if ds.shape[0] != steps:
-            raise EpisodeError(f"action has {steps} rows but {camera} has {ds.shape[0]} frames")
+    def _actions(self) -> np.ndarray:
+        return self.matrix(ACTION_PATHS["processed"], "action")
 
     def _instructions(self) -> tuple[list[str], list[str]]:
-        if self.layout == "aloha":
-            return ([self.instruction] if self.instruction else []), []
-        if self.layout == "processed":
-            lists = []
-            for key in ("seen", "unseen"):
-                ds = self._dataset(key)
-                lists.append(_strings(ds[()], f"'{key}'") if ds is not None else [])
-            return lists[0], lists[1]
-        return self._robotwin_instructions()
+        lists = []
+        for key in ("seen", "unseen"):
+            ds = self.dataset(key)
+            lists.append(strings(ds[()], f"'{key}'") if ds is not None else [])
+        return lists[0], lists[1]
 
-    def _robotwin_instructions(self) -> tuple[list[str], list[str]]:
+
+class RobotwinEpisode(H5Episode):
+    """RoboTwin 2.0 collector output: observation/<camera>/rgb JPEGs, instructions beside data/."""
+
+    known = {path.split("/")[1]: camera for camera, path in CAMERA_PATHS["robotwin"].items()}
+
+    def _camera_hint(self) -> str:
+        return "observation/<camera>/rgb"
+
+    def _own_cameras(self) -> dict[str, FrameSource]:
+        obs = self.file.get("observation")
+        groups = obs.items() if isinstance(obs, h5py.Group) else []
+        # The collector encodes RGB arrays with cv2.imencode, which treats them as BGR;
+        # decoding as BGR undoes that swap.
+        return {
+            own: FrameSource(self.known.get(own, own), g["rgb"], colorspace="BGR")
+            for own, g in groups
+            if isinstance(g, h5py.Group) and isinstance(g.get("rgb"), h5py.Dataset)
+        }
+
+    def _actions(self) -> np.ndarray:
+        return self.matrix(ACTION_PATHS["robotwin"], "action")
+
+    def _instructions(self) -> tuple[list[str], list[str]]:
         # Pair by this file's own name (data/episode12.hdf5 -> instructions/episode12.json), never
         # by list position: RoboTwin's own preprocessing got this wrong after shuffling.
         data = next((p for p in self.path.parents if p.name == "data"), self.path.parent)
@@ -321,46 +237,50 @@ class Episode:
         if not isinstance(content, dict):
             raise EpisodeError(f"instructions file {relative} must hold a JSON object")
         return tuple(
-            _strings(content.get(key, []), f"'{key}' in instructions file {relative}")
+            strings(content.get(key, []), f"'{key}' in instructions file {relative}")
             for key in ("seen", "unseen")
         )
 
-    def check_cameras(self, cameras: Sequence[str]) -> None:
-        """Fail unless every chosen camera exists and its first and last frame decode."""
-        present = self.present_cameras()
-        for camera in cameras:
-            if camera not in present:
-                raise EpisodeError(f"no camera '{camera}' (has {', '.join(present) or 'none'})")
-            ds = self._camera(camera)
-            if _is_encoded(ds) and len(ds) > 0:
-                self.frames(camera, 0, 1)
-                self.frames(camera, len(ds) - 1, len(ds))
 
-    def frames(self, camera: str, start: int, stop: int) -> np.ndarray:
-        """Frames [start, stop) of one camera as uint8 (stop - start, H, W, 3) in true RGB."""
-        ds = self._camera(camera)
-        if ds is None:
-            raise EpisodeError(f"no camera '{camera}'")
-        if not 0 <= start < stop <= len(ds):
-            raise ValueError(f"frame range [{start}, {stop}) outside 0..{len(ds)} for {camera}")
-        try:
-            rows = ds[start:stop]  # by slice: ALOHA episodes run to gigabytes
-        except OSError as e:
-            raise EpisodeError(
-                f"camera '{camera}' frames {start}..{stop - 1} unreadable ({e})"
-            ) from e
-        if not _is_encoded(ds):
-            return np.asarray(rows, dtype=np.uint8)
-        images = [self._decode(camera, start + i, row) for i, row in enumerate(rows)]
-        if len({im.shape for im in images}) > 1:
-            raise EpisodeError(f"camera '{camera}' frames {start}..{stop - 1} differ in size")
-        return np.stack(images)
+class AlohaEpisode(H5Episode):
+    """ALOHA/ACT recordings: observations/images/<camera> raw or JPEG rows, qpos, action."""
 
-    def _decode(self, camera: str, index: int, row: object) -> np.ndarray:
-        try:
-            image = simplejpeg.decode_jpeg(_as_bytes(row), colorspace=_JPEG_COLORSPACE[self.layout])
-        except ValueError as e:
-            raise EpisodeError(f"camera '{camera}' frame {index} is not a valid JPEG ({e})") from e
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise EpisodeError(f"camera '{camera}' frame {index} decodes to shape {image.shape}")
-        return image
+    known = {path.split("/")[-1]: camera for camera, path in CAMERA_PATHS["aloha"].items()}
+
+    def _camera_hint(self) -> str:
+        return "observations/images/<camera>"
+
+    def _own_cameras(self) -> dict[str, FrameSource]:
+        # ALOHA's recorder with compress=True JPEG-encodes the camera arrays (RGB from the
+        # cameras) with cv2.imencode, which reads them as BGR, and marks the file `compress`.
+        colorspace = "BGR" if bool(self.file.attrs.get("compress", False)) else "RGB"
+        images = _datasets_in(self.file.get("observations/images"))
+        return {
+            own: FrameSource(self.known.get(own, own), ds, colorspace=colorspace)
+            for own, ds in images.items()
+        }
+
+    def _actions(self) -> np.ndarray:
+        return self.matrix(ACTION_PATHS["aloha"], "action")
+
+    def _proprio(self) -> np.ndarray | None:
+        return self.matrix(PROPRIO_PATHS["aloha"], "proprio")
+
+
+_FILE_EPISODES = {
+    "processed": ProcessedEpisode,
+    "robotwin": RobotwinEpisode,
+    "aloha": AlohaEpisode,
+}
+
+
+def Episode(  # noqa: N802 - reads as the class it returns
+    path: Path,
+    layout: str,
+    instruction: str | None = None,
+    rename: Mapping[str, str] | None = None,
+) -> H5Episode:
+    """One episode file of a one-file-per-episode layout (processed, robotwin, aloha)."""
+    if layout not in _FILE_EPISODES:
+        raise LayoutError(f"Unknown layout {layout!r}; use one of {', '.join(_FILE_EPISODES)}.")
+    return _FILE_EPISODES[layout](path, instruction, rename)

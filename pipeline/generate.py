@@ -11,7 +11,8 @@ import numpy as np
 import simplejpeg
 
 from pipeline.config import ConfigError
-from pipeline.episodes import CAMERA_PATHS, LAYOUTS
+from pipeline.episodes import CAMERA_PATHS
+from pipeline.episodes import FILE_LAYOUTS as LAYOUTS
 from shards.format import CAMERAS
 
 DEFAULT_IMAGE_SIZE = {"processed": (256, 256), "robotwin": (240, 320), "aloha": (480, 640)}

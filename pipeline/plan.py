@@ -15,17 +15,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pipeline.cameras import CameraChoice, canonical_order, chosen_names, parse_cameras
 from pipeline.config import ConfigError, PlanConfig
-from pipeline.episodes import (
-    Episode,
-    EpisodeError,
-    EpisodeInfo,
-    detect_layout,
-    list_episodes,
-    skip_reason,
-)
+from pipeline.episodes import EpisodeError, EpisodeInfo, detect_layout, skip_reason
+from pipeline.instructions import load_instructions
 from pipeline.parallel import WorkerPool
-from shards.format import CAMERAS, episode_key
+from pipeline.sources import KNOWN_CAMERAS, EpisodeRef, key_path, list_refs, open_episode
+from shards.format import episode_key
 
 if TYPE_CHECKING:
     from pipeline.encode import EncodeResult
@@ -36,13 +32,15 @@ class EpisodeProbe:
     """What planning learned about one episode file."""
 
     path: Path
-    relative: str  # posix path relative to the input folder
+    relative: str  # posix path relative to the input folder (`#demo` for one of a file's many)
     sha256: str
     info: EpisodeInfo | None  # None when unreadable
     reason: str | None = None  # why the episode is skipped; None when good
     key: str = ""
     split: str | None = None
     encoded: EncodeResult | None = None  # set by the converter's encode stage
+    item: str | None = None  # which episode of a file holding many (a demo group)
+    instruction: str | None = None  # given from outside the file (--instruction, instruction.txt)
 
     @property
     def ok(self) -> bool:
@@ -52,9 +50,10 @@ class EpisodeProbe:
 @dataclass
 class Plan:
     layout: str
-    cameras: tuple[str, ...]
-    probes: list[EpisodeProbe]  # every episode file, in sorted relative-path order
+    cameras: tuple[str, ...]  # set names
+    probes: list[EpisodeProbe]  # every episode, in sorted relative-path order
     decisions: list[str] = field(default_factory=list)  # choices that left something out
+    rename: dict[str, str] = field(default_factory=dict)  # own/set name -> set name (--cameras)
 
     def good(self, split: str | None = None) -> list[EpisodeProbe]:
         return [p for p in self.probes if p.ok and (split is None or p.split == split)]
@@ -71,15 +70,28 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def probe_episode(
-    path: Path, root: Path, layout: str, cameras: tuple[str, ...] | None, instruction: str | None
-) -> EpisodeProbe:
-    """Checksum and check one episode; whatever fails becomes its skip reason."""
-    relative = path.relative_to(root).as_posix()
-    probe = EpisodeProbe(path, relative, "", info=None)
+def _hash_file(path: Path) -> str | None:
     try:
-        probe.sha256 = file_sha256(path)
-        with Episode(path, layout, instruction) as episode:
+        return file_sha256(path)
+    except OSError:
+        return None  # the episode's probe says why it cannot be read
+
+
+def probe_episode(
+    ref: EpisodeRef,
+    sha256: str | None,
+    layout: str,
+    cameras: tuple[str, ...] | None,
+    instruction: str | None,
+    rename: dict[str, str],
+) -> EpisodeProbe:
+    """Check one episode; whatever fails becomes its skip reason."""
+    probe = EpisodeProbe(ref.path, ref.relative, sha256 or "", info=None, item=ref.item)
+    probe.instruction = instruction
+    try:
+        if sha256 is None:
+            file_sha256(ref.path)  # raises the OSError that says why
+        with open_episode(ref, layout, instruction, rename) as episode:
             probe.info = episode.info()
             episode.check_cameras(cameras if cameras is not None else probe.info.cameras)
             if not probe.info.instructions:
@@ -113,14 +125,25 @@ def make_plan(config: PlanConfig, pool: WorkerPool | None = None) -> Plan:
             return make_plan(config, own_pool)
     root = config.episodes_dir
     layout = config.layout or detect_layout(root)
-    if layout == "aloha" and not config.instruction:
-        raise ConfigError("aloha episodes carry no language instruction; pass --instruction TEXT")
-    paths = list_episodes(root, layout)
+    choice = parse_cameras(config.cameras) if config.cameras is not None else None
+    wanted = _chosen(choice, layout)
+    refs = list_refs(root, layout)
     if config.part is not None:
         # Round-robin over the sorted list: parts are balanced and fixed by the folder alone.
         index, count = config.part
-        paths = paths[index - 1 :: count]
-    jobs = [(p, root, layout, config.cameras, config.instruction) for p in paths]
+        refs = refs[index - 1 :: count]
+    given = load_instructions(root, config.instruction, [r.relative for r in refs])
+    if layout in ("aloha", "robomimic") and not given.any:
+        raise ConfigError(
+            f"{layout} episodes carry no language instruction; pass --instruction TEXT (or a "
+            "JSON/YAML file mapping episodes to instructions), or put an instruction.txt "
+            "in their folder"
+        )
+    files = sorted({r.path for r in refs})
+    hashes = pool.run_ordered(_hash_file, [(f,) for f in files], "hashing files", config.progress)
+    sha = dict(zip(files, hashes, strict=True))
+    rename = choice.rename if choice else {}
+    jobs = [(r, sha[r.path], layout, wanted, given.for_episode(r.relative), rename) for r in refs]
     probes = pool.run_ordered(probe_episode, jobs, "checking episodes", config.progress)
     # Every choice below is made for the many, never by whichever file sorts first, and each
     # one that leaves episodes or cameras out is said in the plan's decisions.
@@ -129,14 +152,25 @@ def make_plan(config: PlanConfig, pool: WorkerPool | None = None) -> Plan:
         *_decide_width(probes, "proprio", _proprio_width, None, None),
     ]
     _check_no_normalize_dims(probes, config.no_normalize_dims)
-    if config.cameras is not None:
-        cameras = config.cameras
+    if wanted is not None:
+        cameras = wanted
     else:
         cameras, said = _decide_cameras(probes, root)
         decisions += said
     assign_keys(probes)
     assign_split(probes, config)
-    return Plan(layout, cameras, probes, decisions)
+    return Plan(layout, cameras, probes, decisions, rename)
+
+
+def _chosen(choice: CameraChoice | None, layout: str) -> tuple[str, ...] | None:
+    """The set's camera names `--cameras` gives in this layout (None: decided by the episodes)."""
+    if choice is None:
+        return None
+    names = chosen_names(choice, KNOWN_CAMERAS[layout])
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"--cameras: {', '.join(twice)} is named twice")
+    return names
 
 
 def _check_no_normalize_dims(probes: list[EpisodeProbe], dims: tuple[int, ...]) -> None:
@@ -211,14 +245,15 @@ def _decide_cameras(probes: list[EpisodeProbe], root: Path) -> tuple[tuple[str, 
     good = [p for p in probes if p.ok]
     if not good:
         return (), []
-    counts = {c: sum(c in p.info.cameras for p in good) for c in CAMERAS}
-    chosen = tuple(c for c in CAMERAS if 2 * counts[c] > len(good))
+    names = canonical_order(c for p in good for c in p.info.cameras)
+    counts = {c: sum(c in p.info.cameras for p in good) for c in names}
+    chosen = tuple(c for c in names if 2 * counts[c] > len(good))
     if not chosen:
         raise ConfigError(f"{root}: no camera is in most of the good episodes; pick --cameras")
     decisions = [
         f"camera {c} left out: only in {counts[c]} of {len(good)} episodes"
-        for c in CAMERAS
-        if counts[c] > 0 and c not in chosen
+        for c in names
+        if c not in chosen
     ]
     lacking = [p for p in good if not set(chosen) <= set(p.info.cameras)]
     for p in lacking:
@@ -239,7 +274,7 @@ def assign_keys(probes: list[EpisodeProbe]) -> None:
     for p in probes:
         if not p.ok:
             continue
-        key = episode_key(p.relative)
+        key = episode_key(key_path(p.relative))
         if key in owners:
             p.reason = f"its sample key {key!r} collides with {owners[key]}; rename one file"
             continue

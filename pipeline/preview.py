@@ -31,33 +31,47 @@ def first_samples(shard_set: ShardSet, split: str, n: int) -> list[dict]:
     return samples
 
 
-def contact_sheet(samples: list[dict], cameras: list[str], out: Path) -> None:
-    """One row per sample: every camera's image, then the action chunk per dimension."""
+CELL_IN = 2.4  # inches per image or plot cell
+_CHARS_PER_IN = 17  # 7-point characters per inch of caption, on average
+
+
+def sheet_figure(samples: list[dict], cameras: list[str]) -> plt.Figure:
+    """One row per sample: every camera's image, then the action chunk per dimension.
+
+    Each row's caption (key and instruction) is wrapped to the row's width, so long keys
+    (LIBERO's run to ~100 characters) never squeeze the images.
+    """
     if not samples:
         raise ValueError("no samples to preview")
     cols = len(cameras) + 1
-    fig, axes = plt.subplots(
-        len(samples), cols, figsize=(2.4 * cols, 2.6 * len(samples)), squeeze=False
-    )
-    for row, sample in zip(axes, samples, strict=True):
+    width = CELL_IN * cols
+    fig = plt.figure(figsize=(width, 2.9 * len(samples)), layout="constrained")
+    rows = fig.subfigures(len(samples), 1, squeeze=False)[:, 0]
+    for sub, sample in zip(rows, samples, strict=True):
         meta = sample["meta"]
-        for ax, camera in zip(row, cameras, strict=False):
+        instruction = meta["instructions"][0] if meta["instructions"] else "(no instruction)"
+        caption = textwrap.fill(
+            f"{sample['key']}: {instruction}", int(width * _CHARS_PER_IN), max_lines=3
+        )
+        sub.suptitle(caption, fontsize=7, x=0.01, ha="left")
+        axes = sub.subplots(1, cols, squeeze=False)[0]
+        for ax, camera in zip(axes, cameras, strict=False):
             ax.imshow(sample["images"][camera])
             ax.set_title(camera, fontsize=8)
             ax.axis("off")
-        instruction = meta["instructions"][0] if meta["instructions"] else "(no instruction)"
-        row[0].text(
-            0, -0.22, textwrap.shorten(f"{sample['key']}: {instruction}", 90),
-            transform=row[0].transAxes, fontsize=7, va="top",
-        )  # fmt: skip
-        ax = row[-1]
+        ax = axes[-1]
         chunk = sample["actions"]
         ax.plot(chunk, linewidth=0.8)
         if meta["valid"] < len(chunk):
             ax.axvline(meta["valid"] - 0.5, color="grey", linestyle=":", linewidth=0.8)
         ax.set_title(f"actions t={meta['t']} ({chunk.shape[1]} dims)", fontsize=8)
         ax.tick_params(labelsize=6)
-    fig.tight_layout()
+    return fig
+
+
+def contact_sheet(samples: list[dict], cameras: list[str], out: Path) -> None:
+    """Write sheet_figure's picture to `out`."""
+    fig = sheet_figure(samples, cameras)
     fig.savefig(out, dpi=80)
     plt.close(fig)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from shards.format import META_MEMBER, decode_meta
 from shards.mixture import Mixture, set_choices
 from shards.samples import RawSample, ShardReadError, extra_fields, iter_raw_samples
 from shards.source import ShardSet, ShardSetError
@@ -92,10 +93,11 @@ class Draws:
             rng = np.random.default_rng([cfg.seed, epoch, stream, index])
             raws = read_shards(shard_set, cfg.split, mine, self.events, self.labels[index])
             taken = 0
+            chunk = shard_set.manifest.chunk
             for raw in shuffled(raws, 0 if cfg.finite else cfg.shuffle_buffer, rng):
-                taken += 1
-                if taken > skip:  # fast-forward on resume: no JPEG decoding
-                    yield raw, epoch, taken
+                taken += 1  # tails dropped count too, so a resume fast-forwards to the same place
+                if taken > skip and not (cfg.drop_tail and _is_tail(raw, chunk)):
+                    yield raw, epoch, taken  # skip: fast-forward on resume, no JPEG decoding
             if cfg.finite:
                 return
             if taken == 0 and mine:
@@ -104,6 +106,15 @@ class Draws:
                     f"{shard_set.source}: stream {stream} can read none of {names_read}"
                 )
             epoch, skip = epoch + 1, 0
+
+
+def _is_tail(raw: RawSample, chunk: int) -> bool:
+    """A sample whose chunk runs past its episode's end; unreadable meta is decoding's to report."""
+    try:
+        valid = decode_meta(raw[META_MEMBER]).get("valid")
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(valid, int) and valid < chunk
 
 
 def read_shards(

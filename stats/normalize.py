@@ -18,7 +18,12 @@ _EPS = 1e-8
 
 @dataclass(frozen=True)
 class Bounds:
-    """low/high per dimension, the mask of normalized dims, and dims with low == high."""
+    """low/high per dimension, the mask of normalized dims, and the constant dims (min == max).
+
+    `constant` follows OFT (min == max, whatever the bounds): with `bounds_q99` a dimension
+    whose q01 == q99 but whose max is higher still normalizes, to -1 at q01 and +1 above it,
+    as OFT's does, so a policy trained here sees the targets an OFT run would.
+    """
 
     low: np.ndarray
     high: np.ndarray
@@ -36,11 +41,17 @@ def bounds(stats: ArrayStats, normalization: str) -> Bounds:
         raise ValueError(f"unknown normalization {normalization!r}; use one of {NORMALIZATIONS}")
     low = np.asarray(low, dtype=np.float32)
     high = np.asarray(high, dtype=np.float32)
-    return Bounds(low, high, np.asarray(stats.mask, bool), low == high)
+    constant = np.asarray(stats.min) == np.asarray(stats.max)
+    return Bounds(low, high, np.asarray(stats.mask, bool), constant)
 
 
 def normalize(x, b: Bounds, low=None, high=None, mask=None, constant=None):
-    """clip(2(x - low)/(high - low + eps) - 1, -1, 1) where mask; x elsewhere; 0 where low == high.
+    """clip(2(x - low)/(high - low + eps) - 1, -1, 1) where mask; x elsewhere; 0 where the
+    dimension is constant and masked.
+
+    One departure from OFT, on purpose: a constant dimension whose mask is off keeps its
+    value here, where OFT makes it 0. OFT's denormalization passes unmasked dims through,
+    so its robot would be sent 0 instead of the constant; ours is sent the constant.
 
     `low`, `high`, `mask`, `constant` may be given as tensors already on x's device;
     otherwise the numpy arrays of `b` are used.

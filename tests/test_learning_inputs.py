@@ -49,8 +49,8 @@ def test_the_state_is_learned_with_proprio_and_not_without(tmp_path):
     train_tiny(shards, with_state, steps=STEPS, proprio=True)
     without = tmp_path / "without"
     train_tiny(shards, without, steps=STEPS, proprio=False)
-    learned = predicted_l1(shards, with_state, "val", steps=STEPS)
-    blind = predicted_l1(shards, without, "val", steps=STEPS)
+    learned = predicted_l1(shards, with_state, "val")
+    blind = predicted_l1(shards, without, "val")
     report = f"with the state {learned:.3f}, without {blind:.3f}, constant {constant:.3f}"
     assert learned < 0.5 * constant, report
     assert blind > 0.8 * constant, report
@@ -81,7 +81,7 @@ def test_with_film_the_instruction_is_learned_and_changes_the_output(tmp_path):
     run = tmp_path / "run"
     train_tiny(shards, run, steps=STEPS, film=True)
     learned, constant = (
-        predicted_l1(shards, run, "train", steps=STEPS),
+        predicted_l1(shards, run, "train"),
         best_constant_l1(shards, "train"),
     )
     assert learned < 0.3 * constant, f"{learned:.3f} vs the constant's {constant:.3f}"

@@ -1,10 +1,14 @@
 """Model tests: 7B names and counts on meta, sequence layout, attention, tiny training."""
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
-from trainer.model import ModelConfig, build_policy, normalize_images
-from trainer.model.bases import build_base
+from trainer.model import ModelConfig, ModelLoadError, build_policy, normalize_images
+from trainer.model.bases import build_base, loaded_base
+from trainer.model.configs import OPENVLA_7B_SPEC
 from trainer.model.head import L1RegressionHead
 from trainer.model.vla import bidirectional_mask
 from trainer.model.weights import published_shapes
@@ -56,14 +60,23 @@ def test_7b_trainable_counts_on_meta(base_7b_meta):
     policy = build_policy(ModelConfig(base="openvla-7b-random", dtype="bfloat16"), "meta")
     counts = policy.trainable_parameters()
     assert counts["head"] == 268_644_366
-    assert counts["lora"] == 107_862_016
-    # OFT's ~110.7M also adapts the modules that never run (lm_head, last ViT blocks, attn_pool).
-    never_run = 0
-    for name in base_7b_meta.unused_module_names():
-        for module in base_7b_meta.get_submodule(name).modules():
-            if isinstance(module, torch.nn.Linear):
-                never_run += 32 * (module.in_features + module.out_features)
-    assert counts["lora"] + never_run == 110_721_024
+    assert counts["lora"] == 107_969_280
+    # LoRA is r * (fan_in + fan_out) per adapted layer; count it from the 7B skeleton itself.
+    rank = 32
+    expected = 0
+    unused = tuple(base_7b_meta.unused_module_names())
+    for name, module in base_7b_meta.named_modules():
+        if name.startswith(unused):
+            continue
+        if isinstance(module, torch.nn.Linear):
+            expected += rank * (module.in_features + module.out_features)
+        elif isinstance(module, torch.nn.Conv2d):  # lora_A is a conv, lora_B a 1x1 conv
+            fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+            expected += rank * (fan_in + module.out_channels)
+    assert counts["lora"] == expected
+    patch_embeds = [n for n, p in policy.vla.named_parameters() if "patch_embed.proj.lora_" in n]
+    assert len(patch_embeds) == 4
+    assert sum(policy.vla.get_parameter(n).numel() for n in patch_embeds) == 107_264
     base = policy.vla.get_base_model()
     for name in base.unused_module_names():
         assert not any(p.requires_grad for p in base.get_submodule(name).parameters()), name
@@ -184,3 +197,20 @@ def test_grad_checkpointing_gives_same_gradients():
         if "lora_B" in name:
             assert grads[1][name] is not None and grads[1][name].abs().sum() > 0, name
         torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6)
+
+
+def test_7b_skeleton_loads_openvla_7b_weight_list_strictly():
+    """Every one of openvla-7b's 982 tensors, by name and shape, and nothing else."""
+    listing = json.loads((Path(__file__).parent / "assets" / "openvla_7b_weights.json").read_text())
+    shapes = listing["shapes"]
+    assert len(shapes) == 982
+    assert sum(torch.Size(s).numel() for s in shapes.values()) == 7_541_237_184
+    with torch.device("meta"):
+        state = {name: torch.empty(shape, dtype=torch.bfloat16) for name, shape in shapes.items()}
+    model = loaded_base(OPENVLA_7B_SPEC, state, "openvla_7b_weights.json", "meta", torch.bfloat16)
+    assert published_shapes(model) == {k: tuple(v) for k, v in shapes.items()}
+    # One tensor short, or one too many, is refused by name.
+    short = dict(state)
+    del short["projector.fc3.bias"]
+    with pytest.raises(ModelLoadError, match="missing key.*projector.fc3.bias"):
+        loaded_base(OPENVLA_7B_SPEC, short, "short", "meta", torch.bfloat16)

@@ -257,6 +257,40 @@ def test_constant_dims_normalize_to_zero(norm_stats):
     np.testing.assert_array_equal(normalize(rows + 1, b)[:, 3], 0.0)
 
 
+def _oft_normalize(x, meta, normalization):
+    """OFT's normalize_action_and_proprio (prismatic/vla/datasets/rlds/utils/data_utils.py),
+    the tf.where formulas written in numpy."""
+    low, high = (
+        (meta["q01"], meta["q99"]) if normalization == "bounds_q99" else (meta["min"], meta["max"])
+    )
+    y = np.where(meta["mask"], np.clip(2 * (x - low) / (high - low + 1e-8) - 1, -1, 1), x)
+    return np.where(meta["min"] == meta["max"], 0.0, y)
+
+
+@pytest.mark.parametrize("normalization", ["bounds_q99", "bounds"])
+def test_normalize_matches_ofts_formula_on_its_edge_cases(normalization):
+    rows = np.zeros((200, 5), dtype=np.float32)
+    rows[:, 0] = np.linspace(-1, 2, 200)  # an ordinary dimension
+    rows[:1, 1] = 1.0  # q01 == q99 == 0 < max: a rarely moving dimension
+    rows[:, 2] = 0.5  # constant, normalized
+    rows[:, 3] = 0.7  # constant, mask off: the one deliberate difference
+    rows[:, 4] = np.linspace(5, 9, 200)  # mask off
+    stats = array_stats(rows, no_normalize=[3, 4])
+    meta = {k: np.asarray(v) for k, v in stats.to_dict().items()}
+    assert meta["q01"][1] == meta["q99"][1] == 0 < meta["max"][1]
+    x = np.array([[0.3, 0.0, 0.5, 0.7, 6.0], [2.5, 1.0, 0.5, 0.7, 10.0], [-3, -1, 9, 9, 0]])
+    x = x.astype(np.float32)
+    ours = normalize(x, bounds(stats, normalization))
+    oft = _oft_normalize(x, meta, normalization)
+    same = [0, 1, 2, 4]
+    np.testing.assert_allclose(ours[:, same], oft[:, same], atol=1e-6)
+    if normalization == "bounds_q99":
+        np.testing.assert_array_equal(ours[:, 1], [-1, 1, -1])  # OFT's +-1, not 0
+    # OFT zeroes it and then passes the 0 to the robot unnormalized; we keep the value.
+    np.testing.assert_array_equal(oft[:, 3], 0.0)
+    np.testing.assert_array_equal(ours[:, 3], x[:, 3])
+
+
 def test_normalize_works_on_torch_tensors(norm_stats):
     rows, stats = norm_stats
     b = bounds(stats, "bounds_q99")

@@ -61,7 +61,10 @@ def test_warmup_composes_with_the_decay():
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         scheduler.step()
-    assert lrs == pytest.approx([0.25, 0.5, 0.075, 0.1, 0.1, 0.1])
+    # OFT's warmup: lr * (0.1 + 0.9 * min((i + 1) / warmup, 1)) at step i; then x0.1 decay.
+    oft = [0.1 + 0.9 * min((i + 1) / 4, 1) for i in range(6)]
+    assert lrs[:2] == pytest.approx(oft[:2]) and lrs[0] == pytest.approx(0.325)
+    assert lrs[2:] == pytest.approx([oft[2] * 0.1, 0.1, 0.1, 0.1])
 
 
 def test_config_rejects_bad_values_and_changes_on_resume(tmp_path):

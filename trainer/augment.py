@@ -12,18 +12,15 @@ from trainer.model import normalize_images
 CROP_AREA = 0.9  # random resized crop: 90% of the area at square aspect, resized back
 BRIGHTNESS = 0.2  # additive delta in [-0.2, 0.2]
 CONTRAST = (0.8, 1.2)
-SATURATION = (0.8, 1.2)
-HUE = 0.05  # shift in [-0.05, 0.05] of the colour wheel
+SATURATION = (0.8, 1.2)  # factor on HSV saturation
+HUE = 0.05  # shift in [-0.05, 0.05] of the HSV hue circle
 _SIDE = math.sqrt(CROP_AREA)
-
-# NTSC YIQ: hue is the angle in the (I, Q) plane, so a hue shift is one 3x3 matrix per image.
-_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
-_GRAY = (0.299, 0.587, 0.114)
 
 
 def crop_resize(images: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-    """Square crops of CROP_AREA at `centers` (M, 2) in [-1, 1] (0 = centre), back to full size.
+    """Square crops of CROP_AREA at `centers` (M, 2) = (x, y) in [-1, 1] (0 = centre), back to
+    full size, sampled as TensorFlow's crop_and_resize (OFT's crop) samples: bilinear, the
+    crop's first and last output pixels on its box's edges (hence align_corners=True).
 
     One affine sampling grid per image, so the whole batch is a single grid_sample call.
     """
@@ -31,8 +28,8 @@ def crop_resize(images: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     theta = torch.zeros(m, 2, 3, device=images.device, dtype=images.dtype)
     theta[:, 0, 0] = theta[:, 1, 1] = _SIDE
     theta[:, :, 2] = centers.to(images.dtype) * (1 - _SIDE)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=True)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
 def center_crop(images: torch.Tensor) -> torch.Tensor:
@@ -57,40 +54,64 @@ def pixel_values(
 
 
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """(M, 3, H, W) float in [0, 1] -> augmented, in OFT's order: crop, brightness, contrast,
-    saturation, hue. Parameters come from `generator` (CPU), so runs repeat on any device.
+    """(M, 3, H, W) float in [0, 1] -> augmented, with OFT's operations in OFT's order (crop,
+    brightness, contrast, saturation, hue; clipped to [0, 1] after each). Parameters come from
+    `generator` (CPU), so runs repeat on any device.
+
+    Each image draws its parameters independently and its crop's x and y offsets separately.
+    OFT's dlimp hands one seed to every operation, so its stateless draws coincide: the crop
+    sits on the diagonal (height offset = width offset) and the colour changes move together.
+    We keep the wider, independent family on purpose (docs/OFT.md).
     """
     m = images.shape[0]
     u = torch.rand(m, 6, generator=generator).to(images.device, images.dtype)
     x = crop_resize(images, u[:, :2] * 2 - 1)
     x = (x + _per_image(u[:, 2] * 2 - 1) * BRIGHTNESS).clamp(0, 1)
     contrast = _per_image(CONTRAST[0] + u[:, 3] * (CONTRAST[1] - CONTRAST[0]))
-    mean = x.mean(dim=(2, 3), keepdim=True)
+    mean = x.mean(dim=(2, 3), keepdim=True)  # per channel, as tf.image.adjust_contrast
     x = ((x - mean) * contrast + mean).clamp(0, 1)
-    saturation = _per_image(SATURATION[0] + u[:, 4] * (SATURATION[1] - SATURATION[0]))
-    gray = _gray(x)
-    x = (gray + (x - gray) * saturation).clamp(0, 1)
-    return _shift_hue(x, (u[:, 5] * 2 - 1) * HUE).clamp(0, 1)
+    saturation = SATURATION[0] + u[:, 4] * (SATURATION[1] - SATURATION[0])
+    return jitter_hsv(x, saturation, (u[:, 5] * 2 - 1) * HUE)
 
 
 def _per_image(values: torch.Tensor) -> torch.Tensor:
     return values.view(-1, 1, 1, 1)
 
 
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor(_GRAY, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x * weights).sum(dim=1, keepdim=True)
+def jitter_hsv(x: torch.Tensor, saturation: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
+    """tf.image.adjust_saturation then adjust_hue, per image: S x factor (clipped to [0, 1]),
+    H + delta (mod 1). One HSV round trip serves both: the RGB OFT clips in between is
+    already in [0, 1], so the clip changes nothing there."""
+    h, s, v = rgb_to_hsv(x).unbind(1)
+    s = (s * _per_image(saturation)[:, 0]).clamp(0, 1)
+    h = torch.remainder(h + _per_image(hue)[:, 0], 1.0)
+    return hsv_to_rgb(torch.stack([h, s, v], dim=1)).clamp(0, 1)
 
 
-def _shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    angle = shift * 2 * math.pi
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    rotation = torch.zeros(x.shape[0], 3, 3, device=x.device, dtype=x.dtype)
-    rotation[:, 0, 0] = 1
-    rotation[:, 1, 1] = rotation[:, 2, 2] = cos
-    rotation[:, 1, 2] = -sin
-    rotation[:, 2, 1] = sin
-    to_yiq = _RGB_TO_YIQ.to(x.device, x.dtype)
-    to_rgb = _YIQ_TO_RGB.to(x.device, x.dtype)
-    matrix = to_rgb @ rotation @ to_yiq  # (M, 3, 3)
-    return torch.einsum("mij,mjhw->mihw", matrix, x)
+def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    """(M, 3, H, W) RGB in [0, 1] -> HSV, each in [0, 1] (the hexcone model, as colorsys)."""
+    r, g, b = x.unbind(1)
+    v, _ = x.max(dim=1)
+    delta = v - x.min(dim=1).values
+    s = torch.where(v > 0, delta / torch.where(v > 0, v, 1), 0)
+    safe = torch.where(delta > 0, delta, 1)
+    rc, gc, bc = (v - r) / safe, (v - g) / safe, (v - b) / safe
+    h = torch.where(v == r, bc - gc, torch.where(v == g, 2 + rc - bc, 4 + gc - rc))
+    h = torch.where(delta > 0, torch.remainder(h / 6, 1.0), 0)
+    return torch.stack([h, s, v], dim=1)
+
+
+def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of rgb_to_hsv."""
+    h, s, v = x.unbind(1)
+    sector = torch.floor(h * 6)
+    f = h * 6 - sector
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    sector = torch.remainder(sector, 6).long()
+    # Per sector (0..5) which of v, t, p, q each of R, G, B takes.
+    choices = torch.stack([v, q, p, t], dim=1)  # (M, 4, H, W)
+    table = torch.tensor(
+        [[0, 3, 2], [1, 0, 2], [2, 0, 3], [2, 1, 0], [3, 2, 0], [0, 2, 1]], device=x.device
+    )
+    index = table[sector].permute(0, 3, 1, 2)  # (M, 3, H, W)
+    return torch.gather(choices, 1, index)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -75,7 +76,7 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     save_policy(policy, tmp)
     (tmp / STATS_FILE).write_text(mixture.stats_text())
-    (tmp / CONFIG_FILE).write_text(cfg.to_json(mixture=mixture.record()))
+    (tmp / CONFIG_FILE).write_text(cfg.to_json(mixture=image_records(mixture)))
     torch.save(state, tmp / STATE_FILE)
     if final.exists():  # re-saving a step after a resume from an older one
         shutil.rmtree(final)
@@ -83,6 +84,21 @@ def save_checkpoint(
     for _, old in checkpoints(run_dir)[: -cfg.keep]:
         shutil.rmtree(old)
     return final
+
+
+def image_records(mixture: Mixture) -> list[dict[str, Any]]:
+    """The mixture record, each set with the JPEG quality its images were stored at: a
+    deployed policy puts camera frames through the same round trip (None: not recorded)."""
+    return [
+        {**record, "jpeg_quality": s.manifest.options.get("jpeg_quality")}
+        for record, s in zip(mixture.record(), mixture.sets, strict=True)
+    ]
+
+
+def load_jpeg_qualities(ckpt: Path) -> dict[str, int | None]:
+    """Dataset -> the JPEG quality of its stored images, from train_config.json."""
+    data = json.loads((ckpt / CONFIG_FILE).read_text())
+    return {r["dataset"]: r.get("jpeg_quality") for r in data.get("mixture", [])}
 
 
 def load_config(ckpt: Path) -> TrainConfig:

@@ -14,7 +14,8 @@ from shards.errors import UserError
 from shards.format import SPLITS
 from stats.normalize import NORMALIZATIONS
 from trainer.checkpoint import latest_checkpoint, load_config
-from trainer.config import ConfigError, TrainConfig
+from trainer.config import EPISODE_TAILS, ConfigError, TrainConfig
+from trainer.export import TARGETS, ExportConfig, export
 from trainer.loop import train as train_run
 from trainer.predict import PredictConfig, compare, print_report
 
@@ -71,6 +72,10 @@ def _option(name: str, help: str, **kwargs: Any):
 )  # fmt: skip
 @_option("base", "tiny, openvla-7b-random, a local openvla-7b folder or a hub id.")
 @_option("lora_rank", "LoRA rank r (alpha = min(r, 16)).")
+@click.option(
+    "--init-from", "init_from", type=click.Path(file_okay=False),
+    help="Start from this checkpoint's LoRA and head: a step-N folder or an OpenVLA-OFT folder.",
+)  # fmt: skip
 @_option("batch_size", "Samples per device per micro-batch.")
 @_option("grad_accum", "Micro-batches per optimizer step.")
 @_option("lr", "AdamW learning rate.")
@@ -90,9 +95,15 @@ def _option(name: str, help: str, **kwargs: Any):
     help="OFT crop and colour jitter on the GPU (evaluation uses the centre crop).",
 )  # fmt: skip
 @_option("normalization", "Action normalization bounds.", type=click.Choice(NORMALIZATIONS))
+@_option(
+    "episode_tail",
+    "Episodes' last chunk-1 steps: pad (masked rows) or drop (OpenVLA-OFT's way).",
+    type=click.Choice(EPISODE_TAILS),
+)
 @click.option(
-    "--images", default=",".join(_DEFAULTS["images"]), show_default=True, callback=_cameras,
-    help="Comma-separated cameras fed to the model, primary first.",
+    "--images", default="", callback=_cameras,
+    help="Comma-separated cameras fed to the model, primary first [default: head,left_wrist "
+    "when the set has both, else its one camera or its first two].",
 )  # fmt: skip
 @_option("save_every", "Save step-N/ every N steps (and at the last step).")
 @_option("keep", "Checkpoints to keep.")
@@ -135,9 +146,34 @@ def _config(ctx: click.Context, resume: str | None, options: dict[str, Any]) -> 
 @click.option("--base", help="Base to load the adapter onto [default: the one trained on].")
 @click.option("--dataset", help="Stats entry to denormalize with [default: the set's].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option(
+    "--images", default="", callback=_cameras,
+    help="OpenVLA-OFT folders: cameras in the run's order [default: the set's cameras].",
+)  # fmt: skip
+@click.option(
+    "--normalization", type=click.Choice(NORMALIZATIONS),
+    help="OpenVLA-OFT folders: [default: OFT's for the width, bounds for 14 dims].",
+)  # fmt: skip
 def predict(**options: Any) -> None:
-    """Predict chunks of CKPT (RUN_DIR/step-N) on --shards; print them beside the true ones."""
+    """Predict chunks of CKPT (RUN_DIR/step-N or an OpenVLA-OFT checkpoint folder) on
+    --shards; print them beside the true ones."""
     print_report(compare(PredictConfig(**options)))
+
+
+@main.command("export")
+@click.argument("step_dir", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option(
+    "--to", type=click.Choice(TARGETS), default="oft", show_default=True,
+    help="oft: OpenVLA-OFT's checkpoint folder (with the merged model its evaluation loads); "
+    "merged: the LoRA merged into the base, in openvla-7b's layout.",
+)  # fmt: skip
+@click.option("--base", help="Base to merge into [default: the one trained on].")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+def export_command(**options: Any) -> None:
+    """Write STEP_DIR (RUN_DIR/step-N) as OUT in another project's layout."""
+    out = export(ExportConfig(**options))
+    click.echo(f"wrote {out}")
 
 
 if __name__ == "__main__":  # torchrun -m trainer.cli ...

@@ -13,6 +13,7 @@ from shards.mixture import parse_source
 from stats.normalize import NORMALIZATIONS
 
 CONFIG_FILE = "train_config.json"
+EPISODE_TAILS = ("pad", "drop")
 # What --resume may change: where the run and the shards are now (checked against the run's
 # datasets, dims and weights), how long to go on, how often to save or validate, and the
 # device, and decode threads (they change how fast the same batches come, not which). Anything
@@ -35,6 +36,23 @@ class ConfigError(UserError, ValueError):
     """An option value that can't work; the message names the option."""
 
 
+DEFAULT_IMAGES = ("head", "left_wrist")  # OFT's pair: third-person view, then a wrist
+
+
+def default_images(set_cameras: list[list[str]]) -> tuple[str, ...]:
+    """The cameras to train on when --images is not given, from each set's manifest cameras.
+
+    OFT's pair when every set has it; else the cameras every set has, in the first set's
+    order: the one when there is one, the first two otherwise.
+    """
+    if all(set(DEFAULT_IMAGES) <= set(c) for c in set_cameras):
+        return DEFAULT_IMAGES
+    common = [c for c in set_cameras[0] if all(c in other for other in set_cameras)]
+    if not common:
+        raise ConfigError("the shard sets share no camera; pass --images")
+    return tuple(common[:2])
+
+
 @dataclass
 class TrainConfig:
     """One fine-tuning run (OpenVLA-OFT recipe: LoRA + L1 head on normalized action chunks)."""
@@ -48,6 +66,9 @@ class TrainConfig:
     base: str = "openvla/openvla-7b"
     """"tiny", "openvla-7b-random", a local openvla-7b folder or a hub id."""
     lora_rank: int = 32
+    init_from: str | None = None
+    """LoRA and head weights to start from (the optimizer starts afresh): a step-N folder of
+    ours or an OpenVLA-OFT checkpoint folder, of the same base, rank and action width."""
     batch_size: int = 8
     """Samples per device per micro-batch."""
     grad_accum: int = 1
@@ -67,11 +88,15 @@ class TrainConfig:
     """Threads decoding each batch's JPEGs in each loading process; 0 decodes inline; "auto"."""
     shuffle_buffer: int = 1000
     """Samples held per reading stream for shuffling (still JPEG-encoded)."""
+    episode_tail: str = "pad"
+    """"pad": an episode's last chunk-1 samples train with their chunk padded and the rows
+    past the end masked out of the loss; "drop": they are skipped, as OpenVLA-OFT does."""
     image_aug: bool = True
     """OFT's crop and colour jitter on the GPU; evaluation then uses the centre crop."""
     normalization: str = "bounds_q99"
-    images: tuple[str, ...] = ("head", "left_wrist")
-    """Cameras fed to the model, primary first."""
+    images: tuple[str, ...] = ()
+    """Cameras fed to the model, primary first; empty: DEFAULT_IMAGES when every set has
+    them, else the sets' cameras (see default_images), chosen when training starts."""
     save_every: int = 5000
     keep: int = 3
     """Checkpoints kept; older step-N/ folders are removed."""
@@ -111,10 +136,12 @@ class TrainConfig:
                 raise ConfigError(f"--{_flag(name)} must not be negative")
         if not self.lr > 0:
             raise ConfigError("--lr must be positive")
+        if self.episode_tail not in EPISODE_TAILS:
+            raise ConfigError(f"--episode-tail must be one of {', '.join(EPISODE_TAILS)}")
         if self.normalization not in NORMALIZATIONS:
             raise ConfigError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}")
-        if not self.images or len(set(self.images)) != len(self.images):
-            raise ConfigError("--images needs one or more distinct camera names")
+        if len(set(self.images)) != len(self.images):
+            raise ConfigError("--images needs distinct camera names")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError("--device must be auto, cpu or cuda")
 

@@ -27,11 +27,15 @@ from trainer.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from trainer.config import TrainConfig
+from trainer.config import DEFAULT_IMAGES, ConfigError, TrainConfig, default_images
 from trainer.distributed import Dist, gather_objects, init_distributed, shutdown, sum_across
 from trainer.inputs import uses_proprio
 from trainer.metrics import LossWindow, MetricsLogger, truncate_metrics
 from trainer.model import ModelConfig, VLAPolicy, build_policy, load_policy
+from trainer.model.checkpoint import load_saved_weights
+from trainer.model.configs import base_dtype
+from trainer.oft import is_oft_folder, read_oft
+from trainer.policy import load_oft_weights
 from trainer.step import build_optimizer, build_scheduler, eval_sums, l1_metrics, train_step
 
 
@@ -55,6 +59,10 @@ def _run(
     cfg: TrainConfig, resume: bool, dist: Dist, allow_new_data: bool, loader_line: str
 ) -> None:
     mixture = open_mixture(cfg.sources)
+    if not cfg.images:  # chosen once; the checkpoint's config keeps the choice for resume
+        cfg.images = default_images([s.manifest.cameras for s in mixture.sets])
+        if dist.main and cfg.images != DEFAULT_IMAGES:
+            print(f"--images {','.join(cfg.images)}: the set has no {','.join(DEFAULT_IMAGES)}")
     cfg = replace(cfg, proprio=uses_proprio(cfg.proprio, mixture))  # saved as decided
     check_stream(mixture, stream_config(cfg, dist, "train"))
     if cfg.val_every:
@@ -65,9 +73,12 @@ def _run(
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    policy = load_policy(ckpt, device=dist.device) if ckpt else build_policy(
-        model_config(cfg, mixture, dist.device), dist.device
-    )  # fmt: skip
+    if ckpt:
+        policy = load_policy(ckpt, device=dist.device)
+    else:
+        policy = build_policy(model_config(cfg, mixture, dist.device), dist.device)
+        if cfg.init_from:
+            init_weights(policy, Path(cfg.init_from), dist.device)
     model = policy
     if dist.world_size > 1:
         ids = [dist.device.index] if dist.device.type == "cuda" else None
@@ -141,6 +152,20 @@ def _run(
         logger.close()
 
 
+def init_weights(policy: VLAPolicy, source: Path, device: torch.device) -> None:
+    """LoRA and head from a step-N folder or an OFT folder; the head does not depend on the
+    chunk, so an OFT head (chunks of 8 or 25) can start a run of any chunk.
+
+    Checked here, not with the options: a resumed run loads its own step-N and no longer
+    needs the folder it started from."""
+    if not source.is_dir():
+        raise ConfigError(f"--init-from {source}: no such checkpoint folder")
+    if is_oft_folder(source):
+        load_oft_weights(policy, read_oft(source))
+    else:
+        load_saved_weights(policy, source, device)
+
+
 def _checkpoint_to_resume(
     cfg: TrainConfig, resume: bool, mixture: Mixture, dist: Dist, allow_new_data: bool
 ) -> tuple[Path | None, dict[str, Any] | None]:
@@ -210,6 +235,7 @@ def stream_config(cfg: TrainConfig, dist: Dist, split: str) -> StreamConfig:
         finite=split == "val",
         pin_memory=dist.device.type == "cuda",
         proprio=bool(cfg.proprio),
+        drop_tail=cfg.episode_tail == "drop",
     )
 
 
@@ -223,6 +249,5 @@ def model_config(cfg: TrainConfig, mixture: Mixture, device: torch.device) -> Mo
         grad_checkpointing=cfg.grad_checkpointing,
         proprio_dim=(mixture.sets[0].manifest.proprio_dim or 0) if cfg.proprio else 0,
         film=cfg.film,
-        # A bf16 frozen base halves the 7B's memory; LoRA and head train in fp32 either way.
-        dtype="bfloat16" if device.type == "cuda" else "float32",
+        dtype=base_dtype(device),
     )

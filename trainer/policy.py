@@ -2,28 +2,38 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from shards.format import STATS_FILE, resize_square
+from shards.format import STATS_FILE, decode_jpeg, encode_jpeg, resize_square
 from stats.compute import DatasetStats
 from stats.io import read_stats
 from stats.normalize import bounds, denormalize, normalize
 from trainer.augment import pixel_values
-from trainer.checkpoint import CheckpointError, checkpoints, load_config
+from trainer.checkpoint import CheckpointError, checkpoints, load_config, load_jpeg_qualities
 from trainer.config import CONFIG_FILE, ConfigError, TrainConfig
-from trainer.model import ModelConfig, VLAPolicy, load_policy
-from trainer.model.checkpoint import ADAPTER_FILE, HEAD_FILE, read_model_config
+from trainer.model import ModelConfig, VLAPolicy, build_policy, load_policy
+from trainer.model.checkpoint import (
+    ADAPTER_FILE,
+    HEAD_FILE,
+    adapter_shapes,
+    load_weights,
+    read_model_config,
+)
 from trainer.model.checkpoint import CONFIG_FILE as MODEL_CONFIG_FILE
 from trainer.model.configs import IMAGE_SIZE
+from trainer.oft import OftCheckpoint, OftOptions, is_oft_folder, read_oft, usable_adapter
 from trainer.step import autocast
 
 # One sample's cameras: by name (extra cameras are ignored) or in the trained order.
 CameraImages = Mapping[str, np.ndarray] | Sequence[np.ndarray]
+OFT_JPEG_QUALITY = 95
+log = logging.getLogger(__name__)
 _REQUIRED = (MODEL_CONFIG_FILE, ADAPTER_FILE, HEAD_FILE, STATS_FILE, CONFIG_FILE)
 
 
@@ -35,6 +45,9 @@ class CheckpointInfo:
     run: TrainConfig  # cameras, image_aug, normalization and seed of the run
     model: ModelConfig
     stats: dict[str, DatasetStats]  # one entry per dataset trained on
+    oft: OftCheckpoint | None = None  # the tensors, when the folder is OpenVLA-OFT's
+    oft_dtype: str | None = None  # the dtype asked for an OFT folder's base, if any
+    jpeg_quality: dict[str, int | None] | None = None  # per dataset, as its images were stored
 
     def select(self, dataset: str | None = None) -> str:
         """The stats entry to denormalize with: `dataset`, or the only one there is."""
@@ -54,11 +67,21 @@ class CheckpointInfo:
         return dataset
 
 
-def read_checkpoint(ckpt: Path) -> CheckpointInfo:
-    """Check a step-N/ folder is complete and consistent; errors name the folder and the fix."""
+def read_checkpoint(
+    ckpt: Path, oft: OftOptions | None = None, base: str | None = None
+) -> CheckpointInfo:
+    """Check a step-N/ (or OpenVLA-OFT) folder is complete and consistent; errors name the
+    folder and the fix. `oft` says what an OFT folder does not record; `base` its base."""
     ckpt = Path(ckpt)
     if not ckpt.is_dir():
         raise CheckpointError(f"{ckpt}: no such checkpoint folder; pass RUN_DIR/step-N")
+    if is_oft_folder(ckpt):
+        return oft_checkpoint_info(read_oft(ckpt), oft or OftOptions(), base)
+    if oft is not None and oft != OftOptions():
+        raise CheckpointError(
+            f"{ckpt}: cameras, chunk and normalization are read from the checkpoint; "
+            "those options are for OpenVLA-OFT folders only"
+        )
     missing = [name for name in _REQUIRED if not (ckpt / name).is_file()]
     if missing:
         # A run folder instead of one of its step-N folders is the likely slip.
@@ -66,7 +89,8 @@ def read_checkpoint(ckpt: Path) -> CheckpointInfo:
         fix = f"one of its step-N folders, e.g. {saved[-1][1]}" if saved else "a whole step-N"
         raise CheckpointError(f"{ckpt}: missing {', '.join(missing)}; pass {fix}")
     stats = read_stats(ckpt / STATS_FILE)
-    info = CheckpointInfo(ckpt, load_config(ckpt), read_model_config(ckpt), stats)
+    run, model = load_config(ckpt), read_model_config(ckpt)
+    info = CheckpointInfo(ckpt, run, model, stats, jpeg_quality=load_jpeg_qualities(ckpt))
     wrong = [n for n, s in info.stats.items() if len(s.action.q01) != info.model.action_dim]
     if wrong or len(info.run.images) != info.model.num_images:
         raise CheckpointError(
@@ -74,6 +98,50 @@ def read_checkpoint(ckpt: Path) -> CheckpointInfo:
             "action dims or cameras; the folder was not written by one run"
         )
     return info
+
+
+def oft_checkpoint_info(
+    oft: OftCheckpoint, options: OftOptions, base: str | None
+) -> CheckpointInfo:
+    """An OFT folder described as one of our runs: base, LoRA rank and action width from its
+    files, cameras, chunk and normalization from `options` (or OFT's platform defaults)."""
+    options = options.resolved(oft.action_dim, oft.path)
+    base = base or oft.base or "openvla/openvla-7b"
+    run = TrainConfig(
+        shards=(str(oft.path),),
+        base=base,
+        lora_rank=oft.lora_rank,
+        images=options.images,
+        image_aug=options.image_aug,
+        normalization=options.normalization,
+        episode_tail="drop",  # OFT's runs never saw padded chunks
+    )
+    model = ModelConfig(
+        base=base,
+        action_dim=oft.action_dim,
+        chunk=options.chunk,
+        num_images=len(options.images),
+        lora_rank=oft.lora_rank,
+        dtype=options.dtype or "float32",
+    )
+    wrong = [n for n, s in oft.stats.items() if len(s.action.q01) != oft.action_dim]
+    if wrong:
+        raise CheckpointError(
+            f"{oft.path}: dataset_statistics.json has other action dims than the head "
+            f"({oft.action_dim}) for {', '.join(wrong)}"
+        )
+    # OFT's evaluation JPEG-encodes frames with TensorFlow's default quality, 95.
+    qualities = dict.fromkeys(oft.stats, OFT_JPEG_QUALITY)
+    return CheckpointInfo(oft.path, run, model, oft.stats, oft, options.dtype, qualities)
+
+
+def load_oft_weights(policy: VLAPolicy, oft: OftCheckpoint) -> None:
+    """OFT's adapter (less the modules that never run, named) and head, strictly."""
+    adapter = usable_adapter(oft.adapter, set(adapter_shapes(policy)), oft.adapter_source)
+    fix = (
+        "the OFT run used another base, LoRA rank or action width: pass the base it was trained on"
+    )
+    load_weights(policy, adapter, oft.head, (oft.adapter_source, oft.head_source), fix)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -102,16 +170,45 @@ class Policy:
                 )
             self.proprio_bounds = bounds(state_stats, info.run.normalization)
         self.device = device
+        self.jpeg_quality = (info.jpeg_quality or {}).get(dataset)
+        if self.jpeg_quality is None:
+            log.warning(
+                "%s records no JPEG quality for %r (saved before it was recorded, or a set "
+                "made without one): camera frames are resized but skip the JPEG round trip "
+                "the training images went through", info.path, dataset,
+            )  # fmt: skip
 
     @classmethod
     def load(
-        cls, ckpt: Path, base: str | None = None, device: str = "auto", dataset: str | None = None
+        cls,
+        ckpt: Path,
+        base: str | None = None,
+        device: str = "auto",
+        dataset: str | None = None,
+        oft: OftOptions | None = None,
     ) -> Policy:
-        """Base (the trained one, or `base`) + LoRA + head; stats of `dataset` (or the only one)."""
-        info = read_checkpoint(ckpt)
+        """Base (the trained one, or `base`) + LoRA + head; stats of `dataset` (or the only one).
+
+        `ckpt` may be an OpenVLA-OFT checkpoint folder; `oft` then gives its cameras (and
+        chunk and normalization when they are not its platform's).
+        """
+        return cls.from_info(read_checkpoint(ckpt, oft, base), base, device, dataset)
+
+    @classmethod
+    def from_info(
+        cls, info: CheckpointInfo, base: str | None, device: str, dataset: str | None
+    ) -> Policy:
+        """Build and load the policy read_checkpoint described."""
         name = info.select(dataset)
         where = resolve_device(device)
-        return cls(load_policy(info.path, base, where), info, name, where)
+        if info.oft is None:
+            return cls(load_policy(info.path, base, where), info, name, where)
+        config = info.model
+        if where.type == "cuda" and info.oft_dtype is None:
+            config = replace(config, dtype="bfloat16")  # as OFT runs its base
+        net = build_policy(config, where)
+        load_oft_weights(net, info.oft)
+        return cls(net, info, name, where)
 
     @property
     def cameras(self) -> tuple[str, ...]:
@@ -136,7 +233,6 @@ class Policy:
         """Per-sample images (or a (B, N, H, W, 3) uint8 array) -> (B, chunk, D) float32."""
         return self.denormalize(self.predict_normalized(images, instructions, proprio))
 
-    @torch.no_grad()
     def predict_normalized(
         self,
         images: Sequence[CameraImages] | np.ndarray,
@@ -146,13 +242,30 @@ class Policy:
         """The network's output, in the normalized units the training loss is computed in."""
         if len(images) != len(instructions):
             raise ValueError(f"{len(images)} image sets for {len(instructions)} instructions")
-        state = self._state(proprio, len(images))
-        stacked = np.stack([np.stack(self._ordered(sample)) for sample in images])
-        # The validation view, computed outside autocast exactly as the trainer does.
-        pixels = pixel_values(torch.from_numpy(stacked).to(self.device), self.run.image_aug)
+        return self.predict_stored(self.stored_views(images), instructions, proprio)
+
+    def stored_views(self, images: Sequence[CameraImages] | np.ndarray) -> np.ndarray:
+        """Camera frames -> (B, N, 224, 224, 3) uint8 exactly as a shard of the run's set would
+        hold them: the converter's resize, then the JPEG round trip at the set's quality."""
+        return np.stack([np.stack(self._ordered(sample)) for sample in images])
+
+    def model_input(self, stored: np.ndarray) -> torch.Tensor:
+        """Stored views -> pixel_values: the validation view (the centre crop when the run
+        trained with image_aug), computed outside autocast exactly as the trainer does."""
+        return pixel_values(torch.from_numpy(stored).to(self.device), self.run.image_aug)
+
+    @torch.no_grad()
+    def predict_stored(
+        self,
+        stored: np.ndarray,
+        instructions: Sequence[str],
+        proprio: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Normalized output for images already as a shard holds them (e.g. read from one)."""
+        state = self._state(proprio, len(stored))
         tokens = {k: v.to(self.device) for k, v in self.net.tokenize(list(instructions)).items()}
         with autocast(self.device):
-            out = self.net(pixels, **tokens, proprio=state)
+            out = self.net(self.model_input(stored), **tokens, proprio=state)
         return out.float().cpu().numpy()
 
     def _state(self, proprio: np.ndarray | None, samples: int) -> torch.Tensor | None:
@@ -193,7 +306,16 @@ class Policy:
                 f"{len(images)} images for one sample; the policy takes {len(self.cameras)} "
                 f"({', '.join(self.cameras)}, in that order)"
             )
-        return [resize_square(_rgb(image), IMAGE_SIZE) for image in images]
+        return [stored_view(_rgb(image), IMAGE_SIZE, self.jpeg_quality) for image in images]
+
+
+def stored_view(image: np.ndarray, size: int, jpeg_quality: int | None) -> np.ndarray:
+    """What the converter stores for a frame, as the reader decodes it (shards.format's own
+    resize, encoder and decoder, so the bytes and pixels are the same)."""
+    resized = resize_square(image, size)
+    if jpeg_quality is None:
+        return resized
+    return decode_jpeg(encode_jpeg(resized, jpeg_quality))
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:

@@ -12,7 +12,9 @@ from rich.table import Table
 from shards.format import SPLITS
 from shards.reader import StreamConfig, make_loader
 from shards.source import ShardSet, ShardSetError, open_shard_set
+from stats.normalize import NORMALIZATIONS
 from trainer.config import ConfigError
+from trainer.oft import OftOptions, is_oft_folder
 from trainer.policy import CheckpointInfo, Policy, read_checkpoint
 
 SHOWN_DIMS = 4  # of the first row in the table; the L1 columns cover every dim and valid row
@@ -24,7 +26,7 @@ class PredictConfig:
     """Which checkpoint to check against which samples."""
 
     ckpt: Path
-    """A RUN_DIR/step-N folder."""
+    """A RUN_DIR/step-N folder, or an OpenVLA-OFT checkpoint folder."""
     shards: str
     """Shard set folder or URL whose samples are predicted."""
     split: str = "val"
@@ -35,9 +37,16 @@ class PredictConfig:
     dataset: str | None = None
     """Stats entry of the checkpoint; default the set's dataset, or the only one."""
     device: str = "auto"
+    images: tuple[str, ...] = ()
+    """OFT folders only: cameras in the order the run fed them; default the set's cameras."""
+    normalization: str | None = None
+    """OFT folders only; default OFT's for the action width (bounds for 14 dims)."""
 
     def __post_init__(self) -> None:
         self.ckpt = Path(self.ckpt)
+        self.images = tuple(self.images)
+        if self.normalization is not None and self.normalization not in NORMALIZATIONS:
+            raise ConfigError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}")
         if self.split not in SPLITS:
             raise ConfigError(f"--split must be one of {', '.join(SPLITS)}")
         if self.n < 0:
@@ -70,11 +79,11 @@ class PredictReport:
 def compare(cfg: PredictConfig) -> PredictReport:
     """Predict cfg.n samples of the set and compare; checks fit before the model is built."""
     shard_set = open_shard_set(cfg.shards)
-    info = read_checkpoint(cfg.ckpt)
+    info = read_checkpoint(cfg.ckpt, _oft_options(cfg, shard_set), cfg.base)
     own = shard_set.manifest.dataset
     dataset = info.select(cfg.dataset or (own if own in info.stats else None))
     _check_fits(info, shard_set)
-    policy = Policy.load(cfg.ckpt, cfg.base, cfg.device, dataset)
+    policy = Policy.from_info(info, cfg.base, cfg.device, dataset)
     # Validation's reading: one unshuffled pass, instructions chosen with the run's seed
     # at epoch 0, so every sample gets the instruction its val L1 was logged with.
     stream = StreamConfig(
@@ -84,6 +93,7 @@ def compare(cfg: PredictConfig) -> PredictReport:
         seed=policy.run.seed,
         finite=True,
         proprio=bool(policy.net.config.proprio_dim),
+        drop_tail=policy.run.episode_tail == "drop",  # as validation read them
     )
     rows: list[Comparison] = []
     sums = np.zeros(3)  # |error| in action units, in normalized units, values counted
@@ -93,7 +103,8 @@ def compare(cfg: PredictConfig) -> PredictReport:
             take = min(take, cfg.n - len(rows))
         actions = batch["actions"][:take].numpy()
         state = batch["proprio"][:take].numpy() if "proprio" in batch else None
-        normalized = policy.predict_normalized(
+        # Images read from a shard are already stored views: no second JPEG round trip.
+        normalized = policy.predict_stored(
             batch["images"][:take].numpy(), batch["instructions"][:take], state
         )
         predicted = policy.denormalize(normalized)
@@ -118,6 +129,21 @@ def compare(cfg: PredictConfig) -> PredictReport:
     if not rows:
         raise ShardSetError(f"{shard_set.source}: no readable {cfg.split} samples to predict")
     return PredictReport(cfg.ckpt, dataset, rows, sums[0] / sums[2], sums[1] / sums[2])
+
+
+def _oft_options(cfg: PredictConfig, shard_set: ShardSet) -> OftOptions | None:
+    """For an OFT folder, what it does not record: cameras (default the set's), the set's
+    chunk, the normalization; a step-N folder records them and takes none."""
+    if not is_oft_folder(cfg.ckpt):
+        if cfg.images or cfg.normalization:
+            raise ConfigError(
+                f"{cfg.ckpt}: --images and --normalization are for OpenVLA-OFT folders; "
+                "a step-N folder records its own"
+            )
+        return None
+    manifest = shard_set.manifest
+    images = cfg.images or tuple(manifest.cameras)
+    return OftOptions(images=images, chunk=manifest.chunk, normalization=cfg.normalization)
 
 
 def _check_fits(info: CheckpointInfo, shard_set: ShardSet) -> None:

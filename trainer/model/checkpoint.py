@@ -50,10 +50,36 @@ def read_model_config(ckpt_dir: Path) -> ModelConfig:
         ) from exc
 
 
-def _read_tensors(path: Path, device: torch.device | str) -> dict[str, torch.Tensor]:
+def read_tensors(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ModelLoadError(f"{path} is missing; point at a folder save_policy wrote")
     return load_file(path, device=str(device))
+
+
+def policy_tensors(policy: VLAPolicy) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(adapter, head) state dicts on the CPU, keyed as they are saved."""
+    return _tensors(get_peft_model_state_dict(policy.vla)), _tensors(
+        policy.action_head.state_dict()
+    )
+
+
+def adapter_shapes(policy: VLAPolicy) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in get_peft_model_state_dict(policy.vla).items()}
+
+
+def load_weights(
+    policy: VLAPolicy,
+    adapter: dict[str, torch.Tensor],
+    head: dict[str, torch.Tensor],
+    sources: tuple[Path, Path],
+    fix: str,
+) -> None:
+    """Adapter and head into `policy`, strictly: every key, nothing extra, every shape."""
+    check_state_dict(adapter_shapes(policy), adapter, sources[0], fix)
+    set_peft_model_state_dict(policy.vla, adapter)
+    expected = {k: tuple(v.shape) for k, v in policy.action_head.state_dict().items()}
+    check_state_dict(expected, head, sources[1], fix)
+    policy.action_head.load_state_dict(head)
 
 
 def load_policy(
@@ -65,29 +91,27 @@ def load_policy(
     if base is not None:
         config = replace(config, base=base)
     policy = build_policy(config, device)
+    load_saved_weights(policy, ckpt_dir, device)
+    return policy
+
+
+def load_saved_weights(policy: VLAPolicy, ckpt_dir: Path, device: torch.device | str) -> None:
+    """A folder save_policy wrote, into an already built policy of the same shape."""
     fix = "the checkpoint was saved with a different base or ModelConfig: pass the right base"
-
-    adapter_path = ckpt_dir / ADAPTER_FILE
-    adapter = _read_tensors(adapter_path, device)
-    expected = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(policy.vla).items()}
-    check_state_dict(expected, adapter, adapter_path, fix)
-    set_peft_model_state_dict(policy.vla, adapter)
-
-    _load_module(policy.action_head, ckpt_dir / HEAD_FILE, device, fix)
+    sources = (ckpt_dir / ADAPTER_FILE, ckpt_dir / HEAD_FILE)
+    adapter, head = (read_tensors(path, device) for path in sources)
+    load_weights(policy, adapter, head, sources, fix)
     if policy.proprio_projector is not None:
-        _load_module(policy.proprio_projector, ckpt_dir / PROPRIO_FILE, device, fix)
-    if config.film:
+        path = ckpt_dir / PROPRIO_FILE
+        state = read_tensors(path, device)
+        expected = {k: tuple(v.shape) for k, v in policy.proprio_projector.state_dict().items()}
+        check_state_dict(expected, state, path, fix)
+        policy.proprio_projector.load_state_dict(state)
+    if policy.config.film:
         path = ckpt_dir / FILM_FILE
-        film = _read_tensors(path, device)
+        film = read_tensors(path, device)
         params = film_parameters(policy.vla.get_base_model())
         check_state_dict({k: tuple(v.shape) for k, v in params.items()}, film, path, fix)
         with torch.no_grad():
             for name, param in params.items():
                 param.copy_(film[name])
-    return policy
-
-
-def _load_module(module: torch.nn.Module, path: Path, device: torch.device | str, fix: str) -> None:
-    state = _read_tensors(path, device)
-    check_state_dict({k: tuple(v.shape) for k, v in module.state_dict().items()}, state, path, fix)
-    module.load_state_dict(state)

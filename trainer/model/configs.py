@@ -12,6 +12,13 @@ BASE_TINY = "tiny"
 BASE_7B_RANDOM = "openvla-7b-random"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
+
+def base_dtype(device: torch.device) -> str:
+    """The frozen base's dtype on `device`: bf16 on CUDA halves the 7B's memory (OFT trains
+    under bf16 autocast anyway); exact float32 on the CPU. LoRA and head are float32 either way."""
+    return "bfloat16" if device.type == "cuda" else "float32"
+
+
 DINOV2_TIMM_ID = "vit_large_patch14_reg4_dinov2.lvd142m"
 SIGLIP_TIMM_ID = "vit_so400m_patch14_siglip_224"
 # Tiny stand-ins: the same timm classes and flags, only narrower and shallower, and with

@@ -1,4 +1,4 @@
-"""LoRA the OFT way (peft, alpha = min(r, 16), gaussian init) on every linear layer that runs."""
+"""LoRA the OFT way (peft, alpha = min(r, 16), gaussian init) on every adapted layer that runs."""
 
 from __future__ import annotations
 
@@ -8,21 +8,27 @@ from torch import nn
 from .film import film_parameters
 from .vla import OpenVLA
 
+# peft's "all-linear" turns the Linear layers into a list of name suffixes ("proj", "qkv", ...)
+# and then matches every module ending so, which also catches each ViT's patch embedding
+# `patch_embed.proj`, a Conv2d. OFT trains those two convolutions; so do we.
+_ADAPTED = (nn.Linear, nn.Conv2d)
+
 
 def lora_targets(model: OpenVLA) -> list[str]:
-    """Full names of the nn.Linear layers in the forward path (vision towers, projector, LLM).
+    """Full names of the adapted layers in the forward path: every nn.Linear (vision towers,
+    projector, LLM) and both towers' patch_embed.proj Conv2d.
 
     OFT's "all-linear" with peft 0.11 also adapted lm_head, the last ViT blocks and SigLIP's
-    attn_pool (2.86M of its ~110.7M on 7B); none of them ever gets a gradient, so we leave
-    them out: 107,862,016 trainable LoRA parameters on 7B at r=32, and DDP needs no
-    find_unused_parameters.
+    attn_pool (2.86M of its ~110.8M on 7B); none of them ever gets a gradient, so we leave
+    them out: 107,969,280 trainable LoRA parameters on 7B at r=32 (107,264 of them on the
+    two patch embeddings), and DDP needs no find_unused_parameters.
     """
     unused = tuple(model.unused_module_names())
     film_maps = {name.rpartition(".")[0] for name in film_parameters(model)}  # train in full
     return [
         name
         for name, module in model.named_modules()
-        if isinstance(module, nn.Linear)
+        if isinstance(module, _ADAPTED)
         and name not in film_maps
         and not any(name == u or name.startswith(u + ".") for u in unused)
     ]

@@ -68,8 +68,7 @@ class VLAPolicy(nn.Module):
         )
         # (B, chunk*D, H) -> (B, chunk, D*H): one row of D slot states per predicted step.
         rows = features.reshape(features.shape[0], self.config.chunk, -1)
-        head_dtype = self.action_head.in_proj.weight.dtype
-        return self.action_head(rows.to(head_dtype)).float()
+        return self.action_head(rows.to(self.action_head.dtype)).float()
 
     def trainable_parameters(self) -> dict[str, int]:
         """Trainable counts (LoRA, head, total) and all parameters, for the start-of-run log."""

@@ -49,6 +49,7 @@ class OpenVLA(nn.Module):
 
     def __init__(self, spec: dict) -> None:
         super().__init__()
+        self.spec = spec  # the config.json content a merged export writes back
         self.vision_backbone = FusedVisionBackbone(spec["timm_model_ids"])
         text_config = llama_config(spec["text_config"])
         self.projector = FusedGeluProjector(self.vision_backbone.embed_dim, text_config.hidden_size)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
@@ -14,6 +14,7 @@ from .configs import ModelLoadError
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
+SHARD_BYTES = 5 * 1024**3  # about the size of openvla-7b's own shards
 HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model"]
 # Old transformers saved RoPE frequencies; they are recomputed, never loaded.
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
@@ -97,6 +98,34 @@ def read_state_dict(directory: Path, device: torch.device | str = "cpu") -> dict
             if not key.endswith(_IGNORED_SUFFIXES):
                 state[key] = tensor
     return state
+
+
+def write_state_dict(
+    state: dict[str, torch.Tensor], directory: Path, shard_bytes: int = SHARD_BYTES
+) -> list[Path]:
+    """The published layout read_state_dict reads: model.safetensors, or when larger than
+    shard_bytes model-0000i-of-0000n.safetensors shards plus model.safetensors.index.json."""
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][key] = tensor
+        size += nbytes
+    if len(shards) == 1:
+        names = [SINGLE_FILE]
+    else:
+        names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+        weight_map = {key: name for name, shard in zip(names, shards, strict=True) for key in shard}
+        total = sum(t.numel() * t.element_size() for shard in shards for t in shard.values())
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (directory / INDEX_FILE).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    for name, shard in zip(names, shards, strict=True):
+        save_file(shard, directory / name, metadata={"format": "pt"})
+    return [directory / name for name in names]
 
 
 def published_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:

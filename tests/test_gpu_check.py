@@ -1,0 +1,232 @@
+"""bench/gpu_check.py: the CPU smoke run's report, part isolation and budgets, and its probes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+import gpu_check  # noqa: E402
+from gpu_check_loop import loop_figures  # noqa: E402
+from gpu_check_parts import PARTS, SMOKE, Context  # noqa: E402
+from gpu_check_probes import matmul_dtypes, profile_steps  # noqa: E402
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def _share(value) -> bool:
+    return isinstance(value, float) and 0 <= value <= 1
+
+
+def test_cpu_smoke_runs_every_part_and_reports_finite_figures(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "bench/gpu_check.py", "--cpu-smoke", "--out", str(out),
+         "--work", str(tmp_path / "work")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    report = json.loads((out / "report.json").read_text())
+    parts = report["parts"]
+    assert list(parts) == list(PARTS)
+    for name, part in parts.items():
+        assert part["status"] == "ok", (name, part.get("error"), part.get("log_tail"))
+        assert _positive(part["seconds"])
+    assert report["meta"]["mode"] == "cpu-smoke"
+    assert report["anchors"]["step_s"] == 0.698
+
+    assert parts["env"]["packages"]["torch"] == torch.__version__.split("+")[0]
+
+    b8 = parts["step_b8"]
+    assert b8["batch"] == SMOKE.batch and b8["steps"] == SMOKE.steps == len(b8["step_s"])
+    for key in ("median_step_s", "samples_per_s", "peak_allocated_gib", "build_s"):
+        assert _positive(b8[key]), key
+    assert all(_positive(t) for t in b8["step_s"]) and b8["losses_finite"]
+    assert "vs_anchor" not in b8  # the anchors are 7B-on-CUDA figures
+    sdpa = b8["profile"]["sdpa"]
+    # The tiny base runs attention in both towers and in its Llama layers, every one by SDPA.
+    assert sum(sdpa["forward_calls_per_step"].values()) > 0
+    assert all(c["backend"] in ("flash", "efficient", "cudnn", "math") for c in sdpa["calls"])
+    top_ops = b8["profile"]["top_ops"]
+    assert len(top_ops) >= 3 and all(_positive(op["self_ms"]) for op in top_ops)
+    assert not any(op["name"].startswith(("ProfilerStep", "Optimizer")) for op in top_ops)
+    with gzip.open(out / b8["profile"]["trace"]) as trace:  # the smoke run always writes it
+        assert json.load(trace)["traceEvents"]
+    coverage = b8["autocast"]
+    assert _positive(coverage["matmul_gflop"])
+    assert coverage["bf16_share"] == 0.0  # exact float32 on the CPU, as the trainer runs there
+    assert _positive(b8["matmul_tflop_per_s"])
+
+    b16 = parts["step_b16_gc"]
+    assert b16["fits"] is True and b16["grad_checkpointing"] is True
+    assert b16["batch"] == SMOKE.big_batch and _positive(b16["median_step_s"])
+
+    loop = parts["loop"]
+    assert loop["steps"] == SMOKE.loop_steps and loop["skipped_steps"] == SMOKE.loop_skip
+    assert loop["options"]["workers"] == 4 and loop["options"]["decode_threads"] == 0
+    assert _share(loop["data_wait_share"]) and _positive(loop["median_step_s"])
+    assert loop["losses_finite"] and loop["bad_samples"] == 0
+    assert _positive(loop["shard_set"]["train_samples"])
+
+    learn = parts["learn_tiny"]
+    assert learn["steps"] == SMOKE.learn_steps
+    for key in ("train_ratio", "held_ratio", "blank_ratio", "train_constant", "held_constant"):
+        assert _positive(learn[key]), key
+    assert all(isinstance(learn[k], bool) for k in ("train_pass", "held_pass", "blank_pass"))
+
+    long = parts["learn_7b"]
+    assert long["steps"] == SMOKE.long_steps == len(long["grad_norm"]) == len(long["loss"])
+    assert long["finite"] and all(_positive(g) for g in long["grad_norm"])
+
+    text = (out / "report.txt").read_text()
+    for name in PARTS:
+        assert f"[{name}] ok" in text
+    assert "no further figures" not in text
+
+
+def test_loop_data_wait_is_total_wait_over_total_time_after_the_first_steps():
+    def record(step_s: float, wait: float, loss: float = 0.5) -> dict:
+        return {"samples_per_s": 8 / step_s, "data_wait": wait, "loss": loss,
+                "bad_shards": 0, "bad_samples": 0}  # fmt: skip
+
+    # Step 1 (workers starting) is left out; then 1 s waiting 10%, 3 s waiting 0%.
+    records = [record(5.0, 0.9), record(1.0, 0.1), record(3.0, 0.0)]
+    figures = loop_figures(records, batch=8, skip=1, goal=0.01)
+    assert figures["data_wait_share"] == pytest.approx(0.1 / 4)
+    assert figures["median_step_s"] == pytest.approx(2.0)
+    assert figures["first_step_s"] == pytest.approx(5.0)
+    assert figures["data_wait_goal_met"] is False and figures["skipped_steps"] == 1
+    assert loop_figures(records[:1], 8, 1, 0.01)["data_wait_share"] is None
+
+
+def _context(tmp_path: Path, budget_s: float) -> Context:
+    return Context(
+        torch.device("cpu"), SMOKE, tmp_path, tmp_path, time.monotonic() + budget_s, "never"
+    )
+
+
+def test_a_part_past_its_budget_is_stopped_and_keeps_what_it_recorded(tmp_path):
+    def slow(ctx, rec):
+        rec.set(before="recorded")
+        time.sleep(60)
+
+    report = gpu_check.Report(tmp_path, {"mode": "test"}, {"slow": 1.0})
+    start = time.monotonic()
+    gpu_check.run_part("slow", slow, _context(tmp_path, 1.0), report, tmp_path)
+    assert time.monotonic() - start < 30
+    saved = json.loads((tmp_path / "report.json").read_text())["parts"]["slow"]
+    assert saved["status"] == "timed_out" and saved["before"] == "recorded"
+
+
+def test_a_failing_part_is_recorded_and_the_next_one_runs(tmp_path):
+    def broken(ctx, rec):
+        rec.set(before="recorded")
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    def fine(ctx, rec):
+        rec.set(value=1.5)
+
+    report = gpu_check.Report(tmp_path, {"mode": "test"}, {"broken": 30, "fine": 30})
+    gpu_check.run_part("broken", broken, _context(tmp_path, 30), report, tmp_path)
+    gpu_check.run_part("fine", fine, _context(tmp_path, 30), report, tmp_path)
+    saved = json.loads((tmp_path / "report.json").read_text())["parts"]
+    assert saved["broken"]["status"] == "failed" and saved["broken"]["before"] == "recorded"
+    assert "illegal memory access" in saved["broken"]["error"]
+    assert saved["fine"]["status"] == "ok" and saved["fine"]["value"] == 1.5
+    text = (tmp_path / "report.txt").read_text()
+    assert "[broken] failed" in text and "illegal memory access" in text
+
+
+def test_a_part_runs_in_a_spawned_child_too(tmp_path):
+    # The fallback when a forked child could not use CUDA: the part is pickled by name.
+    report = gpu_check.Report(tmp_path, {"mode": "test"}, {"env": 120})
+    gpu_check.run_part("env", PARTS["env"], _context(tmp_path, 120), report, tmp_path, "spawn")
+    saved = json.loads((tmp_path / "report.json").read_text())["parts"]["env"]
+    assert saved["status"] == "ok", saved
+    assert saved["packages"]["torch"] == torch.__version__.split("+")[0]
+
+
+def test_wheels_install_offline_into_the_scratch_folder(tmp_path):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _write_wheel(wheels / "gpucheckdemo-1.0-py3-none-any.whl")
+    site = tmp_path / "site"
+    try:
+        info = gpu_check.install_wheels(wheels, site)
+        import gpucheckdemo
+
+        assert gpucheckdemo.VALUE == 42
+        assert info["installed"] == ["gpucheckdemo-1.0-py3-none-any.whl"]
+    finally:
+        sys.path.remove(str(site))
+        sys.modules.pop("gpucheckdemo", None)
+    with pytest.raises(SystemExit, match="no .whl files"):
+        gpu_check.install_wheels(tmp_path / "empty", site)
+
+
+def _write_wheel(path: Path) -> None:
+    """The smallest wheel pip installs: a module and its dist-info."""
+    info = "gpucheckdemo-1.0.dist-info"
+    files = {
+        "gpucheckdemo.py": "VALUE = 42\n",
+        f"{info}/METADATA": "Metadata-Version: 2.1\nName: gpucheckdemo\nVersion: 1.0\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    record = "".join(f"{name},,\n" for name in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as wheel:
+        for name, text in {**files, f"{info}/RECORD": record}.items():
+            wheel.writestr(name, text)
+
+
+class _Attend(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.proj(x).view(2, 2, 8, 8)
+        return F.scaled_dot_product_attention(q, q, q).sum()
+
+
+def test_profile_names_the_sdpa_backend_that_ran():
+    model, x = _Attend(), torch.randn(2, 8, 16)
+    with sdpa_kernel(SDPBackend.MATH):
+        forced = profile_steps(lambda: model(x).backward(), torch.device("cpu"), 1)
+    assert forced["sdpa"]["forward_calls_per_step"] == {"math": 1}
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        fused = profile_steps(lambda: model(x).backward(), torch.device("cpu"), 2)
+    assert fused["sdpa"]["forward_calls_per_step"] == {"flash": 1}
+    assert any(c["backward"] and c["backend"] == "flash" for c in fused["sdpa"]["calls"])
+
+
+def test_matmul_dtypes_sees_what_autocast_ran():
+    model, x = _Attend(), torch.randn(2, 8, 16)
+    exact = matmul_dtypes(lambda: model(x).backward())
+    assert exact["bf16_share"] == 0.0 and set(exact["gflop_by_dtype"]) == {"float32"}
+    # Two (16 x 16) @ (16 x 16) products of 2 * 16^3 FLOPs: the projection forward and its
+    # weight gradient (x needs none). CPU attention has no FLOP formula and is not counted.
+    assert exact["matmul_gflop"] == pytest.approx(2 * 2 * 16**3 / 1e9)
+    assert exact["largest_not_bf16"][0]["dtype"] == "float32"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cast = matmul_dtypes(lambda: model(x).float().backward())
+    assert cast["bf16_share"] == 1.0 and cast["largest_not_bf16"] == []
+    assert cast["matmul_gflop"] == pytest.approx(exact["matmul_gflop"])
