@@ -20,7 +20,7 @@ from trainer.loop import init_weights, train
 from trainer.metrics import read_metrics
 from trainer.model import ModelConfig, ModelLoadError, build_policy
 from trainer.model.checkpoint import read_tensors
-from trainer.oft import OftOptions, read_oft
+from trainer.oft import OftOptions, read_oft, write_oft
 from trainer.policy import Policy, read_checkpoint
 from trainer.predict import PredictConfig, compare
 
@@ -201,9 +201,13 @@ def test_oft_folders_we_cannot_run_are_refused(run, tmp_path):
     with pytest.raises(ModelLoadError, match="match no OFT platform"):
         Policy.load(oft_dir, base="tiny", device="cpu", oft=OftOptions(images=CAMERAS))
     torch.save({}, oft_dir / "proprio_projector--150000_checkpoint.pt")
-    with pytest.raises(ModelLoadError, match="proprio_projector.*proprioception"):
+    with pytest.raises(ModelLoadError, match="proprio_projector.*no fc1.weight"):
         read_oft(oft_dir)
     (oft_dir / "proprio_projector--150000_checkpoint.pt").unlink()
+    torch.save({}, oft_dir / "vision_backbone--150000_checkpoint.pt")
+    with pytest.raises(ModelLoadError, match="vision_backbone.*FiLM"):
+        read_oft(oft_dir)
+    (oft_dir / "vision_backbone--150000_checkpoint.pt").unlink()
     shutil.copy(
         oft_dir / "action_head--150000_checkpoint.pt", oft_dir / "action_head--5_checkpoint.pt"
     )
@@ -225,3 +229,37 @@ def test_predict_reads_a_drop_tail_run_as_its_validation_did(tmp_path):
     assert len(report.rows) == val["samples"] == 13  # 16 steps less the 3 padded chunks
     assert all(row.valid == 4 for row in report.rows)
     assert report.l1_normalized == pytest.approx(val["loss"], rel=1e-5)
+
+
+def test_a_proprio_projector_goes_to_oft_and_back(run, tmp_path):
+    """OFT's proprio_projector--N_checkpoint.pt (fc1, fc2; `module.` prefix) loads into our
+    projector strictly, and the policy predicts from the state as the same network does."""
+    _, step_dir = run
+    oft_dir = _oft_folder_by_hand(step_dir, tmp_path / "oft", prefix=True)
+    net = build_policy(ModelConfig(base="tiny", action_dim=3, chunk=4, lora_rank=4, proprio_dim=5))
+    projector = {"module." + k: v for k, v in net.proprio_projector.state_dict().items()}
+    torch.save(projector, oft_dir / "proprio_projector--150000_checkpoint.pt")
+    oft = read_oft(oft_dir)
+    assert sorted(oft.proprio) == ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"]
+    stats = json.loads((oft_dir / "dataset_statistics.json").read_text())
+    for entry in stats.values():  # OFT's statistics carry the state's too
+        entry["proprio"] = {k: [0.0] * 5 for k in ("mean", "std", "min", "q01")}
+        entry["proprio"].update({k: [1.0] * 5 for k in ("max", "q99")})
+        entry["proprio"]["mask"] = [True] * 5
+    (oft_dir / "dataset_statistics.json").write_text(json.dumps(stats))
+    policy = Policy.load(oft_dir, base="tiny", device="cpu", oft=_oft_options())
+    assert policy.net.config.proprio_dim == 5
+    for name, tensor in net.proprio_projector.state_dict().items():
+        assert torch.equal(policy.net.proprio_projector.state_dict()[name], tensor)
+    stored = np.stack(_images())[None]
+    low, high = np.zeros((1, 5), np.float32), np.ones((1, 5), np.float32)
+    a, b = (policy.predict_stored(stored, ["lift the cup"], state) for state in (low, high))
+    assert not np.allclose(a, b)
+    with pytest.raises(ValueError, match="trained with the robot state"):
+        policy.predict_stored(stored, ["lift the cup"])
+    # Written back as OFT writes it, beside the head.
+    back = tmp_path / "back"
+    write_oft(back, 7, oft.adapter, "{}", oft.head, "{}", proprio=oft.proprio)
+    saved = torch.load(back / "proprio_projector--7_checkpoint.pt", weights_only=True)
+    assert sorted(saved) == sorted(projector)
+    assert all(torch.equal(saved[k], projector[k]) for k in projector)

@@ -13,7 +13,7 @@ from shards.format import STATS_FILE
 from trainer.checkpoint import CheckpointError
 from trainer.config import ConfigError
 from trainer.model import VLAPolicy, load_policy
-from trainer.model.checkpoint import ADAPTER_FILE, HEAD_FILE, read_tensors
+from trainer.model.checkpoint import ADAPTER_FILE, HEAD_FILE, PROPRIO_FILE, read_tensors
 from trainer.model.configs import BASE_7B_RANDOM, BASE_TINY
 from trainer.model.weights import (
     INDEX_FILE,
@@ -59,6 +59,16 @@ def export(cfg: ExportConfig) -> Path:
     info = read_checkpoint(cfg.step_dir)
     if info.oft is not None:
         raise CheckpointError(f"{cfg.step_dir}: already an OpenVLA-OFT folder; nothing to export")
+    if info.model.film:
+        raise CheckpointError(
+            f"{cfg.step_dir}: trained with --film; exporting FiLM towers is not supported yet "
+            "(openvla-7b's layout has no place for them)"
+        )
+    if info.model.proprio_dim and cfg.to == "merged":
+        raise CheckpointError(
+            f"{cfg.step_dir}: trained with the robot state (--proprio); openvla-7b's layout "
+            "has no place for its projector: export --to oft, which writes it beside the head"
+        )
     tmp = cfg.out.parent / f".{cfg.out.name}.export-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -72,7 +82,9 @@ def export(cfg: ExportConfig) -> Path:
                 adapter_config=(cfg.step_dir / ADAPTER_CONFIG).read_text(),
                 head=read_tensors(cfg.step_dir / HEAD_FILE),
                 stats_text=(cfg.step_dir / STATS_FILE).read_text(),
-            )
+                proprio=read_tensors(cfg.step_dir / PROPRIO_FILE) if info.model.proprio_dim
+                else None,
+            )  # fmt: skip
         policy = load_policy(cfg.step_dir, cfg.base, resolve_device(cfg.device))
         write_merged(policy, tmp)
         if cfg.out.exists():

@@ -31,7 +31,6 @@ _COMPONENT = re.compile(r"(?P<name>[a-z_]+)--(?P<step>\d+|latest)_checkpoint\.pt
 # OFT components we have no counterpart for: a policy trained with them needs them to act,
 # so loading it without them would predict something else. Refused, not ignored.
 _UNSUPPORTED = {
-    "proprio_projector": "a proprioception token (--use_proprio)",
     "noisy_action_projector": "the diffusion action head (--use_diffusion)",
     "vision_backbone": "FiLM language conditioning in the vision towers (--use_film)",
 }
@@ -49,6 +48,7 @@ class OftCheckpoint:
     base: str | None  # the adapter config's base_model_name_or_path
     head: dict[str, torch.Tensor]
     stats: dict[str, DatasetStats]
+    proprio: dict[str, torch.Tensor] | None = None  # the proprio projector, when it has one
 
     @property
     def action_dim(self) -> int:
@@ -99,18 +99,13 @@ def read_oft(path: Path) -> OftCheckpoint:
                 "vla-shards does not have; it cannot predict the same actions here"
             )
     for name, files in components.items():
-        if name != "action_head":
+        if name not in ("action_head", "proprio_projector"):
             log.warning("%s: not an OFT component vla-shards knows; ignored", files[0])
     head_path = heads[0]
-    try:
-        head = torch.load(head_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise ModelLoadError(f"{head_path}: not a readable torch state dict ({exc})") from exc
-    if not isinstance(head, dict) or "model.fc2.weight" not in strip_ddp_prefix(head):
-        raise ModelLoadError(
-            f"{head_path}: not an L1 regression head state dict (no model.fc2.weight); "
-            "vla-shards loads OFT's L1 regression head only"
-        )
+    head = _state_dict(head_path, "model.fc2.weight", "an L1 regression head")
+    proprio = None
+    if "proprio_projector" in components:
+        proprio = _state_dict(components["proprio_projector"][0], "fc1.weight", "a projector")
     adapter_dir = path / ADAPTER_DIR
     weights = adapter_dir / ADAPTER_WEIGHTS
     if not weights.is_file():
@@ -134,9 +129,21 @@ def read_oft(path: Path) -> OftCheckpoint:
         adapter=load_file(weights),
         lora_rank=rank,
         base=config.get("base_model_name_or_path") or None,
-        head=strip_ddp_prefix(head),
+        head=head,
         stats=parse_stats(stats_text, str(stats_path)),
+        proprio=proprio,
     )
+
+
+def _state_dict(path: Path, key: str, what: str) -> dict[str, torch.Tensor]:
+    """One OFT component file, `module.` prefix stripped; it must hold `key`."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise ModelLoadError(f"{path}: not a readable torch state dict ({exc})") from exc
+    if not isinstance(state, dict) or key not in strip_ddp_prefix(state):
+        raise ModelLoadError(f"{path}: not {what}'s state dict (no {key})")
+    return strip_ddp_prefix(state)
 
 
 def usable_adapter(
@@ -165,6 +172,7 @@ def write_oft(
     adapter_config: str,
     head: dict[str, torch.Tensor],
     stats_text: str,
+    proprio: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """The files OFT's finetune.py writes for one step (the head with DDP's prefix, as a
     multi-GPU OFT run saves it; OFT strips it when loading either way)."""
@@ -174,6 +182,9 @@ def write_oft(
     (adapter_dir / ADAPTER_CONFIG).write_text(adapter_config)
     prefixed = {DDP_PREFIX + k: v for k, v in head.items()}
     torch.save(prefixed, out / f"action_head--{step}_checkpoint.pt")
+    if proprio is not None:
+        prefixed = {DDP_PREFIX + k: v for k, v in proprio.items()}
+        torch.save(prefixed, out / f"proprio_projector--{step}_checkpoint.pt")
     (out / STATS_FILE).write_text(stats_text)
 
 

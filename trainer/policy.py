@@ -27,6 +27,7 @@ from trainer.model.checkpoint import (
 )
 from trainer.model.checkpoint import CONFIG_FILE as MODEL_CONFIG_FILE
 from trainer.model.configs import IMAGE_SIZE
+from trainer.model.weights import check_state_dict
 from trainer.oft import OftCheckpoint, OftOptions, is_oft_folder, read_oft, usable_adapter
 from trainer.step import autocast
 
@@ -115,6 +116,7 @@ def oft_checkpoint_info(
         image_aug=options.image_aug,
         normalization=options.normalization,
         episode_tail="drop",  # OFT's runs never saw padded chunks
+        proprio=oft.proprio is not None,
     )
     model = ModelConfig(
         base=base,
@@ -123,6 +125,7 @@ def oft_checkpoint_info(
         num_images=len(options.images),
         lora_rank=oft.lora_rank,
         dtype=options.dtype or "float32",
+        proprio_dim=int(oft.proprio["fc1.weight"].shape[1]) if oft.proprio else 0,
     )
     wrong = [n for n, s in oft.stats.items() if len(s.action.q01) != oft.action_dim]
     if wrong:
@@ -142,6 +145,11 @@ def load_oft_weights(policy: VLAPolicy, oft: OftCheckpoint) -> None:
         "the OFT run used another base, LoRA rank or action width: pass the base it was trained on"
     )
     load_weights(policy, adapter, oft.head, (oft.adapter_source, oft.head_source), fix)
+    if oft.proprio is not None:
+        expected = {k: tuple(v.shape) for k, v in policy.proprio_projector.state_dict().items()}
+        source = oft.path / f"proprio_projector--{oft.step}_checkpoint.pt"
+        check_state_dict(expected, oft.proprio, source, fix)
+        policy.proprio_projector.load_state_dict(oft.proprio)
 
 
 def resolve_device(device: str) -> torch.device:
