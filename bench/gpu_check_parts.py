@@ -173,6 +173,7 @@ def loop(ctx: Context, rec: Recorder) -> None:
     """vla-train itself (defaults but base, batch, steps) on a set generated and converted here."""
     from gpu_check_loop import loop_figures, set_info, stream_set
 
+    from shards.loader_plan import plan_loader
     from trainer.config import TrainConfig
     from trainer.loop import train
     from trainer.metrics import METRICS_FILE, read_metrics
@@ -186,9 +187,11 @@ def loop(ctx: Context, rec: Recorder) -> None:
         shards=(str(shards),), run_dir=ctx.work / "loop" / "run", base=s.base,
         batch_size=s.batch, max_steps=s.loop_steps,
     )  # fmt: skip
+    plan = plan_loader(cfg.workers, cfg.decode_threads)  # what vla-train will choose
     rec.set(
-        options={"workers": cfg.workers, "decode_threads": cfg.decode_threads,
-                 "shuffle_buffer": cfg.shuffle_buffer, "image_aug": cfg.image_aug},
+        options={"workers": plan.workers, "decode_threads": plan.decode_threads,
+                 "loader": plan.reason, "shuffle_buffer": cfg.shuffle_buffer,
+                 "image_aug": cfg.image_aug},
     )  # fmt: skip
     figures_of = (s.batch, s.loop_skip, ANCHORS["data_wait_goal"])
     stop = threading.Event()

@@ -128,8 +128,8 @@ def _loop(p: Part, anchors: Anchors) -> Iterator[str]:
     )
     yield (
         f"vla-train, {p['steps']} steps, workers {o['workers']}, decode threads "
-        f"{o['decode_threads']}, shuffle buffer {o['shuffle_buffer']}; first step "
-        f"{p['first_step_s']:.2f} s"
+        f"{o['decode_threads']} ({o.get('loader', 'as given')}), shuffle buffer "
+        f"{o['shuffle_buffer']}; first step {p['first_step_s']:.2f} s"
     )
     yield (
         f"data wait {p['data_wait_share']:.2%} of step time over the last "

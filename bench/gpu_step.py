@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shards.loader_plan import AUTO, plan_loader
 from shards.reader import StreamConfig, make_loader
 from shards.source import open_shard_set
 from stats.compute import ArrayStats, array_stats
@@ -82,7 +83,7 @@ def step_setup(
     device: torch.device,
     grad_checkpointing: bool = False,
     shards: str | None = None,
-    workers: int = 4,
+    workers: int | str = AUTO,
     compile_model: bool = False,
     fused_adamw: bool = False,
 ) -> StepSetup:
@@ -93,7 +94,11 @@ def step_setup(
         shard_set = open_shard_set(shards)
         chunk, action_dim = shard_set.manifest.chunk, shard_set.manifest.action_dim
         action_stats = shard_set.stats.action
-        cfg = StreamConfig(cameras=cameras, batch_size=batch_size, workers=workers, pin_memory=pin)
+        plan = plan_loader(workers)  # vla-train's rule for "auto"
+        cfg = StreamConfig(
+            cameras=cameras, batch_size=batch_size, workers=plan.workers,
+            decode_threads=plan.decode_threads, pin_memory=pin,
+        )  # fmt: skip
         loader = make_loader(shard_set, cfg)
     else:
         chunk, action_dim = CHUNK, ACTION_DIM
@@ -224,7 +229,10 @@ def synthetic_batches(
 @click.option("--warmup", default=3, show_default=True, help="Untimed steps first.")
 @click.option("--batch-size", default=8, show_default=True)
 @click.option("--images", default="head,left_wrist", show_default=True)
-@click.option("--workers", default=8, show_default=True, help="DataLoader workers (--shards).")
+@click.option(
+    "--workers", default=AUTO, show_default=True,
+    help="DataLoader workers (--shards); auto: as vla-train chooses.",
+)  # fmt: skip
 @click.option("--grad-checkpointing", is_flag=True)
 @click.option("--compile", "compile_model", is_flag=True, help="torch.compile the policy.")
 @click.option("--fused-adamw", is_flag=True)
@@ -235,7 +243,7 @@ def main(
     warmup: int,
     batch_size: int,
     images: str,
-    workers: int,
+    workers: str,
     grad_checkpointing: bool,
     compile_model: bool,
     fused_adamw: bool,
@@ -246,7 +254,8 @@ def main(
     device = torch.device("cuda")
     cameras = tuple(c for c in images.split(",") if c)
     setup = step_setup(
-        base, batch_size, cameras, device, grad_checkpointing, shards, workers,
+        base, batch_size, cameras, device, grad_checkpointing, shards,
+        workers if workers == AUTO else int(workers),
         compile_model, fused_adamw,
     )  # fmt: skip
     result = time_steps(setup, warmup, steps).summary(batch_size)

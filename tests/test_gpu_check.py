@@ -26,6 +26,8 @@ from gpu_check_loop import loop_figures  # noqa: E402
 from gpu_check_parts import PARTS, SMOKE, Context  # noqa: E402
 from gpu_check_probes import matmul_dtypes, profile_steps  # noqa: E402
 
+from shards.loader_plan import plan_loader  # noqa: E402
+
 
 def _positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
@@ -81,7 +83,11 @@ def test_cpu_smoke_runs_every_part_and_reports_finite_figures(tmp_path):
 
     loop = parts["loop"]
     assert loop["steps"] == SMOKE.loop_steps and loop["skipped_steps"] == SMOKE.loop_skip
-    assert loop["options"]["workers"] == 4 and loop["options"]["decode_threads"] == 0
+    plan = plan_loader()  # vla-train's default, "auto", on this machine
+    assert (loop["options"]["workers"], loop["options"]["decode_threads"]) == (
+        plan.workers,
+        plan.decode_threads,
+    )
     assert _share(loop["data_wait_share"]) and _positive(loop["median_step_s"])
     assert loop["losses_finite"] and loop["bad_samples"] == 0
     assert _positive(loop["shard_set"]["train_samples"])
