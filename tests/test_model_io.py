@@ -125,3 +125,24 @@ def test_unreachable_hub_id_is_a_clear_error(monkeypatch):
         build_policy(ModelConfig(base="openvla/openvla-7b"))
     with pytest.raises(ModelLoadError, match="not 'tiny'"):
         build_policy(ModelConfig(base="no_such_dir"))
+
+
+def test_a_head_saved_under_the_earlier_names_still_loads(tmp_path):
+    # Checkpoints saved before the head took OFT's parameter names (in_norm, in_proj,
+    # blocks.N.{norm,fc}, out_norm, out_proj) hold the same layers under other keys.
+    policy = build_policy(ModelConfig(base="tiny", action_dim=3, chunk=2, lora_rank=4))
+    save_policy(policy, tmp_path / "ckpt")
+    head_file = tmp_path / "ckpt" / "action_head.safetensors"
+    earlier = {
+        "model.layer_norm1": "in_norm", "model.fc1": "in_proj", "model.layer_norm2": "out_norm",
+        "model.fc2": "out_proj", "model.mlp_resnet_blocks.0.ffn.0": "blocks.0.norm",
+        "model.mlp_resnet_blocks.0.ffn.1": "blocks.0.fc",
+        "model.mlp_resnet_blocks.1.ffn.0": "blocks.1.norm",
+        "model.mlp_resnet_blocks.1.ffn.1": "blocks.1.fc",
+    }  # fmt: skip
+    head = load_file(head_file)
+    old = {earlier[k.rsplit(".", 1)[0]] + "." + k.rsplit(".", 1)[1]: v for k, v in head.items()}
+    save_file(old, head_file)
+    loaded = load_policy(tmp_path / "ckpt")
+    for key, tensor in policy.action_head.state_dict().items():
+        assert torch.equal(loaded.action_head.state_dict()[key], tensor), key

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from .configs import ModelConfig, ModelLoadError
 from .film import film_parameters
+from .head import with_current_names
 from .policy import VLAPolicy, build_policy
 from .weights import check_state_dict
 
@@ -100,7 +101,7 @@ def load_saved_weights(policy: VLAPolicy, ckpt_dir: Path, device: torch.device |
     fix = "the checkpoint was saved with a different base or ModelConfig: pass the right base"
     sources = (ckpt_dir / ADAPTER_FILE, ckpt_dir / HEAD_FILE)
     adapter, head = (read_tensors(path, device) for path in sources)
-    load_weights(policy, adapter, head, sources, fix)
+    load_weights(policy, adapter, with_current_names(head), sources, fix)
     if policy.proprio_projector is not None:
         path = ckpt_dir / PROPRIO_FILE
         state = read_tensors(path, device)

@@ -10,6 +10,8 @@ and moving a head either way needs no renaming table to keep in step with theirs
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 
@@ -56,3 +58,27 @@ class L1RegressionHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.model(features)
+
+
+# Our own names before the head took OFT's: checkpoints saved with them still load.
+_EARLIER_NAMES = (
+    (r"^in_norm\.", "model.layer_norm1."),
+    (r"^in_proj\.", "model.fc1."),
+    (r"^blocks\.(\d+)\.norm\.", r"model.mlp_resnet_blocks.\1.ffn.0."),
+    (r"^blocks\.(\d+)\.fc\.", r"model.mlp_resnet_blocks.\1.ffn.1."),
+    (r"^out_norm\.", "model.layer_norm2."),
+    (r"^out_proj\.", "model.fc2."),
+)
+
+
+def with_current_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A head state dict saved under the earlier names, renamed (the same layers and maths);
+    one already in OFT's names is returned as it is."""
+    if not any(key.startswith("in_proj.") for key in state):
+        return state
+    renamed = {}
+    for key, tensor in state.items():
+        for pattern, replacement in _EARLIER_NAMES:
+            key = re.sub(pattern, replacement, key)
+        renamed[key] = tensor
+    return renamed
