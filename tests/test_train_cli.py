@@ -166,3 +166,13 @@ def test_a_torn_last_metrics_line_is_dropped_with_a_warning_on_resume(toy_shards
     with open(metrics, "a") as f:
         f.write('{"step": 3, "sp')
     assert [r["step"] for r in read_metrics(tmp_path / "r")] == [1, 2]
+
+
+def test_help_teaches_the_training_options_and_a_typo_is_not_a_training_run():
+    help_text = run("--help").output
+    assert "Training options" in help_text and "--shards" in help_text and "export" in help_text
+    assert run("-h").output == help_text
+    assert ", version " in run("--version").output  # the program name is the caller's
+    typo = run("predcit")
+    assert typo.exit_code == 2 and "No such command 'predcit'" in typo.output
+    assert "predict" in typo.output

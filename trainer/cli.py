@@ -23,12 +23,27 @@ _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
 
 class _TrainByDefault(click.Group):
-    """`vla-train --shards S ...` means `vla-train train ...`; other verbs can sit beside it."""
+    """`vla-train --shards S ...` means `vla-train train ...`; other verbs can sit beside it.
+
+    Only options go to `train`: a mistyped verb (`predcit`) gets click's "No such command",
+    with its suggestion, and `--help` shows the training options beside the verbs.
+    """
+
+    _OWN = ("--version",)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+        first = args[0] if args else None
+        if first and first.startswith("-") and first not in (*ctx.help_option_names, *self._OWN):
             args = ["train", *args]
         return super().parse_args(ctx, args)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_help(ctx, formatter)
+        train_cmd = self.commands["train"]
+        with click.Context(train_cmd, info_name="train", parent=ctx) as sub:
+            rows = [r for p in train_cmd.get_params(sub) if (r := p.get_help_record(sub))]
+        with formatter.section("Training options (vla-train [train] OPTIONS)"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         # The one place a user's error becomes one line, for every command of the group.
@@ -38,7 +53,8 @@ class _TrainByDefault(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
-@click.group(cls=_TrainByDefault)
+@click.group(cls=_TrainByDefault, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vla-shards")
 def main() -> None:
     """Fine-tune OpenVLA with LoRA and an L1 action-chunk head (OpenVLA-OFT recipe)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
