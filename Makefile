@@ -1,8 +1,8 @@
 # Set-up and checks. `make demo` and `make test` work from a fresh clone: they build .venv first.
 VENV := .venv
 PY := $(VENV)/bin/python
-# torch and torchvision are pinned to the releases this workplace keeps on local disk;
-# an unpinned install would pull a multi-GB CUDA build instead.
+# torch and torchvision are pinned to the releases the suite is tested with, so a fresh
+# .venv gets the same ones (and a resolver cannot swap in a different build).
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 DEMO := .demo
 
