@@ -221,6 +221,7 @@ def _build_for_training(layout: str, root) -> tuple[dict, tuple[str, ...]]:
     "layout", ["act_top", "aloha_compressed", "libero", "robomimic", "lerobot"]
 )
 def test_a_short_train_runs_on_each_layout(tmp_path, layout, capsys):
+    from trainer.checkpoint import load_config
     from trainer.config import TrainConfig
     from trainer.loop import train
     from trainer.metrics import read_metrics
@@ -232,8 +233,9 @@ def test_a_short_train_runs_on_each_layout(tmp_path, layout, capsys):
                       lora_rank=4, batch_size=2, max_steps=3, save_every=3, device="cpu",
                       workers=0)  # fmt: skip
     train(cfg)
-    # Without --images: head,left_wrist when the set has both, else its own cameras, said.
-    assert cfg.images == expected
+    # Without --images: head,left_wrist when the set has both, else its own cameras, said,
+    # and saved with the run.
+    assert load_config(cfg.run_dir / "step-3").images == expected
     said = f"--images {','.join(expected)}: the set has no head,left_wrist"
     assert (said in capsys.readouterr().out) == (expected != ("head", "left_wrist"))
     losses = [r["loss"] for r in read_metrics(cfg.run_dir)]
