@@ -32,6 +32,11 @@ RESUME_OVERRIDABLE = frozenset(
 )
 
 
+# Options whose default a run saved before they existed did not run with: such a run read
+# padded episode tails and fed no robot state, and resumes that way.
+SAVED_BEFORE = {"episode_tail": "pad", "proprio": False}
+
+
 class ConfigError(UserError, ValueError):
     """An option value that can't work; the message names the option."""
 
@@ -161,7 +166,7 @@ class TrainConfig:
     @classmethod
     def from_json(cls, text: str, source: str) -> TrainConfig:
         try:
-            data = json.loads(text)
+            data = {**SAVED_BEFORE, **json.loads(text)}
             known = {f.name for f in fields(cls)}
             return cls(**{k: v for k, v in data.items() if k in known})
         except (ValueError, TypeError) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedTokenizerBase
 
 PROMPT = "In: What action should the robot take to {}?\nOut:"
@@ -51,12 +52,9 @@ def prompt_row(
 
 def pad_rows(rows: list[torch.Tensor], pad: int) -> dict[str, torch.Tensor]:
     """1-D id tensors -> right-padded input_ids and attention_mask (B, longest row)."""
-    length = max(len(row) for row in rows)
-    input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
-    for i, row in enumerate(rows):
-        input_ids[i, : len(row)] = row
-        attention_mask[i, : len(row)] = 1
+    input_ids = pad_sequence(rows, batch_first=True, padding_value=pad)
+    lengths = torch.tensor([len(row) for row in rows])
+    attention_mask = (torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]).long()
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
