@@ -102,16 +102,9 @@ def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
 
 
 def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    """Inverse of rgb_to_hsv."""
-    h, s, v = x.unbind(1)
-    sector = torch.floor(h * 6)
-    f = h * 6 - sector
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    sector = torch.remainder(sector, 6).long()
-    # Per sector (0..5) which of v, t, p, q each of R, G, B takes.
-    choices = torch.stack([v, q, p, t], dim=1)  # (M, 4, H, W)
-    table = torch.tensor(
-        [[0, 3, 2], [1, 0, 2], [2, 0, 3], [2, 1, 0], [3, 2, 0], [0, 2, 1]], device=x.device
-    )
-    index = table[sector].permute(0, 3, 1, 2)  # (M, 3, H, W)
-    return torch.gather(choices, 1, index)
+    """Inverse of rgb_to_hsv, in the closed form: channel n in (R, G, B) = (5, 3, 1) is
+    v - v s clamp(min(k, 4 - k), 0, 1) with k = (n + 6h) mod 6 (elementwise, no lookups)."""
+    h, s, v = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    n = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    k = torch.remainder(n + h * 6, 6)
+    return v - v * s * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
