@@ -87,7 +87,10 @@ def predicted_l1(shards: Path, run_dir: Path, split: str) -> float:
 def best_constant_l1(shards: Path, split: str) -> float:
     """L1 of the best constant chunk (per row and dim: the median) on a split's valid rows."""
     shard_set = open_shard_set(shards)
-    loader = make_loader(shard_set, StreamConfig(split=split, batch_size=64, finite=True))
+    # The samples vla-train predict reads for a run with the default --episode-tail.
+    drop_tail = TrainConfig.episode_tail == "drop"
+    stream = StreamConfig(split=split, batch_size=64, finite=True, drop_tail=drop_tail)
+    loader = make_loader(shard_set, stream)
     batches = list(loader)
     actions = np.concatenate([b["actions"].numpy() for b in batches])
     valid = np.concatenate([b["valid"].numpy() for b in batches])

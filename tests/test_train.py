@@ -47,7 +47,8 @@ def test_checkpoints_are_complete_and_pruned(toy_shards, tmp_path):
     assert state["step"] == 7 and state["ranks"][0]["data"]["batches"] == 7
     assert {"python", "numpy", "torch", "aug"} <= set(state["ranks"][0]["rng"])
     val = read_metrics(cfg.run_dir, "val")
-    assert [r["step"] for r in val] == [3, 6] and all(r["samples"] == 16 for r in val)
+    # The val episode's 16 steps less its last chunk-1 (--episode-tail drop, the default).
+    assert [r["step"] for r in val] == [3, 6] and all(r["samples"] == 16 - 3 for r in val)
     record = json.loads((cfg.run_dir / "metrics.jsonl").read_text().splitlines()[0])
     assert {"loss", "curr_l1", "future_l1", "lr", "samples_per_s", "data_wait"} <= set(record)
     assert record["bad_shards"] == 0 and 0 <= record["data_wait"] <= 1

@@ -176,3 +176,14 @@ def test_help_teaches_the_training_options_and_a_typo_is_not_a_training_run():
     typo = run("predcit")
     assert typo.exit_code == 2 and "No such command 'predcit'" in typo.output
     assert "predict" in typo.output
+
+
+def test_a_run_saved_before_newer_options_resumes_as_it_trained():
+    from trainer.config import TrainConfig
+
+    saved = json.loads(TrainConfig(shards=("s",)).to_json())
+    for name in ("episode_tail", "proprio", "film"):
+        del saved[name]
+    old = TrainConfig.from_json(json.dumps(saved), "train_config.json")
+    assert (old.episode_tail, old.proprio, old.film) == ("pad", False, False)
+    assert TrainConfig(shards=("s",)).episode_tail == "drop"  # what new runs get

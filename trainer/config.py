@@ -93,9 +93,10 @@ class TrainConfig:
     """Threads decoding each batch's JPEGs in each loading process; 0 decodes inline; "auto"."""
     shuffle_buffer: int = 1000
     """Samples held per reading stream for shuffling (still JPEG-encoded)."""
-    episode_tail: str = "pad"
-    """"pad": an episode's last chunk-1 samples train with their chunk padded and the rows
-    past the end masked out of the loss; "drop": they are skipped, as OpenVLA-OFT does."""
+    episode_tail: str = "drop"
+    """"drop": an episode's last chunk-1 samples are skipped, as OpenVLA-OFT does; "pad": they
+    train with their chunk padded and the rows past the end masked out of the loss. drop is
+    the default because pad was not shown to do as well (docs/OFT.md)."""
     image_aug: bool = True
     """OFT's crop and colour jitter on the GPU; evaluation then uses the centre crop."""
     normalization: str = "bounds_q99"
