@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
@@ -35,6 +36,8 @@ from shards.manifest import is_shard_set
 from shards.source import open_shard_set
 from stats.compute import STAT_KEYS, DatasetStats
 from stats.io import stats_to_json
+
+_REMOTE = ("http://", "https://", "s3://")  # shard sets elsewhere; episodes are local
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -116,10 +119,10 @@ def main() -> None:
 @click.argument("episodes_dir", type=click.Path(path_type=Path))
 @click.argument("shards_dir", type=click.Path(path_type=Path))
 @plan_options
-@click.option("--image-size", default=224, show_default=True)
-@click.option("--jpeg-quality", default=95, show_default=True)
+@click.option("--image-size", default=224, show_default=True, help="Side frames are resized to.")
+@click.option("--jpeg-quality", default=95, show_default=True, help="JPEG quality of frames.")
 @click.option("--chunk", default=8, show_default=True, help="Action rows per sample.")
-@click.option("--shard-samples", default=1000, show_default=True)
+@click.option("--shard-samples", default=1000, show_default=True, help="Samples per tar shard.")
 @click.option("--strict", is_flag=True, help="Any bad episode is an error; nothing is written.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing shard set.")
 @click.option("--part", help="Convert only part I of N (I/N), for `vla-data merge`.")
@@ -171,18 +174,48 @@ def _report(summary: ConvertSummary) -> None:
 
 
 @main.command("stats")
-@click.argument("folder", type=click.Path(path_type=Path))
+@click.argument("source")
 @plan_options
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write stats JSON here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON instead of a table.")
 @click.option("--verify", is_flag=True, help="Recompute from the train samples and compare.")
 @click.option("--plot", type=click.Path(path_type=Path), help="Write per-dim histograms (PNG).")
 @user_errors
+@click.pass_context
 def stats_cmd(
-    folder: Path, output: Path | None, as_json: bool, verify: bool, plot: Path | None, **kw
+    ctx: click.Context,
+    source: str,
+    output: Path | None,
+    as_json: bool,
+    verify: bool,
+    plot: Path | None,
+    **kw,
 ) -> None:
-    """Show the statistics of a shard set, or compute them from an episodes folder."""
-    if is_shard_set(folder):
+    """Show the statistics of a shard set (a folder or URL), or compute them from an
+    episodes folder."""
+    remote = source.startswith(_REMOTE)
+    folder = Path(source)
+    if remote or is_shard_set(folder):
+        # A set's statistics are fixed: options that shape a conversion would be ignored.
+        given = [
+            "--" + name.replace("_", "-")
+            for name in kw
+            if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+        ]
+        if given:
+            raise click.ClickException(
+                f"{source}: a shard set, whose statistics were fixed when it was converted; "
+                f"{', '.join(given)} apply only to an episodes folder"
+            )
+    if remote:
+        if verify or plot is not None:
+            raise click.ClickException(
+                f"{source}: --verify and --plot read a local set; for a remote one, "
+                f"`vla-data verify {source}` checks it"
+            )
+        shard_set = open_shard_set(source)
+        stats = {shard_set.manifest.dataset: shard_set.stats}
+    elif is_shard_set(folder):
         # Opened as every reader opens a set: stats.json is checked against its manifest.
         shard_set = open_shard_set(folder, check_files=False)
         stats = {shard_set.manifest.dataset: shard_set.stats}
@@ -281,10 +314,18 @@ def info_cmd(source: str) -> None:
 @main.command("preview")
 @click.argument("source")
 @click.option(
-    "-o", "--output", type=click.Path(path_type=Path), default="preview.png", show_default=True
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default="preview.png",
+    show_default=True,
+    help="PNG to write.",
 )
-@click.option("-n", "--samples", default=8, show_default=True)
-@click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
+@click.option("-n", "--samples", default=8, show_default=True, help="Samples to show.")
+@click.option(
+    "--split", type=click.Choice(["train", "val"]), default="train", show_default=True,
+    help="Split to show.",
+)  # fmt: skip
 @user_errors
 def preview_cmd(source: str, output: Path, samples: int, split: str) -> None:
     """Contact sheet of N samples: every camera, the instruction, the action chunk."""
@@ -313,10 +354,13 @@ def preview_cmd(source: str, output: Path, samples: int, split: str) -> None:
     "--decode-threads", default="auto", show_default=True,
     help="Threads decoding JPEGs in each loading process (0: inline; auto).",
 )  # fmt: skip
-@click.option("--batch-size", default=8, show_default=True)
+@click.option("--batch-size", default=8, show_default=True, help="Samples per batch.")
 @click.option("--images", default="head,left_wrist", show_default=True, help="Cameras to load.")
 @click.option("--samples", default=4000, show_default=True, help="Samples to time.")
-@click.option("--shuffle-buffer", default=1000, show_default=True)
+@click.option(
+    "--shuffle-buffer", default=1000, show_default=True,
+    help="Samples held per reading stream for shuffling.",
+)  # fmt: skip
 @user_errors
 def loadtest_cmd(source: str, workers: str, decode_threads: str, batch_size: int, images: str,
                  samples: int, shuffle_buffer: int) -> None:  # fmt: skip
@@ -338,10 +382,13 @@ def loadtest_cmd(source: str, workers: str, decode_threads: str, batch_size: int
 
 @main.command("generate")
 @click.argument("out_dir", type=click.Path(path_type=Path))
-@click.option("--layout", type=click.Choice(FILE_LAYOUTS), default="processed", show_default=True)
-@click.option("--episodes", default=4, show_default=True)
-@click.option("--steps", default=40, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--layout", type=click.Choice(FILE_LAYOUTS), default="processed", show_default=True,
+    help="Which recorder's file layout to write.",
+)  # fmt: skip
+@click.option("--episodes", default=4, show_default=True, help="Episodes to write.")
+@click.option("--steps", default=40, show_default=True, help="Steps per episode.")
+@click.option("--seed", default=0, show_default=True, help="Seeds the generated content.")
 @user_errors
 def generate_cmd(out_dir: Path, layout: str, episodes: int, steps: int, seed: int) -> None:
     """Write small synthetic sample episodes (for trying the tools and for tests)."""

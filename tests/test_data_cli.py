@@ -127,6 +127,14 @@ def test_stats_table(shard_set):
     assert rows["0"].rstrip(" │").endswith("yes") and rows["6"].rstrip(" │").endswith("no")
 
 
+def test_stats_of_a_shard_set_refuses_options_that_shape_a_conversion(shard_set):
+    _, shards = shard_set
+    result = invoke("stats", shards, "--layout", "aloha", "--seed", 3)
+    assert result.exit_code == 1
+    assert "--layout, --seed apply only to an episodes folder" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_stats_json_and_output_file(shard_set, tmp_path):
     _, shards = shard_set
     text = (shards / "stats.json").read_text()

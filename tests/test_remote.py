@@ -97,6 +97,14 @@ def remote_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue(f"{request.param}_url")
 
 
+def test_stats_reads_a_remote_set(remote_url: str, shard_set: Path) -> None:
+    result = CliRunner().invoke(vla_data, ["stats", remote_url, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == json.loads((shard_set / "stats.json").read_text())
+    verify = CliRunner().invoke(vla_data, ["stats", remote_url, "--verify"])
+    assert verify.exit_code == 1 and "vla-data verify" in verify.output
+
+
 def test_verify_and_info_read_a_remote_set(remote_url: str, shard_set: Path) -> None:
     result = CliRunner().invoke(vla_data, ["verify", remote_url, "--workers", "1"])
     assert result.exit_code == 0, result.output

@@ -157,11 +157,17 @@ def _config(ctx: click.Context, resume: str | None, options: dict[str, Any]) -> 
 @main.command()
 @click.argument("ckpt", type=click.Path(path_type=Path))
 @click.option("--shards", required=True, help="Shard set folder or URL to predict samples of.")
-@click.option("--split", type=click.Choice(SPLITS), default="val", show_default=True)
+@click.option(
+    "--split", type=click.Choice(SPLITS), default="val", show_default=True,
+    help="Split to predict.",
+)  # fmt: skip
 @click.option("--n", "n", default=16, show_default=True, help="Samples (0: the whole split).")
 @click.option("--base", help="Base to load the adapter onto [default: the one trained on].")
 @click.option("--dataset", help="Stats entry to denormalize with [default: the set's].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+    help="Where to run the model.",
+)  # fmt: skip
 @click.option(
     "--images", default="", callback=_cameras,
     help="OpenVLA-OFT folders: cameras in the run's order [default: the set's cameras].",
@@ -185,7 +191,10 @@ def predict(**options: Any) -> None:
     "merged: the LoRA merged into the base, in openvla-7b's layout.",
 )  # fmt: skip
 @click.option("--base", help="Base to merge into [default: the one trained on].")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option(
+    "--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+    help="Where to merge the weights.",
+)  # fmt: skip
 def export_command(**options: Any) -> None:
     """Write STEP_DIR (RUN_DIR/step-N) as OUT in another project's layout."""
     out = export(ExportConfig(**options))
