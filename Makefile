@@ -31,7 +31,7 @@ demo: venv
 	$(VENV)/bin/vla-data convert $(DEMO)/episodes $(DEMO)/shards --val-episodes 1 --shard-samples 50
 	$(VENV)/bin/vla-data stats $(DEMO)/shards
 	$(VENV)/bin/vla-train --shards $(DEMO)/shards --run-dir $(DEMO)/run --base tiny \
-		--max-steps 20 --batch-size 4 --workers 2 --val-every 10 --save-every 20
+		--max-steps 20 --batch-size 4 --val-every 10 --save-every 20
 	@echo "metrics: $(DEMO)/run/metrics.jsonl, checkpoint: $(DEMO)/run/step-20/"
 
 clean:

@@ -114,10 +114,14 @@ def plan_loader(workers: str | int = AUTO, threads: str | int = AUTO) -> LoaderP
     ranks = ranks_per_node()
     chosen = plan_counts(cores, ranks, workers, threads)
     per_rank = max(1, cores // ranks)
-    how = "threads in the training process" if chosen[0] == 0 else "worker processes"
-    size = "few" if per_rank <= FEW_CORES else "many"
+    if workers == AUTO:
+        how = "threads in the training process" if chosen[0] == 0 else "worker processes"
+        size = "few" if per_rank <= FEW_CORES else "many"
+        choice = f"{size} cores, {how}"
+    else:
+        choice = "--workers as given, decode threads to fit"
     reason = (
         f"auto: {cores} core(s) by {source}, {ranks} rank(s) on this machine, so {per_rank} "
-        f"per rank: {size} cores, {how}"
+        f"per rank: {choice}"
     )
     return LoaderPlan(*chosen, reason)
