@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from shards.loader_plan import AUTO, plan_loader
+from shards.loader_plan import AUTO, parse_count, plan_loader
 from shards.reader import StreamConfig, make_loader
 from shards.source import open_shard_set
 from stats.compute import ArrayStats, array_stats
@@ -255,7 +255,7 @@ def main(
     cameras = tuple(c for c in images.split(",") if c)
     setup = step_setup(
         base, batch_size, cameras, device, grad_checkpointing, shards,
-        workers if workers == AUTO else int(workers),
+        parse_count(workers, "--workers"),
         compile_model, fused_adamw,
     )  # fmt: skip
     result = time_steps(setup, warmup, steps).summary(batch_size)

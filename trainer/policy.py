@@ -22,12 +22,12 @@ from trainer.model.checkpoint import (
     ADAPTER_FILE,
     HEAD_FILE,
     adapter_shapes,
+    load_module,
     load_weights,
     read_model_config,
 )
 from trainer.model.checkpoint import CONFIG_FILE as MODEL_CONFIG_FILE
 from trainer.model.configs import IMAGE_SIZE
-from trainer.model.weights import check_state_dict
 from trainer.oft import OftCheckpoint, OftOptions, is_oft_folder, read_oft, usable_adapter
 from trainer.step import autocast
 
@@ -146,10 +146,8 @@ def load_oft_weights(policy: VLAPolicy, oft: OftCheckpoint) -> None:
     )
     load_weights(policy, adapter, oft.head, (oft.adapter_source, oft.head_source), fix)
     if oft.proprio is not None:
-        expected = {k: tuple(v.shape) for k, v in policy.proprio_projector.state_dict().items()}
         source = oft.path / f"proprio_projector--{oft.step}_checkpoint.pt"
-        check_state_dict(expected, oft.proprio, source, fix)
-        policy.proprio_projector.load_state_dict(oft.proprio)
+        load_module(policy.proprio_projector, oft.proprio, source, fix)
 
 
 def resolve_device(device: str) -> torch.device:

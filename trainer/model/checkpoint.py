@@ -78,9 +78,16 @@ def load_weights(
     """Adapter and head into `policy`, strictly: every key, nothing extra, every shape."""
     check_state_dict(adapter_shapes(policy), adapter, sources[0], fix)
     set_peft_model_state_dict(policy.vla, adapter)
-    expected = {k: tuple(v.shape) for k, v in policy.action_head.state_dict().items()}
-    check_state_dict(expected, head, sources[1], fix)
-    policy.action_head.load_state_dict(head)
+    load_module(policy.action_head, head, sources[1], fix)
+
+
+def load_module(
+    module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path, fix: str
+) -> None:
+    """`state` into `module` strictly; a wrong key or shape names `source` and the fix."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    check_state_dict(expected, state, source, fix)
+    module.load_state_dict(state)
 
 
 def load_policy(
@@ -104,10 +111,7 @@ def load_saved_weights(policy: VLAPolicy, ckpt_dir: Path, device: torch.device |
     load_weights(policy, adapter, with_current_names(head), sources, fix)
     if policy.proprio_projector is not None:
         path = ckpt_dir / PROPRIO_FILE
-        state = read_tensors(path, device)
-        expected = {k: tuple(v.shape) for k, v in policy.proprio_projector.state_dict().items()}
-        check_state_dict(expected, state, path, fix)
-        policy.proprio_projector.load_state_dict(state)
+        load_module(policy.proprio_projector, read_tensors(path, device), path, fix)
     if policy.config.film:
         path = ckpt_dir / FILM_FILE
         film = read_tensors(path, device)
