@@ -26,7 +26,7 @@ from process_peak import run_measured
 
 from pipeline.episodes import Episode, list_episodes
 from pipeline.generate import GenerateConfig, generate
-from shards.format import encode_jpeg, resize_square
+from shards.format import JpegStorage, encode_jpeg, resize_square
 
 VLA_DATA = str(Path(sys.executable).with_name("vla-data"))
 
@@ -39,7 +39,7 @@ def bare_episode(path: Path, size: int, quality: int) -> int:
         for cam in info.cameras:
             for start in range(0, info.steps, 32):
                 for frame in episode.frames(cam, start, min(start + 32, info.steps)):
-                    encode_jpeg(resize_square(frame, size), quality)
+                    encode_jpeg(resize_square(frame, size), JpegStorage(quality))
                     n += 1
     return n
 

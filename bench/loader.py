@@ -15,15 +15,20 @@ to the device:
 - hdf5: a torch map-style Dataset that, per sample, reads both 256x256 frames at t with
   h5py, resizes them 256 -> 224 with PIL (bicubic), normalizes to float and slices
   action[t:t+8] (the padding rule of the shards), shuffled by a DataLoader with one worker
-  process per core this process may use.
+  process per core this process may use;
+- LeRobot v3, when the `lerobot` package is installed (bench/lerobot_loader.py): the same
+  episodes written by LeRobot's own writer at 224x224, read by its own Dataset with 8-step
+  action chunks, one worker process per core.
 Rounds alternate the variants; it prints each one's median samples/s, bytes read per
-sample, and the ratios to the hdf5 baseline. Last, the peak RSS of `vla-data loadtest` with
-its defaults (its whole process tree) on the set and on one 4x larger, and their ratio.
+sample, and the ratios to the hdf5 baseline (and to LeRobot). Last, the peak RSS of
+`vla-data loadtest` with its defaults (its whole process tree) on the set and on one 4x
+larger, and their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -31,6 +36,7 @@ import time
 from pathlib import Path
 
 import h5py
+import lerobot_loader
 import numpy as np
 import torch
 from PIL import Image
@@ -83,16 +89,16 @@ class HDF5Frames(Dataset):
         }
 
 
-def time_hdf5(paths: list[Path], workers: int, batch_size: int, samples: int) -> float:
-    loader = DataLoader(HDF5Frames(paths), batch_size=batch_size, shuffle=True,
-                        num_workers=workers, persistent_workers=False)  # fmt: skip
+def samples_per_s(loader: DataLoader, samples: int, key: str) -> float:
+    """Batches of `loader` until `samples` samples, after the shard side's warm-up of 5 batches
+    (so worker start-up stays out), in samples/s; `key` names the action chunk of a batch."""
     batches = iter(loader)
-    for _ in range(5):  # same warm-up as the shard side: worker start-up stays out
+    for _ in range(5):
         next(batches)
     seen, start = 0, time.perf_counter()
     while seen < samples:
         try:
-            seen += len(next(batches)["actions"])
+            seen += len(next(batches)[key])
         except StopIteration:
             batches = iter(loader)
     return seen / (time.perf_counter() - start)
@@ -126,7 +132,14 @@ def main() -> None:
         f"shards, {n} decode threads": LoadtestConfig(
             shards, 0, args.batch_size, samples=args.samples, decode_threads=n),
     }  # fmt: skip
-    rates: dict[str, list[float]] = {name: [] for name in [*variants, "hdf5"]}
+    hdf5 = DataLoader(HDF5Frames(paths), batch_size=args.batch_size, shuffle=True,
+                      num_workers=cores)  # fmt: skip
+    others = {"hdf5": (hdf5, "actions")}
+    if lerobot_loader.installed():
+        lerobot_loader.write_dataset(paths, root / "lerobot")
+        others["lerobot"] = (lerobot_loader.data_loader(root / "lerobot", cores,
+                                                        args.batch_size), "action")  # fmt: skip
+    rates: dict[str, list[float]] = {name: [] for name in [*variants, *others]}
     ours_bytes, plan = 0.0, None
     for _ in range(args.rounds):
         for name, config in variants.items():
@@ -134,7 +147,8 @@ def main() -> None:
             rates[name].append(result.samples_per_s)
             ours_bytes = result.bytes_read / result.samples
             plan = plan or result.plan
-        rates["hdf5"].append(time_hdf5(paths, cores, args.batch_size, args.samples))
+        for name, (loader, key) in others.items():
+            rates[name].append(samples_per_s(loader, args.samples, key))
 
     hdf5_bytes = len(CAMERAS) * 256 * 256 * 3 + 8 * 14 * 4  # two raw frames + 8 action rows
     print(f"{args.episodes} episodes x {args.steps} steps, batch={args.batch_size}, "
@@ -143,9 +157,14 @@ def main() -> None:
     for name in variants:
         report(name, rates[name], ours_bytes)
     report(f"hdf5 Dataset, {cores} workers", rates["hdf5"], hdf5_bytes)
-    base = statistics.median(rates["hdf5"])
-    for name in variants:
-        print(f"ratio {name} / hdf5: {statistics.median(rates[name]) / base:.2f}x")
+    if "lerobot" in rates:
+        report(f"LeRobot v3 Dataset, {cores} workers", rates["lerobot"], lerobot_bytes(root))
+    for other in others:
+        base = statistics.median(rates[other])
+        for name in variants:
+            print(f"ratio {name} / {other}: {statistics.median(rates[name]) / base:.2f}x")
+    if "lerobot" not in rates:
+        print("LeRobot v3: not compared (the lerobot package is not installed)")
     peak_rss(root, args)
 
 
@@ -165,6 +184,14 @@ def peak_rss(root: Path, args: argparse.Namespace) -> None:
     print(f"peak RSS of vla-data loadtest: {args.episodes} episodes {peaks[0] / mib:.0f} MiB, "
           f"{4 * args.episodes} episodes {peaks[1] / mib:.0f} MiB, "
           f"ratio {peaks[1] / peaks[0]:.2f}")  # fmt: skip
+
+
+def lerobot_bytes(root: Path) -> float:
+    """Bytes of the LeRobot set's videos and tables per frame: what its loader reads at most."""
+    files = [p for p in (root / "lerobot").rglob("*") if p.is_file() and p.suffix != ".json"]
+    with open(root / "lerobot" / "meta" / "info.json") as f:
+        frames = json.load(f)["total_frames"]
+    return sum(p.stat().st_size for p in files) / frames
 
 
 def report(name: str, rates: list[float], bytes_per_sample: float) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from pipeline.cameras import parse_cameras
 from pipeline.episodes import LAYOUTS, MAX_INSTRUCTION_CHARS
 from shards.errors import UserError
+from shards.format import SUBSAMPLINGS, JpegStorage
 
 
 class ConfigError(UserError, ValueError):
@@ -105,6 +106,7 @@ class ConvertConfig(PlanConfig):
     shards_dir: Path = Path("shards")
     image_size: int = 224  # square side of the stored images
     jpeg_quality: int = 95
+    jpeg_subsampling: str = "420"  # chroma subsampling of the stored frames (SUBSAMPLINGS)
     chunk: int = 8  # action rows per sample
     shard_samples: int = 1000  # samples per tar shard
     strict: bool = False  # any bad episode stops the conversion before a shard is written
@@ -117,10 +119,16 @@ class ConvertConfig(PlanConfig):
             raise ConfigError("--image-size must be between 16 and 4096")
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError("--jpeg-quality must be between 1 and 100")
+        if self.jpeg_subsampling not in SUBSAMPLINGS:
+            raise ConfigError(f"--jpeg-subsampling must be one of {', '.join(SUBSAMPLINGS)}")
         if self.chunk < 1:
             raise ConfigError("--chunk must be at least 1")
         if self.shard_samples < 1:
             raise ConfigError("--shard-samples must be at least 1")
+
+    @property
+    def jpeg(self) -> JpegStorage:
+        return JpegStorage(self.jpeg_quality, self.jpeg_subsampling)
 
     def recorded_options(self) -> dict:
         """The options that shape the output (workers and progress do not), for the manifest."""
@@ -136,6 +144,7 @@ class ConvertConfig(PlanConfig):
             "part": list(self.part) if self.part else None,
             "image_size": self.image_size,
             "jpeg_quality": self.jpeg_quality,
+            "jpeg_subsampling": self.jpeg_subsampling,
             "chunk": self.chunk,
             "shard_samples": self.shard_samples,
             "strict": self.strict,

@@ -102,7 +102,7 @@ def _encode(plan: Plan, config: ConvertConfig, staging: Path, pool: WorkerPool) 
                 dataset=config.dataset_name,
                 cameras=plan.cameras,
                 image_size=config.image_size,
-                jpeg_quality=config.jpeg_quality,
+                jpeg=config.jpeg,
                 chunk=config.chunk,
                 spool=spool_dir / f"{i:06d}.bin",
             ),

@@ -16,6 +16,7 @@ from pipeline.sources import EpisodeRef, open_episode
 from shards.format import (
     ACTIONS_MEMBER,
     META_MEMBER,
+    JpegStorage,
     camera_member,
     encode_actions,
     encode_jpeg,
@@ -38,7 +39,7 @@ class EncodeJob:
     dataset: str
     cameras: tuple[str, ...]
     image_size: int
-    jpeg_quality: int
+    jpeg: JpegStorage
     chunk: int
     spool: Path
 
@@ -70,7 +71,7 @@ def encode_episode(job: EncodeJob) -> EncodeResult:
                     stop = min(start + FRAME_BLOCK, info.steps)
                     jpegs = {
                         cam: [
-                            encode_jpeg(resize_square(f, job.image_size), job.jpeg_quality)
+                            encode_jpeg(resize_square(f, job.image_size), job.jpeg)
                             for f in episode.frames(cam, start, stop)
                         ]
                         for cam in job.cameras

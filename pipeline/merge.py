@@ -19,7 +19,13 @@ from pipeline.encode import EncodeResult
 from pipeline.episodes import EpisodeInfo
 from pipeline.output import check_target, discard, publish, staging_dir
 from pipeline.plan import EpisodeProbe, Plan, assign_keys, assign_split
-from shards.format import ACTIONS_MEMBER, META_MEMBER, decode_actions, decode_meta
+from shards.format import (
+    ACTIONS_MEMBER,
+    META_MEMBER,
+    SUBSAMPLING_BEFORE_RECORDED,
+    decode_actions,
+    decode_meta,
+)
 from shards.manifest import Manifest
 from shards.samples import iter_raw_samples
 from shards.source import ShardSet, open_shard_set
@@ -111,6 +117,7 @@ def _convert_config(sets: list[ShardSet], config: MergeConfig) -> ConvertConfig:
         name=o["name"],
         image_size=o["image_size"],
         jpeg_quality=o["jpeg_quality"],
+        jpeg_subsampling=o.get("jpeg_subsampling", SUBSAMPLING_BEFORE_RECORDED),
         chunk=o["chunk"],
         shard_samples=o["shard_samples"],
         strict=o["strict"],

@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,11 @@ CAMERAS = ("head", "low", "left_wrist", "right_wrist")
 ACTIONS_MEMBER = "actions.npy"
 META_MEMBER = "meta.json"
 JPG_SUFFIX = ".jpg"
+# Chroma subsampling of stored frames. 4:2:0 is what TFDS writes into the RLDS datasets
+# OpenVLA and OFT train on (tf.image.encode_jpeg's default) and decodes about twice as fast
+# as 4:4:4; sets made before the manifest recorded it hold 4:4:4.
+SUBSAMPLINGS = ("420", "444")
+SUBSAMPLING_BEFORE_RECORDED = "444"
 
 # Keys end in `_{t:06d}`; webdataset splits a member name at its first dot, so no dots.
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
@@ -64,9 +71,27 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC))
 
 
-def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
-    """RGB uint8 (H, W, 3) -> JPEG bytes (4:2:0, deterministic for the same input)."""
-    return simplejpeg.encode_jpeg(np.ascontiguousarray(image), quality=quality, colorspace="RGB")
+@dataclass(frozen=True)
+class JpegStorage:
+    """How a set's frames were JPEG-encoded: a deployed policy repeats it on camera frames."""
+
+    quality: int
+    subsampling: str = "420"  # chroma: one of SUBSAMPLINGS
+
+
+def jpeg_storage(options: Mapping[str, Any]) -> JpegStorage | None:
+    """The JpegStorage a manifest's (or a checkpoint's mixture) record states; None when the
+    quality is not recorded. Records without a subsampling predate it: those sets hold 4:4:4."""
+    quality = options.get("jpeg_quality")
+    if quality is None:
+        return None
+    return JpegStorage(quality, options.get("jpeg_subsampling", SUBSAMPLING_BEFORE_RECORDED))
+
+
+def encode_jpeg(image: np.ndarray, jpeg: JpegStorage) -> bytes:
+    """RGB uint8 (H, W, 3) -> baseline JPEG bytes (deterministic for the same input)."""
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(image), quality=jpeg.quality,
+                                  colorspace="RGB", colorsubsampling=jpeg.subsampling)  # fmt: skip
 
 
 def decode_jpeg(data: bytes, out: np.ndarray | None = None) -> np.ndarray:

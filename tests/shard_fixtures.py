@@ -9,6 +9,7 @@ import numpy as np
 
 from shards.format import (
     STATS_FILE,
+    JpegStorage,
     camera_member,
     encode_actions,
     encode_jpeg,
@@ -23,6 +24,7 @@ from stats.io import write_stats
 TOY_DATASET = "toy"
 TOY_CAMERAS = ("head", "left_wrist", "right_wrist")
 TOY_INSTRUCTIONS = ["pick up the cup", "grab the cup", "lift the cup"]
+JPEG = JpegStorage(90)
 
 
 def toy_episode(
@@ -105,9 +107,15 @@ def _toy_sample(
     rows = np.minimum(np.arange(t, t + chunk), steps - 1)  # past the end: repeat the last row
     level = int(levels[t] * 255)
     members = {
-        camera_member("head"): encode_jpeg(np.full((224, 224, 3), level, np.uint8), 90),
-        camera_member("left_wrist"): encode_jpeg(np.full((224, 224, 3), 255 - level, np.uint8), 90),
-        camera_member("right_wrist"): encode_jpeg(np.zeros((224, 224, 3), np.uint8), 90),
+        camera_member("head"): encode_jpeg(
+            np.full((224, 224, 3), level, np.uint8), JpegStorage(90)
+        ),
+        camera_member("left_wrist"): encode_jpeg(
+            np.full((224, 224, 3), 255 - level, np.uint8), JpegStorage(90)
+        ),
+        camera_member("right_wrist"): encode_jpeg(
+            np.zeros((224, 224, 3), np.uint8), JpegStorage(90)
+        ),
         "actions.npy": encode_actions(actions[rows]),
         "meta.json": encode_meta(
             {

@@ -8,6 +8,7 @@ from collections import Counter
 import h5py
 import numpy as np
 import pytest
+import simplejpeg
 import webdataset
 from episode_fixtures import (
     CHUNK,
@@ -30,8 +31,9 @@ from pipeline.episodes import LayoutError
 from pipeline.generate import RED, instructions, square_box
 from pipeline.output import OutputError
 from pipeline.plan import make_plan
-from shards.format import MANIFEST_FILE
+from shards.format import MANIFEST_FILE, JpegStorage, camera_member, jpeg_storage
 from shards.manifest import read_manifest
+from shards.samples import iter_raw_samples
 
 TASK1_STEPS, TASK2_STEPS = 12, 10
 
@@ -132,7 +134,14 @@ def test_train_shards_mix_episodes_and_roll_every_shard_samples(nested):
 def test_images_match_a_bicubic_reference(tmp_path):
     # ALOHA-sized frames, so the resize shrinks and squashes as it does for real data.
     paths = make_episodes(tmp_path / "in", episodes=1, steps=4, image_size=(480, 640))
-    options = {"val_episodes": 0, "image_size": 224, "cameras": ("head",)}
+    # Full-resolution chroma, so what is measured is the resize (4:2:0 costs these noisy
+    # synthetic frames about 8 dB more; see the next test).
+    options = {
+        "val_episodes": 0,
+        "image_size": 224,
+        "cameras": ("head",),
+        "jpeg_subsampling": "444",
+    }
     run_convert(tmp_path / "in", tmp_path / "out", **options)
     frames = read_dataset(paths[0], "head_camera_image")
     samples = read_split(tmp_path / "out", "train")
@@ -145,6 +154,30 @@ def test_images_match_a_bicubic_reference(tmp_path):
         mse = np.mean((image.astype(np.float64) - reference) ** 2)
         # About 45 dB here at quality 95; a nearest-neighbour resize scores about 34.
         assert 10 * np.log10(255**2 / mse) > 38
+
+
+@pytest.mark.parametrize("asked", [None, "444"])
+def test_frames_are_stored_with_the_chroma_subsampling_asked(tmp_path, asked):
+    make_episodes(tmp_path / "in", episodes=1, steps=3, image_size=(64, 64))
+    options = {"val_episodes": 0, "cameras": ("head",)}
+    run_convert(
+        tmp_path / "in",
+        tmp_path / "out",
+        **options,
+        **({"jpeg_subsampling": asked} if asked else {}),
+    )
+    expected = asked or "420"  # RLDS's (TFDS's) way, the default
+    manifest = read_manifest(tmp_path / "out")
+    assert jpeg_storage(manifest.options) == JpegStorage(95, expected)
+    with open(tmp_path / "out" / manifest.shards("train")[0].name, "rb") as f:
+        raws = list(iter_raw_samples(f, "train-000000.tar"))
+    assert len(raws) == 3
+    assert {simplejpeg.decode_jpeg_header(r[camera_member("head")])[3] for r in raws} == {expected}
+
+
+def test_a_set_recorded_before_the_subsampling_was_holds_444():
+    assert jpeg_storage({"jpeg_quality": 90}) == JpegStorage(90, "444")
+    assert jpeg_storage({}) is None
 
 
 def test_robotwin_colours_come_back_in_rgb_order(tmp_path):

@@ -7,7 +7,7 @@ import torch
 from episode_fixtures import make_episodes, read_split, run_convert
 
 from pipeline.episodes import Episode
-from shards.format import episode_key
+from shards.format import JpegStorage, episode_key
 from trainer.augment import pixel_values
 from trainer.config import TrainConfig
 from trainer.loop import train
@@ -28,7 +28,7 @@ def test_policy_frames_and_shard_frames_reach_the_model_identically(tmp_path):
     )  # fmt: skip
     train(cfg)
     policy = Policy.load(cfg.run_dir / "step-1", device="cpu")
-    assert policy.jpeg_quality == QUALITY
+    assert policy.jpeg == JpegStorage(QUALITY, "420")
     paths = {episode_key(p.relative_to(tmp_path / "episodes").as_posix()): p for p in episodes}
     for sample in samples[:3]:
         meta = sample["meta"]

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 from shard_fixtures import write_toy_shards
 
+from shards.format import JpegStorage
 from trainer.cli import main
 from trainer.config import TrainConfig
 from trainer.export import ExportConfig, export
@@ -104,7 +105,7 @@ def test_oft_folder_loads_strictly_and_predicts_our_chunk(run, tmp_path, prefix,
     stored = np.stack(_images())[None]
     chunks = [p.denormalize(p.predict_stored(stored, ["lift the cup"])) for p in (theirs, ours)]
     np.testing.assert_array_equal(chunks[0], chunks[1])
-    assert theirs.jpeg_quality == 95
+    assert theirs.jpeg == JpegStorage(95, "420")
     # A head tensor short is refused, naming the file and the key.
     head_file = oft_dir / "action_head--150000_checkpoint.pt"
     head = torch.load(head_file, weights_only=True)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from shards.errors import UserError
-from shards.format import STATS_FILE
+from shards.format import STATS_FILE, JpegStorage, jpeg_storage
 from shards.mixture import Mixture
 from trainer.config import CONFIG_FILE, TrainConfig
 from trainer.model import VLAPolicy, save_policy
@@ -87,18 +87,21 @@ def save_checkpoint(
 
 
 def image_records(mixture: Mixture) -> list[dict[str, Any]]:
-    """The mixture record, each set with the JPEG quality its images were stored at: a
+    """The mixture record, each set with the JPEG encoding its images were stored with: a
     deployed policy puts camera frames through the same round trip (None: not recorded)."""
-    return [
-        {**record, "jpeg_quality": s.manifest.options.get("jpeg_quality")}
-        for record, s in zip(mixture.record(), mixture.sets, strict=True)
-    ]
+    records = []
+    for record, s in zip(mixture.record(), mixture.sets, strict=True):
+        jpeg = jpeg_storage(s.manifest.options)
+        stored = {"jpeg_quality": None} if jpeg is None else {
+            "jpeg_quality": jpeg.quality, "jpeg_subsampling": jpeg.subsampling}  # fmt: skip
+        records.append({**record, **stored})
+    return records
 
 
-def load_jpeg_qualities(ckpt: Path) -> dict[str, int | None]:
-    """Dataset -> the JPEG quality of its stored images, from train_config.json."""
+def load_jpeg_storage(ckpt: Path) -> dict[str, JpegStorage | None]:
+    """Dataset -> how its stored images were JPEG-encoded, from train_config.json."""
     data = json.loads((ckpt / CONFIG_FILE).read_text())
-    return {r["dataset"]: r.get("jpeg_quality") for r in data.get("mixture", [])}
+    return {r["dataset"]: jpeg_storage(r) for r in data.get("mixture", [])}
 
 
 def load_config(ckpt: Path) -> TrainConfig:

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shards.format import STATS_FILE, decode_jpeg, encode_jpeg, resize_square
+from shards.format import STATS_FILE, JpegStorage, decode_jpeg, encode_jpeg, resize_square
 from stats.compute import DatasetStats
 from stats.io import read_stats
 from stats.normalize import bounds, denormalize, normalize
 from trainer.augment import pixel_values
-from trainer.checkpoint import CheckpointError, checkpoints, load_config, load_jpeg_qualities
+from trainer.checkpoint import CheckpointError, checkpoints, load_config, load_jpeg_storage
 from trainer.config import CONFIG_FILE, ConfigError, TrainConfig
 from trainer.model import ModelConfig, VLAPolicy, build_policy, load_policy
 from trainer.model.checkpoint import (
@@ -33,7 +33,8 @@ from trainer.step import autocast
 
 # One sample's cameras: by name (extra cameras are ignored) or in the trained order.
 CameraImages = Mapping[str, np.ndarray] | Sequence[np.ndarray]
-OFT_JPEG_QUALITY = 95
+# OFT's evaluation JPEG-encodes frames with tf.image.encode_jpeg's defaults: quality 95, 4:2:0.
+OFT_JPEG = JpegStorage(95, "420")
 log = logging.getLogger(__name__)
 _REQUIRED = (MODEL_CONFIG_FILE, ADAPTER_FILE, HEAD_FILE, STATS_FILE, CONFIG_FILE)
 
@@ -48,7 +49,7 @@ class CheckpointInfo:
     stats: dict[str, DatasetStats]  # one entry per dataset trained on
     oft: OftCheckpoint | None = None  # the tensors, when the folder is OpenVLA-OFT's
     oft_dtype: str | None = None  # the dtype asked for an OFT folder's base, if any
-    jpeg_quality: dict[str, int | None] | None = None  # per dataset, as its images were stored
+    jpeg: dict[str, JpegStorage | None] | None = None  # per dataset, as its images were stored
 
     def select(self, dataset: str | None = None) -> str:
         """The stats entry to denormalize with: `dataset`, or the only one there is."""
@@ -91,7 +92,7 @@ def read_checkpoint(
         raise CheckpointError(f"{ckpt}: missing {', '.join(missing)}; pass {fix}")
     stats = read_stats(ckpt / STATS_FILE)
     run, model = load_config(ckpt), read_model_config(ckpt)
-    info = CheckpointInfo(ckpt, run, model, stats, jpeg_quality=load_jpeg_qualities(ckpt))
+    info = CheckpointInfo(ckpt, run, model, stats, jpeg=load_jpeg_storage(ckpt))
     wrong = [n for n, s in info.stats.items() if len(s.action.q01) != info.model.action_dim]
     if wrong or len(info.run.images) != info.model.num_images:
         raise CheckpointError(
@@ -133,9 +134,8 @@ def oft_checkpoint_info(
             f"{oft.path}: dataset_statistics.json has other action dims than the head "
             f"({oft.action_dim}) for {', '.join(wrong)}"
         )
-    # OFT's evaluation JPEG-encodes frames with TensorFlow's default quality, 95.
-    qualities = dict.fromkeys(oft.stats, OFT_JPEG_QUALITY)
-    return CheckpointInfo(oft.path, run, model, oft.stats, oft, options.dtype, qualities)
+    jpeg = dict.fromkeys(oft.stats, OFT_JPEG)
+    return CheckpointInfo(oft.path, run, model, oft.stats, oft, options.dtype, jpeg)
 
 
 def load_oft_weights(policy: VLAPolicy, oft: OftCheckpoint) -> None:
@@ -176,8 +176,8 @@ class Policy:
                 )
             self.proprio_bounds = bounds(state_stats, info.run.normalization)
         self.device = device
-        self.jpeg_quality = (info.jpeg_quality or {}).get(dataset)
-        if self.jpeg_quality is None:
+        self.jpeg = (info.jpeg or {}).get(dataset)
+        if self.jpeg is None:
             log.warning(
                 "%s records no JPEG quality for %r (saved before it was recorded, or a set "
                 "made without one): camera frames are resized but skip the JPEG round trip "
@@ -312,16 +312,16 @@ class Policy:
                 f"{len(images)} images for one sample; the policy takes {len(self.cameras)} "
                 f"({', '.join(self.cameras)}, in that order)"
             )
-        return [stored_view(_rgb(image), IMAGE_SIZE, self.jpeg_quality) for image in images]
+        return [stored_view(_rgb(image), IMAGE_SIZE, self.jpeg) for image in images]
 
 
-def stored_view(image: np.ndarray, size: int, jpeg_quality: int | None) -> np.ndarray:
+def stored_view(image: np.ndarray, size: int, jpeg: JpegStorage | None) -> np.ndarray:
     """What the converter stores for a frame, as the reader decodes it (shards.format's own
     resize, encoder and decoder, so the bytes and pixels are the same)."""
     resized = resize_square(image, size)
-    if jpeg_quality is None:
+    if jpeg is None:
         return resized
-    return decode_jpeg(encode_jpeg(resized, jpeg_quality))
+    return decode_jpeg(encode_jpeg(resized, jpeg))
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
