@@ -158,7 +158,8 @@ def main() -> None:
         report(name, rates[name], ours_bytes)
     report(f"hdf5 Dataset, {cores} workers", rates["hdf5"], hdf5_bytes)
     if "lerobot" in rates:
-        report(f"LeRobot v3 Dataset, {cores} workers", rates["lerobot"], lerobot_bytes(root))
+        name = f"LeRobot v3 Dataset, {cores} workers"
+        report(name, rates["lerobot"], lerobot_bytes(root), "stored")
     for other in others:
         base = statistics.median(rates[other])
         for name in variants:
@@ -187,17 +188,18 @@ def peak_rss(root: Path, args: argparse.Namespace) -> None:
 
 
 def lerobot_bytes(root: Path) -> float:
-    """Bytes of the LeRobot set's videos and tables per frame: what its loader reads at most."""
+    """Bytes of the LeRobot set's videos and tables per frame (its loader decodes more: a
+    frame's video decoding starts at the keyframe before it)."""
     files = [p for p in (root / "lerobot").rglob("*") if p.is_file() and p.suffix != ".json"]
     with open(root / "lerobot" / "meta" / "info.json") as f:
         frames = json.load(f)["total_frames"]
     return sum(p.stat().st_size for p in files) / frames
 
 
-def report(name: str, rates: list[float], bytes_per_sample: float) -> None:
+def report(name: str, rates: list[float], bytes_per_sample: float, what: str = "read") -> None:
     rounds = ", ".join(f"{x:.0f}" for x in rates)
     print(f"{name:<32}{statistics.median(rates):8.1f} samples/s (rounds: {rounds}), "
-          f"{bytes_per_sample / 1e3:.1f} kB read/sample")  # fmt: skip
+          f"{bytes_per_sample / 1e3:.1f} kB {what}/sample")  # fmt: skip
 
 
 if __name__ == "__main__":
