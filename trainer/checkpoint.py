@@ -17,7 +17,7 @@ import torch
 from shards.errors import UserError
 from shards.format import STATS_FILE
 from shards.mixture import Mixture
-from trainer.config import CONFIG_FILE, TrainConfig
+from trainer.config import TRAIN_CONFIG_FILE, TrainConfig
 from trainer.model import VLAPolicy, save_policy
 
 STATE_FILE = "trainer_state.pt"
@@ -76,7 +76,7 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     save_policy(policy, tmp)
     (tmp / STATS_FILE).write_text(mixture.stats_text())
-    (tmp / CONFIG_FILE).write_text(cfg.to_json(mixture=image_records(mixture)))
+    (tmp / TRAIN_CONFIG_FILE).write_text(cfg.to_json(mixture=image_records(mixture)))
     torch.save(state, tmp / STATE_FILE)
     if final.exists():  # re-saving a step after a resume from an older one
         shutil.rmtree(final)
@@ -97,12 +97,12 @@ def image_records(mixture: Mixture) -> list[dict[str, Any]]:
 
 def load_jpeg_qualities(ckpt: Path) -> dict[str, int | None]:
     """Dataset -> the JPEG quality of its stored images, from train_config.json."""
-    data = json.loads((ckpt / CONFIG_FILE).read_text())
+    data = json.loads((ckpt / TRAIN_CONFIG_FILE).read_text())
     return {r["dataset"]: r.get("jpeg_quality") for r in data.get("mixture", [])}
 
 
 def load_config(ckpt: Path) -> TrainConfig:
-    path = ckpt / CONFIG_FILE
+    path = ckpt / TRAIN_CONFIG_FILE
     try:
         text = path.read_text()
     except OSError as exc:

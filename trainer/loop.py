@@ -32,8 +32,8 @@ from trainer.distributed import Dist, gather_objects, init_distributed, shutdown
 from trainer.inputs import uses_proprio
 from trainer.metrics import LossWindow, MetricsLogger, truncate_metrics
 from trainer.model import ModelConfig, VLAPolicy, build_policy, load_policy
-from trainer.model.checkpoint import load_saved_weights
-from trainer.model.configs import base_dtype
+from trainer.model.model_config import base_dtype
+from trainer.model.model_files import load_saved_weights
 from trainer.oft import is_oft_folder, read_oft
 from trainer.policy import load_oft_weights
 from trainer.step import build_optimizer, build_scheduler, eval_sums, l1_metrics, train_step

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from stats.compute import DatasetStats
 from stats.io import parse_stats
-from trainer.model.configs import ModelLoadError
+from trainer.model.model_config import ModelLoadError
 
 ADAPTER_DIR = "lora_adapter"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
