@@ -3,12 +3,15 @@
 Each shard is read once: its sha256, byte and sample counts against manifest.json, every
 sample's members, shapes and meta against the contract; the train samples' first action
 rows are gathered on the way and stats.json is recomputed from them at the end.
+`vla-data stats --verify` recomputes it the same way (check_stats) from a quick read of
+the train rows alone.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 import numpy as np
@@ -22,9 +25,9 @@ from shards.format import (
     decode_meta,
     sample_key,
 )
-from shards.manifest import Manifest, ShardEntry
+from shards.manifest import Manifest, ShardEntry, read_manifest
 from shards.samples import ShardReadError, iter_raw_samples
-from shards.source import ShardSet
+from shards.source import ShardSet, open_shard_set
 from stats.verify import RowCollector, StatsMismatch, compare
 
 MAX_LISTED = 5  # problems listed per shard; the rest are counted
@@ -182,7 +185,32 @@ def summarize(shard_set: ShardSet, reports: list[ShardReport]) -> VerifyReport:
     elif not rows.actions:
         set_problems.append("no train samples: stats.json cannot be checked")
     else:
-        # The mask follows the options the set was made with, so an edited mask shows.
-        no_normalize = list(shard_set.manifest.options.get("no_normalize_dims", []))
-        stats_problems = compare(shard_set.stats, rows.stats(no_normalize))
+        stats_problems = check_stats(shard_set, rows)
     return VerifyReport(reports, set_problems, stats_problems)
+
+
+def check_stats(shard_set: ShardSet, rows: RowCollector) -> list[StatsMismatch]:
+    """stats.json against the statistics recomputed from the set's train rows."""
+    # The mask follows the options the set was made with, not stats.json, so an edited mask shows.
+    no_normalize = list(shard_set.manifest.options.get("no_normalize_dims", []))
+    return compare(shard_set.stats, rows.stats(no_normalize))
+
+
+def train_rows(folder: Path) -> RowCollector:
+    """Every train timestep's action (each sample's first row) and proprio, per episode."""
+    rows = RowCollector()
+    for shard in read_manifest(folder).shards("train"):
+        path = folder / shard.name
+        with open(path, "rb") as stream:
+            for raw in iter_raw_samples(stream, str(path)):
+                rows.add(decode_meta(raw[META_MEMBER]), decode_actions(raw[ACTIONS_MEMBER]))
+    return rows
+
+
+def verify_stats(folder: Path, rows: RowCollector | None = None) -> list[StatsMismatch]:
+    """A local set's stats.json against its train samples, without checking the shards.
+
+    `rows` are the set's train_rows when the caller has read them already.
+    """
+    shard_set = open_shard_set(folder, check_files=False)
+    return check_stats(shard_set, rows if rows is not None else train_rows(folder))
