@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from shards.errors import UserError
+from shards.files import read_text
 from shards.format import STATS_FILE
 from shards.mixture import Mixture
 from trainer.config import TRAIN_CONFIG_FILE, TrainConfig
@@ -103,11 +104,7 @@ def load_jpeg_qualities(ckpt: Path) -> dict[str, int | None]:
 
 def load_config(ckpt: Path) -> TrainConfig:
     path = ckpt / TRAIN_CONFIG_FILE
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from None
-    return TrainConfig.from_json(text, str(path))
+    return TrainConfig.from_json(read_text(path, CheckpointError), str(path))
 
 
 def load_state(ckpt: Path) -> dict[str, Any]:

@@ -11,6 +11,8 @@ import torch
 from peft import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
+from shards.files import read_json
+
 from .film import film_parameters
 from .head import with_current_names
 from .model_config import ModelConfig, ModelLoadError
@@ -43,12 +45,12 @@ def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def read_model_config(ckpt_dir: Path) -> ModelConfig:
     path = ckpt_dir / MODEL_CONFIG_FILE
+    fix = "point at a folder save_policy wrote"
+    fields = read_json(path, ModelLoadError, fix)
     try:
-        return ModelConfig(**json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError, TypeError, ValueError) as exc:
-        raise ModelLoadError(
-            f"{path}: not a readable model config ({exc}); point at a folder save_policy wrote"
-        ) from exc
+        return ModelConfig(**fields)
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: not a model config ({exc}); {fix}") from None
 
 
 def read_tensors(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
