@@ -26,7 +26,7 @@ from shards.source import open_shard_set
 from stats.compute import ArrayStats, array_stats
 from trainer.batches import BatchPrep, Prefetcher
 from trainer.model import ModelConfig, VLAPolicy, build_policy
-from trainer.model.configs import base_dtype
+from trainer.model.model_config import base_dtype
 from trainer.step import build_optimizer, build_scheduler, l1_metrics, train_step
 
 CHUNK, ACTION_DIM = 8, 14  # the synthetic batch's chunk: RoboTwin's 8 x 14

@@ -17,14 +17,14 @@ import torch
 from trainer.batches import DeviceBatch
 from trainer.model import ModelConfig, VLAPolicy, build_policy
 from trainer.model.bases import random_base
-from trainer.model.configs import (
+from trainer.model.head import L1RegressionHead
+from trainer.model.lora import add_lora
+from trainer.model.model_config import (
     DINOV2_TIMM_ID,
     SIGLIP_TIMM_ID,
     TINY_TOWER_OVERRIDES,
     tiny_spec,
 )
-from trainer.model.head import L1RegressionHead
-from trainer.model.lora import add_lora
 from trainer.model.tokenizer import tiny_tokenizer
 from trainer.step import build_optimizer, build_scheduler, train_step
 

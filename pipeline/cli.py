@@ -13,7 +13,6 @@ from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.check import train_rows, verify_stats
 from pipeline.config import (
     ConfigError,
     ConvertConfig,
@@ -29,7 +28,7 @@ from pipeline.info import describe
 from pipeline.merge import MergeConfig, merge
 from pipeline.parallel import WorkerPool
 from pipeline.plan import make_plan
-from pipeline.verify import summarize, verify_shard
+from pipeline.verify import summarize, train_rows, verify_shard, verify_stats
 from shards.errors import UserError
 from shards.format import STATS_FILE, SUBSAMPLINGS
 from shards.manifest import is_shard_set

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +18,7 @@ from pipeline.reader import (  # noqa: F401 - the episode API, importable from h
     strings,
 )
 from shards.errors import UserError
+from shards.files import read_json
 
 # Every layout `vla-data convert` reads; the first three keep one episode per HDF5 file,
 # LIBERO and robomimic many demos per file, LeRobot a folder of parquet and video files.
@@ -230,10 +230,7 @@ class RobotwinEpisode(H5Episode):
         source = data.parent / "instructions" / relative
         if not source.is_file():
             return [], []
-        try:
-            content = json.loads(source.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise EpisodeError(f"instructions file {relative} is not readable JSON ({e})") from e
+        content = read_json(source, EpisodeError, "instructions/ holds one JSON object per episode")
         if not isinstance(content, dict):
             raise EpisodeError(f"instructions file {relative} must hold a JSON object")
         return tuple(

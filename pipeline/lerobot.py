@@ -15,7 +15,6 @@ Needs the `lerobot` extra (pyarrow, and PyAV, whose wheels bring their own FFmpe
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -27,6 +26,7 @@ from pipeline.episodes import LayoutError
 from pipeline.frames import EpisodeError
 from pipeline.reader import MAX_INSTRUCTION_CHARS, EpisodeInfo, check_matrix
 from pipeline.sources import KNOWN_CAMERAS, EpisodeRef
+from shards.files import read_json
 
 IMAGE_PREFIX = "observation.images."
 CONVERT_V21 = "python -m lerobot.datasets.v30.convert_dataset_v21_to_v30 --repo-id=REPO_ID"
@@ -64,10 +64,7 @@ def _meta(root: Path) -> tuple[dict, dict[int, dict], list[str]]:
     import pyarrow.parquet as pq
 
     info_path = root / "meta" / "info.json"
-    try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise LayoutError(f"{info_path}: not a readable JSON file ({e})") from e
+    info = read_json(info_path, LayoutError, "a LeRobot v3 folder has meta/info.json")
     version = str(info.get("codebase_version", "")) if isinstance(info, dict) else ""
     if not version.startswith("v3"):
         raise LayoutError(

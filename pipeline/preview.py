@@ -25,7 +25,7 @@ def first_samples(shard_set: ShardSet, split: str, n: int) -> list[dict]:
         with shard_set.open_shard(name) as stream:
             raw_samples = iter_raw_samples(stream, shard_set.location(name))
             for raw in itertools.islice(raw_samples, n - len(samples)):
-                samples.append(decode_sample(raw, cameras))
+                samples.append(decode_sample(raw, cameras, shard_set.manifest))
         if len(samples) >= n:
             break
     return samples

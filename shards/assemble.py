@@ -18,7 +18,7 @@ import torch
 from shards.buffers import BatchBuffers
 from shards.draw import Events, Job
 from shards.mixture import Mixture
-from shards.samples import RawSample, SampleError, decode_sample
+from shards.samples import RawSample, SampleError, decode_sample, sample_proprio
 from shards.source import ShardSet, ShardSetError
 from shards.stream import (
     WARN_FIRST_BAD,
@@ -149,36 +149,15 @@ def _decode(
 ) -> dict[str, Any]:
     """Check and decode one sample; its images land in `images` (N, H, W, 3)."""
     manifest = shard_set.manifest
-    if images.shape[1] != manifest.image_size:
-        # Mixed sets agree on image size (checked at start); this guards a lying manifest.
-        raise SampleError(f"sample {raw['__key__']}: set image size {manifest.image_size}")
-    sample = decode_sample(raw, cfg.cameras, images)
-    actions = sample["actions"]
-    if actions.shape != (manifest.chunk, manifest.action_dim):
-        raise SampleError(f"sample {sample['key']}: actions are {actions.shape}")
-    meta = sample["meta"]
-    instructions = meta.get("instructions")
-    valid = meta.get("valid")
-    if not instructions or not isinstance(valid, int) or not 1 <= valid <= manifest.chunk:
-        raise SampleError(f"sample {sample['key']}: meta.json lacks instructions or valid")
+    sample = decode_sample(raw, cfg.cameras, manifest, images)
+    key, meta = sample["key"], sample["meta"]
     decoded = {
-        "key": sample["key"],
-        "actions": actions,
-        "valid": valid,
-        "instruction": choose_instruction(instructions, cfg.seed, epoch, sample["key"]),
+        "key": key,
+        "actions": sample["actions"],
+        "valid": meta["valid"],
+        "instruction": choose_instruction(meta["instructions"], cfg.seed, epoch, key),
         "set": index,
     }
     if cfg.proprio:
-        decoded["proprio"] = _proprio(meta.get("proprio"), manifest.proprio_dim, sample["key"])
+        decoded["proprio"] = sample_proprio(meta, manifest.proprio_dim, key)
     return decoded
-
-
-def _proprio(value: Any, dims: int | None, key: str) -> np.ndarray:
-    """meta.json's robot state as (dims,) float32; anything else makes the sample bad."""
-    try:
-        state = np.asarray(value, dtype=np.float32) if isinstance(value, list) else None
-    except (TypeError, ValueError):
-        state = None
-    if state is None or state.shape != (dims,) or not np.isfinite(state).all():
-        raise SampleError(f"sample {key}: meta.json's proprio is not {dims} finite numbers")
-    return state

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from shards.errors import UserError
+from shards.files import read_text
 from shards.format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, SPLITS
 
 
@@ -136,12 +137,7 @@ def is_plain_name(name: object) -> bool:
 
 def read_manifest(folder: Path) -> Manifest:
     path = folder / MANIFEST_FILE
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: no manifest.json; is this a vla-shards folder?") from None
-    except OSError as exc:
-        raise ManifestError(f"{path}: cannot read ({exc.strerror})") from None
+    text = read_text(path, ManifestError, "missing; is this a vla-shards folder?")
     return parse_manifest(text, str(path))
 
 

@@ -1,4 +1,5 @@
-"""Reading shard bytes back: tar stream -> raw samples -> decoded numpy samples.
+"""Reading shard bytes back: tar stream -> raw samples -> decoded numpy samples, and the
+sample contract's rules, shared by the reader and `vla-data verify`.
 
 Only the contract's members are decoded (jpg, npy without pickle, json); anything else
 in a shard is reported and never decoded, and nothing is ever extracted to disk.
@@ -19,10 +20,14 @@ from shards.format import (
     decode_actions,
     decode_jpeg,
     decode_meta,
+    sample_key,
 )
+from shards.manifest import Manifest
 from shards.tar import TarFormatError, iter_members
 
 RawSample = dict[str, Any]  # {"__key__": str, field: bytes, ...}
+_META_FIELDS = {"episode": str, "t": int, "steps": int, "valid": int, "instructions": list,
+                "unseen": list, "dataset": str}  # fmt: skip
 
 
 class ShardReadError(UserError):
@@ -72,32 +77,87 @@ def extra_fields(raw: RawSample, cameras: Iterable[str]) -> list[str]:
 
 
 def decode_sample(
-    raw: RawSample, cameras: Iterable[str], images_out: np.ndarray | None = None
+    raw: RawSample,
+    cameras: Iterable[str],
+    manifest: Manifest,
+    images_out: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Decode the contract members for `cameras`: images uint8 (H, W, 3), actions float32.
+    """Decode the contract members for `cameras` and check what every reader relies on.
 
-    With `images_out` (N, H, W, 3), camera k is decoded straight into `images_out[k]` (the
-    loader passes a slot of its shared-memory batch, saving three copies per image), and an
-    image of another size is a SampleError.
+    Images uint8 (S, S, 3) for the set's image_size S, actions float32 (chunk, action_dim),
+    meta.json an object with instructions and a valid row count in 1..chunk; else a
+    SampleError naming the sample. The reader calls this for every sample, so it holds only
+    these cheap checks; `vla-data verify` adds meta_problems.
+
+    With `images_out` (N, S, S, 3), camera k is decoded straight into `images_out[k]` (the
+    loader passes a slot of its shared-memory batch, saving three copies per image).
     """
     key = raw["__key__"]
     cameras = tuple(cameras)
     missing = [f for f in contract_fields(cameras) if f not in raw]
     if missing:
         raise SampleError(f"sample {key}: missing member(s) {', '.join(missing)}")
+    size = manifest.image_size
+    image_shape = (size, size, 3)
+    if images_out is not None and images_out.shape[1:] != image_shape:
+        # Mixed sets agree on image size (checked at start); this guards a lying manifest.
+        raise SampleError(f"sample {key}: set image size {size}, batch {images_out.shape[1:]}")
     try:
-        if images_out is None:
-            images = {c: decode_jpeg(raw[camera_member(c)]) for c in cameras}
-        else:
-            images = {}
-            for k, c in enumerate(cameras):
-                images[c] = decode_jpeg(raw[camera_member(c)], images_out[k])
-                if images[c].shape != images_out.shape[1:]:
-                    raise ValueError(f"{c}.jpg is {images[c].shape}, not {images_out.shape[1:]}")
+        images = {}
+        for k, c in enumerate(cameras):
+            out = None if images_out is None else images_out[k]
+            images[c] = decode_jpeg(raw[camera_member(c)], out)
+            if images[c].shape != image_shape:
+                raise SampleError(f"sample {key}: {c}.jpg is {images[c].shape}, not {image_shape}")
         actions = decode_actions(raw[ACTIONS_MEMBER])
         meta = decode_meta(raw[META_MEMBER])
     except (ValueError, OSError) as exc:
         raise SampleError(f"sample {key}: a member does not decode ({exc})") from None
-    if actions.dtype != np.float32 or actions.ndim != 2:
-        raise SampleError(f"sample {key}: actions.npy is {actions.dtype} {actions.shape}")
+    want = (manifest.chunk, manifest.action_dim)
+    if actions.dtype != np.float32 or actions.shape != want:
+        raise SampleError(
+            f"sample {key}: actions.npy is {actions.dtype} {actions.shape}, expected {want}"
+        )
+    instructions, valid = meta.get("instructions"), meta.get("valid")
+    if not instructions or not isinstance(valid, int) or not 1 <= valid <= manifest.chunk:
+        raise SampleError(f"sample {key}: meta.json lacks instructions or valid")
     return {"key": key, "images": images, "actions": actions, "meta": meta}
+
+
+def sample_proprio(meta: dict[str, Any], dims: int | None, key: str) -> np.ndarray:
+    """meta.json's robot state as (dims,) float32; anything else makes the sample bad."""
+    value = meta.get("proprio")
+    try:
+        state = np.asarray(value, dtype=np.float32) if isinstance(value, list) else None
+    except (TypeError, ValueError):
+        state = None
+    if state is None or state.shape != (dims,) or not np.isfinite(state).all():
+        raise SampleError(f"sample {key}: meta.json's proprio is not {dims} finite numbers")
+    return state
+
+
+def meta_problems(key: str, meta: dict[str, Any], manifest: Manifest) -> list[str]:
+    """The rest of the contract's meta.json rules, past decode_sample's: `vla-data verify`
+    checks them; the reader needs none of them to build a batch."""
+    wrong = [f for f, kind in _META_FIELDS.items() if not isinstance(meta.get(f), kind)]
+    if wrong:
+        return [f"sample {key}: meta.json lacks or mistypes {', '.join(wrong)}"]
+    problems = []
+    if key != sample_key(meta["episode"], meta["t"]):
+        problems.append(f"sample {key}: key does not match meta episode/t")
+    if not 0 <= meta["t"] < meta["steps"]:
+        problems.append(f"sample {key}: t={meta['t']} outside the episode's {meta['steps']} steps")
+    if meta["valid"] != min(manifest.chunk, meta["steps"] - meta["t"]):
+        problems.append(f"sample {key}: valid={meta['valid']} disagrees with t and steps")
+    if meta["dataset"] != manifest.dataset:
+        problems.append(
+            f"sample {key}: dataset {meta['dataset']!r}, manifest says {manifest.dataset!r}"
+        )
+    if manifest.proprio_dim is not None:
+        try:
+            sample_proprio(meta, manifest.proprio_dim, key)
+        except SampleError as exc:
+            problems.append(str(exc))
+    elif meta.get("proprio") is not None:
+        problems.append(f"sample {key}: meta.json has a proprio, the manifest no proprio_dim")
+    return problems

@@ -9,6 +9,7 @@ from typing import IO
 
 from shards import s3
 from shards.errors import UserError
+from shards.files import read_text
 from shards.format import MANIFEST_FILE, STATS_FILE
 from shards.http import ResumingStream
 from shards.manifest import Manifest, parse_manifest
@@ -67,8 +68,9 @@ def open_shard_set(source: str | Path, check_files: bool = True) -> ShardSet:
             raise ShardSetError(f"{folder}: no such folder; pass the output of `vla-data convert`")
         if not any(folder.iterdir()):
             raise ShardSetError(f"{folder}: the folder is empty; convert episodes into it first")
-        manifest_text = _read_text(folder / MANIFEST_FILE, "no manifest.json")
-        stats_text = _read_text(folder / STATS_FILE, "no stats.json")
+        missing = "missing; is this a vla-shards folder?"
+        manifest_text = read_text(folder / MANIFEST_FILE, ShardSetError, missing)
+        stats_text = read_text(folder / STATS_FILE, ShardSetError, missing)
     manifest = parse_manifest(manifest_text, _join(source, MANIFEST_FILE))
     stats = parse_stats(stats_text, _join(source, STATS_FILE))
     shard_set = ShardSet(source, manifest, _dataset_entry(manifest, stats, source), stats_text)
@@ -80,15 +82,6 @@ def open_shard_set(source: str | Path, check_files: bool = True) -> ShardSet:
 def _join(source: str, name: str) -> str:
     """A file of the set: URL prefixes end in `/`, folders are joined as paths."""
     return source + name if is_url(source) else str(Path(source) / name)
-
-
-def _read_text(path: Path, missing: str) -> str:
-    try:
-        return path.read_text()
-    except FileNotFoundError:
-        raise ShardSetError(f"{path.parent}: {missing}; is this a vla-shards folder?") from None
-    except OSError as exc:
-        raise ShardSetError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def _fetch_text(url: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from shards.errors import UserError
+from shards.files import read_text
 from stats.compute import STAT_KEYS, ArrayStats, DatasetStats
 
 
@@ -76,12 +77,7 @@ def unusable(stats: ArrayStats, quantity: str) -> str | None:
 
 
 def read_stats(path: Path) -> dict[str, DatasetStats]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise StatsError(f"{path}: missing; is this a folder made by vla-data convert?") from None
-    except OSError as exc:
-        raise StatsError(f"{path}: cannot read ({exc.strerror})") from None
+    text = read_text(path, StatsError, "missing; is this a folder made by vla-data convert?")
     return parse_stats(text, str(path))
 
 

@@ -50,7 +50,7 @@ def read_split(shards_dir: Path, split: str) -> list[dict]:
     for shard in manifest.shards(split):
         with open(shards_dir / shard.name, "rb") as stream:
             for raw in iter_raw_samples(stream, shard.name):
-                sample = decode_sample(raw, manifest.cameras)
+                sample = decode_sample(raw, manifest.cameras, manifest)
                 sample["shard"] = shard.name
                 sample["members"] = sorted(k for k in raw if not k.startswith("__"))
                 samples.append(sample)

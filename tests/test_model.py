@@ -8,8 +8,8 @@ import torch
 
 from trainer.model import ModelConfig, ModelLoadError, build_policy, normalize_images
 from trainer.model.bases import build_base, loaded_base
-from trainer.model.configs import OPENVLA_7B_SPEC
 from trainer.model.head import L1RegressionHead
+from trainer.model.model_config import OPENVLA_7B_SPEC
 from trainer.model.vla import bidirectional_mask
 from trainer.model.weights import published_shapes
 

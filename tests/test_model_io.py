@@ -11,7 +11,7 @@ from test_model import make_batch, tiny_policy  # pytest puts tests/ on sys.path
 
 from trainer.model import ModelConfig, ModelLoadError, build_policy, load_policy, save_policy
 from trainer.model.bases import build_base
-from trainer.model.configs import tiny_spec
+from trainer.model.model_config import tiny_spec
 from trainer.model.tokenizer import tiny_tokenizer
 from trainer.model.weights import INDEX_FILE, to_published_name
 

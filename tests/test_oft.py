@@ -20,7 +20,7 @@ from trainer.export import ExportConfig, export
 from trainer.loop import init_weights, train
 from trainer.metrics import read_metrics
 from trainer.model import ModelConfig, ModelLoadError, build_policy
-from trainer.model.checkpoint import read_tensors
+from trainer.model.model_files import read_tensors
 from trainer.oft import OftOptions, read_oft, write_oft
 from trainer.policy import Policy, read_checkpoint
 from trainer.predict import PredictConfig, compare

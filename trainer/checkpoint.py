@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from shards.errors import UserError
+from shards.files import read_text
 from shards.format import STATS_FILE, JpegStorage, jpeg_storage
 from shards.mixture import Mixture
-from trainer.config import CONFIG_FILE, TrainConfig
+from trainer.config import TRAIN_CONFIG_FILE, TrainConfig
 from trainer.model import VLAPolicy, save_policy
 
 STATE_FILE = "trainer_state.pt"
@@ -76,7 +77,7 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     save_policy(policy, tmp)
     (tmp / STATS_FILE).write_text(mixture.stats_text())
-    (tmp / CONFIG_FILE).write_text(cfg.to_json(mixture=image_records(mixture)))
+    (tmp / TRAIN_CONFIG_FILE).write_text(cfg.to_json(mixture=image_records(mixture)))
     torch.save(state, tmp / STATE_FILE)
     if final.exists():  # re-saving a step after a resume from an older one
         shutil.rmtree(final)
@@ -100,17 +101,13 @@ def image_records(mixture: Mixture) -> list[dict[str, Any]]:
 
 def load_jpeg_storage(ckpt: Path) -> dict[str, JpegStorage | None]:
     """Dataset -> how its stored images were JPEG-encoded, from train_config.json."""
-    data = json.loads((ckpt / CONFIG_FILE).read_text())
+    data = json.loads((ckpt / TRAIN_CONFIG_FILE).read_text())
     return {r["dataset"]: jpeg_storage(r) for r in data.get("mixture", [])}
 
 
 def load_config(ckpt: Path) -> TrainConfig:
-    path = ckpt / CONFIG_FILE
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from None
-    return TrainConfig.from_json(text, str(path))
+    path = ckpt / TRAIN_CONFIG_FILE
+    return TrainConfig.from_json(read_text(path, CheckpointError), str(path))
 
 
 def load_state(ckpt: Path) -> dict[str, Any]:

@@ -13,8 +13,8 @@ from shards.format import STATS_FILE
 from trainer.checkpoint import CheckpointError
 from trainer.config import ConfigError
 from trainer.model import VLAPolicy, load_policy
-from trainer.model.checkpoint import ADAPTER_FILE, HEAD_FILE, PROPRIO_FILE, read_tensors
-from trainer.model.configs import BASE_7B_RANDOM, BASE_TINY
+from trainer.model.model_config import BASE_7B_RANDOM, BASE_TINY
+from trainer.model.model_files import ADAPTER_FILE, HEAD_FILE, PROPRIO_FILE, read_tensors
 from trainer.model.weights import (
     INDEX_FILE,
     published_shapes,

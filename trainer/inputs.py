@@ -1,9 +1,41 @@
-"""Which optional inputs a run feeds the model: the robot state when its sets carry it."""
+"""What a run reads: the stream of its samples, and the robot state when its sets carry it."""
 
 from __future__ import annotations
 
 from shards.mixture import Mixture
-from trainer.config import ConfigError
+from shards.stream import StreamConfig
+from trainer.config import ConfigError, TrainConfig
+from trainer.distributed import Dist
+
+
+def run_stream(cfg: TrainConfig, split: str, dist: Dist | None = None) -> StreamConfig:
+    """How the run `cfg` reads `split`: its cameras, batch size, seed, shuffling, robot state
+    and episode tails.
+
+    With `dist`, as training reads: each rank its part, with the run's worker processes and
+    decode threads, train endlessly reshuffled and val in one pass. Without, as `vla-train
+    predict` reads: the whole split in one unshuffled pass, in this process.
+    """
+    placement = {}
+    if dist is not None:
+        placement = {
+            "rank": dist.rank,
+            "world_size": dist.world_size,
+            "workers": cfg.workers,
+            "decode_threads": cfg.decode_threads,
+            "pin_memory": dist.device.type == "cuda",
+        }
+    return StreamConfig(
+        split=split,
+        cameras=cfg.images,
+        batch_size=cfg.batch_size,
+        shuffle_buffer=cfg.shuffle_buffer,
+        seed=cfg.seed,
+        finite=dist is None or split == "val",
+        proprio=bool(cfg.proprio),
+        drop_tail=cfg.episode_tail == "drop",
+        **placement,
+    )
 
 
 def uses_proprio(choice: bool | None, mixture: Mixture) -> bool:

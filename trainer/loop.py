@@ -14,7 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from shards.loader_plan import plan_loader
 from shards.mixture import Mixture, open_mixture
-from shards.reader import StreamConfig, StreamState, check_stream, make_loader
+from shards.reader import StreamState, check_stream, make_loader
 from trainer.batches import BatchPrep, Prefetcher
 from trainer.checkpoint import (
     CheckpointError,
@@ -29,11 +29,11 @@ from trainer.checkpoint import (
 )
 from trainer.config import DEFAULT_IMAGES, ConfigError, TrainConfig, default_images
 from trainer.distributed import Dist, gather_objects, init_distributed, shutdown, sum_across
-from trainer.inputs import uses_proprio
+from trainer.inputs import run_stream, uses_proprio
 from trainer.metrics import LossWindow, MetricsLogger, truncate_metrics
 from trainer.model import ModelConfig, VLAPolicy, build_policy, load_policy
-from trainer.model.checkpoint import load_saved_weights
-from trainer.model.configs import base_dtype
+from trainer.model.model_config import base_dtype
+from trainer.model.model_files import load_saved_weights
 from trainer.oft import is_oft_folder, read_oft
 from trainer.policy import load_oft_weights
 from trainer.step import build_optimizer, build_scheduler, eval_sums, l1_metrics, train_step
@@ -64,9 +64,9 @@ def _run(
         if dist.main and cfg.images != DEFAULT_IMAGES:
             print(f"--images {','.join(cfg.images)}: the set has no {','.join(DEFAULT_IMAGES)}")
     cfg = replace(cfg, proprio=uses_proprio(cfg.proprio, mixture))  # saved as decided
-    check_stream(mixture, stream_config(cfg, dist, "train"))
+    check_stream(mixture, run_stream(cfg, "train", dist))
     if cfg.val_every:
-        check_stream(mixture, stream_config(cfg, dist, "val"))
+        check_stream(mixture, run_stream(cfg, "val", dist))
     ckpt, state = _checkpoint_to_resume(cfg, resume, mixture, dist, allow_new_data)
 
     # Same seed on every rank: identical initial LoRA and head weights before DDP starts.
@@ -102,7 +102,7 @@ def _run(
     prep = BatchPrep(
         action_stats, cfg.normalization, dist.device, cfg.image_aug, aug, proprio_stats
     )
-    loader = make_loader(mixture, stream_config(cfg, dist, "train"), data_state)
+    loader = make_loader(mixture, run_stream(cfg, "train", dist), data_state)
     batches = Prefetcher(loader, policy.tokenize, prep, dist.device, data_state)
     logger = MetricsLogger(cfg.run_dir, step, cfg.max_steps, dist.main)
     logger.message(_start_line(ckpt, policy, mixture, dist))
@@ -204,7 +204,7 @@ def validate(
 
     One pooled "val" record, then with several sets one "val/DATASET" record per set.
     """
-    loader = make_loader(mixture, stream_config(cfg, dist, "val"))
+    loader = make_loader(mixture, run_stream(cfg, "val", dist))
     batches = Prefetcher(loader, policy.tokenize, prep, dist.device, train=False)
     sums = sum_across(eval_sums(policy, batches, dist.device, len(mixture.sets)))
     records = [_val_record(step, "val", sums.sum(0), mixture.action_dim)]
@@ -219,24 +219,6 @@ def validate(
 def _val_record(step: int, split: str, sums: torch.Tensor, action_dim: int) -> dict[str, Any]:
     samples = int(sums[3]) // action_dim  # row 0 counts D values per sample
     return {"step": step, "split": split, **l1_metrics(sums), "samples": samples}
-
-
-def stream_config(cfg: TrainConfig, dist: Dist, split: str) -> StreamConfig:
-    return StreamConfig(
-        split=split,
-        cameras=cfg.images,
-        batch_size=cfg.batch_size,
-        shuffle_buffer=cfg.shuffle_buffer,
-        seed=cfg.seed,
-        rank=dist.rank,
-        world_size=dist.world_size,
-        workers=cfg.workers,
-        decode_threads=cfg.decode_threads,
-        finite=split == "val",
-        pin_memory=dist.device.type == "cuda",
-        proprio=bool(cfg.proprio),
-        drop_tail=cfg.episode_tail == "drop",
-    )
 
 
 def model_config(cfg: TrainConfig, mixture: Mixture, device: torch.device) -> ModelConfig:

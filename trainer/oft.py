@@ -9,7 +9,6 @@ name the head `action_head--latest_checkpoint.pt` instead.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -18,9 +17,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from shards.files import read_json, read_text
 from stats.compute import DatasetStats
 from stats.io import parse_stats
-from trainer.model.configs import ModelLoadError
+from trainer.model.model_config import ModelLoadError
 
 ADAPTER_DIR = "lora_adapter"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -113,16 +113,14 @@ def read_oft(path: Path) -> OftCheckpoint:
             f"{weights} is missing; OFT's lora_adapter/ is written by peft's save_pretrained "
             "(safetensors since peft 0.6)"
         )
+    config_path = adapter_dir / ADAPTER_CONFIG
+    config = read_json(config_path, ModelLoadError, "peft's save_pretrained writes it")
     try:
-        config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())
         rank = int(config["r"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"{adapter_dir / ADAPTER_CONFIG}: no LoRA rank r ({exc})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"{config_path}: no LoRA rank r ({exc})") from None
     stats_path = path / STATS_FILE
-    try:
-        stats_text = stats_path.read_text()
-    except OSError as exc:
-        raise ModelLoadError(f"{stats_path}: cannot read ({exc.strerror})") from None
+    stats_text = read_text(stats_path, ModelLoadError)
     return OftCheckpoint(
         path=path,
         step=head_path.name.split("--")[1].removesuffix("_checkpoint.pt"),

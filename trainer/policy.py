@@ -16,18 +16,18 @@ from stats.io import read_stats
 from stats.normalize import bounds, denormalize, normalize
 from trainer.augment import pixel_values
 from trainer.checkpoint import CheckpointError, checkpoints, load_config, load_jpeg_storage
-from trainer.config import CONFIG_FILE, ConfigError, TrainConfig
+from trainer.config import TRAIN_CONFIG_FILE, ConfigError, TrainConfig
 from trainer.model import ModelConfig, VLAPolicy, build_policy, load_policy
-from trainer.model.checkpoint import (
+from trainer.model.model_config import IMAGE_SIZE
+from trainer.model.model_files import (
     ADAPTER_FILE,
     HEAD_FILE,
+    MODEL_CONFIG_FILE,
     adapter_shapes,
     load_module,
     load_weights,
     read_model_config,
 )
-from trainer.model.checkpoint import CONFIG_FILE as MODEL_CONFIG_FILE
-from trainer.model.configs import IMAGE_SIZE
 from trainer.oft import OftCheckpoint, OftOptions, is_oft_folder, read_oft, usable_adapter
 from trainer.step import autocast
 
@@ -36,7 +36,7 @@ CameraImages = Mapping[str, np.ndarray] | Sequence[np.ndarray]
 # OFT's evaluation JPEG-encodes frames with tf.image.encode_jpeg's defaults: quality 95, 4:2:0.
 OFT_JPEG = JpegStorage(95, "420")
 log = logging.getLogger(__name__)
-_REQUIRED = (MODEL_CONFIG_FILE, ADAPTER_FILE, HEAD_FILE, STATS_FILE, CONFIG_FILE)
+_REQUIRED = (MODEL_CONFIG_FILE, ADAPTER_FILE, HEAD_FILE, STATS_FILE, TRAIN_CONFIG_FILE)
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def read_checkpoint(
     wrong = [n for n, s in info.stats.items() if len(s.action.q01) != info.model.action_dim]
     if wrong or len(info.run.images) != info.model.num_images:
         raise CheckpointError(
-            f"{ckpt}: {STATS_FILE}, {MODEL_CONFIG_FILE} and {CONFIG_FILE} disagree on the "
+            f"{ckpt}: {STATS_FILE}, {MODEL_CONFIG_FILE} and {TRAIN_CONFIG_FILE} disagree on the "
             "action dims or cameras; the folder was not written by one run"
         )
     return info

@@ -10,10 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 from shards.format import SPLITS
-from shards.reader import StreamConfig, make_loader
+from shards.reader import make_loader
 from shards.source import ShardSet, ShardSetError, open_shard_set
 from stats.normalize import NORMALIZATIONS
 from trainer.config import ConfigError
+from trainer.inputs import run_stream
 from trainer.oft import OftOptions, is_oft_folder
 from trainer.policy import CheckpointInfo, Policy, read_checkpoint
 
@@ -86,15 +87,7 @@ def compare(cfg: PredictConfig) -> PredictReport:
     policy = Policy.from_info(info, cfg.base, cfg.device, dataset)
     # Validation's reading: one unshuffled pass, instructions chosen with the run's seed
     # at epoch 0, so every sample gets the instruction its val L1 was logged with.
-    stream = StreamConfig(
-        split=cfg.split,
-        cameras=policy.cameras,
-        batch_size=policy.run.batch_size,
-        seed=policy.run.seed,
-        finite=True,
-        proprio=bool(policy.net.config.proprio_dim),
-        drop_tail=policy.run.episode_tail == "drop",  # as validation read them
-    )
+    stream = run_stream(policy.run, cfg.split)
     rows: list[Comparison] = []
     sums = np.zeros(3)  # |error| in action units, in normalized units, values counted
     for batch in make_loader(shard_set, stream):

@@ -1,9 +1,9 @@
 """OpenVLA-7B built natively (timm ViTs, projector, HF Llama) with OFT's LoRA and L1 action head."""
 
-from .checkpoint import load_policy, save_policy
-from .configs import ModelConfig, ModelLoadError
 from .images import normalize_images
-from .policy import VLAPolicy, build_policy
+from .model_config import ModelConfig, ModelLoadError
+from .model_files import load_policy, save_policy
+from .vla_policy import VLAPolicy, build_policy
 
 __all__ = [
     "ModelConfig",

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from .configs import BASE_7B_RANDOM, BASE_TINY, OPENVLA_7B_SPEC, tiny_spec
+from .model_config import BASE_7B_RANDOM, BASE_TINY, OPENVLA_7B_SPEC, tiny_spec
 from .tokenizer import tiny_tokenizer
 from .vision import set_spatial_positions
 from .vla import OpenVLA

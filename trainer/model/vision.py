@@ -8,8 +8,8 @@ import timm
 import torch
 from torch import nn
 
-from .configs import IMAGE_SIZE, TINY_TOWER_OVERRIDES
 from .film import film_features, has_film
+from .model_config import IMAGE_SIZE, TINY_TOWER_OVERRIDES
 
 # Ends of each tower that OpenVLA never runs (features come from the second-to-last block);
 # they stay loaded so the published checkpoint matches key for key, but stay frozen.

@@ -10,7 +10,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from .configs import ModelLoadError
+from shards.files import read_json
+
+from .model_config import ModelLoadError
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -64,10 +66,7 @@ def resolve_base_dir(base: str) -> Path:
 def read_spec(directory: Path) -> dict:
     """config.json, checked for the fields the network is built from."""
     path = directory / "config.json"
-    try:
-        spec = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{path}: unreadable ({exc}); copy config.json of the base") from exc
+    spec = read_json(path, ModelLoadError, "copy config.json of the base")
     missing = [k for k in ("timm_model_ids", "text_config") if k not in spec]
     if missing:
         raise ModelLoadError(f"{path}: missing {missing}; is this an openvla-7b style checkpoint?")

@@ -8,10 +8,10 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from .bases import build_base
-from .configs import ModelConfig
 from .film import add_film, film_parameters
 from .head import L1RegressionHead
 from .lora import add_lora, count_parameters
+from .model_config import ModelConfig
 from .prompt import PromptTokens, sequence_ids
 from .proprio import ProprioProjector
 

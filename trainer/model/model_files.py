@@ -1,4 +1,4 @@
-"""Policy checkpoints: peft adapter files, action_head.safetensors (and the proprio projector
+"""A saved policy's files: peft adapter files, action_head.safetensors (and the proprio projector
 and FiLM maps when the model has them) and model_config.json."""
 
 from __future__ import annotations
@@ -11,17 +11,19 @@ import torch
 from peft import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
-from .configs import ModelConfig, ModelLoadError
+from shards.files import read_json
+
 from .film import film_parameters
 from .head import with_current_names
-from .policy import VLAPolicy, build_policy
+from .model_config import ModelConfig, ModelLoadError
+from .vla_policy import VLAPolicy, build_policy
 from .weights import check_state_dict
 
 ADAPTER_FILE = "adapter_model.safetensors"  # written by peft's save_pretrained
 HEAD_FILE = "action_head.safetensors"
 PROPRIO_FILE = "proprio_projector.safetensors"  # with a proprio_dim
 FILM_FILE = "film.safetensors"  # with film: the FiLM maps, named as in the base model
-CONFIG_FILE = "model_config.json"
+MODEL_CONFIG_FILE = "model_config.json"
 
 
 def save_policy(policy: VLAPolicy, out_dir: Path) -> None:
@@ -34,7 +36,7 @@ def save_policy(policy: VLAPolicy, out_dir: Path) -> None:
         save_file(_tensors(policy.proprio_projector.state_dict()), out_dir / PROPRIO_FILE)
     if policy.config.film:
         save_file(_tensors(film_parameters(policy.vla.get_base_model())), out_dir / FILM_FILE)
-    (out_dir / CONFIG_FILE).write_text(json.dumps(asdict(policy.config), indent=2) + "\n")
+    (out_dir / MODEL_CONFIG_FILE).write_text(json.dumps(asdict(policy.config), indent=2) + "\n")
 
 
 def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -42,13 +44,13 @@ def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def read_model_config(ckpt_dir: Path) -> ModelConfig:
-    path = ckpt_dir / CONFIG_FILE
+    path = ckpt_dir / MODEL_CONFIG_FILE
+    fix = "point at a folder save_policy wrote"
+    fields = read_json(path, ModelLoadError, fix)
     try:
-        return ModelConfig(**json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError, TypeError, ValueError) as exc:
-        raise ModelLoadError(
-            f"{path}: not a readable model config ({exc}); point at a folder save_policy wrote"
-        ) from exc
+        return ModelConfig(**fields)
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: not a model config ({exc}); {fix}") from None
 
 
 def read_tensors(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
