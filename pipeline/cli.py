@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +29,7 @@ from pipeline.merge import MergeConfig, merge
 from pipeline.parallel import WorkerPool
 from pipeline.plan import make_plan
 from pipeline.verify import summarize, verify_shard
-from shards.errors import UserError
+from shards.commandline import camera_list, one_line_errors, renamed
 from shards.format import STATS_FILE
 from shards.manifest import is_shard_set
 from shards.source import open_shard_set
@@ -38,36 +37,6 @@ from stats.compute import STAT_KEYS, DatasetStats
 from stats.io import stats_to_json
 
 _REMOTE = ("http://", "https://", "s3://")  # shard sets elsewhere; episodes are local
-
-
-def user_errors(fn: Callable) -> Callable:
-    """The one place `vla-data` turns a user's error into one line and a non-zero exit.
-
-    An OSError here is the machine's answer to the user's files (disk full, permission
-    denied, a folder that is not there): also theirs to fix. Anything else is a bug and
-    keeps its traceback.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except UserError as exc:
-            raise click.ClickException(str(exc)) from None
-        except OSError as exc:
-            raise click.ClickException(os_error_line(exc)) from None
-
-    return wrapper
-
-
-def os_error_line(exc: OSError) -> str:
-    """`path: reason` for an OSError, without Python's `[Errno N]` decoration."""
-    where = f"{exc.filename}: " if exc.filename else ""
-    return f"{where}{exc.strerror or exc}"
-
-
-def _cameras(value: str | None) -> tuple[str, ...] | None:
-    return tuple(c.strip() for c in value.split(",") if c.strip()) if value else None
 
 
 def plan_options(fn: Callable) -> Callable:
@@ -96,7 +65,7 @@ def _plan_kwargs(episodes_dir: Path, kw: dict) -> dict:
     args = {
         "episodes_dir": episodes_dir,
         "layout": kw["layout"],
-        "cameras": _cameras(kw["cameras"]),
+        "cameras": camera_list(kw["cameras"]) or None,
         "val_episodes": parse_val_episodes(kw["val_episodes"]),
         "seed": kw["seed"],
         "instruction": kw["instruction"],
@@ -127,7 +96,7 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing shard set.")
 @click.option("--part", help="Convert only part I of N (I/N), for `vla-data merge`.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-@user_errors
+@one_line_errors
 def convert_cmd(episodes_dir: Path, shards_dir: Path, **kw) -> None:
     """Convert EPISODES_DIR into a shard set in SHARDS_DIR."""
     config = ConvertConfig(
@@ -149,7 +118,7 @@ def convert_cmd(episodes_dir: Path, shards_dir: Path, **kw) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--overwrite", is_flag=True, help="Replace an existing shard set.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-@user_errors
+@one_line_errors
 def merge_cmd(paths: tuple[Path, ...], overwrite: bool, quiet: bool) -> None:
     """Join part sets made by `convert --part I/N` into one set; the last path is the output."""
     if len(paths) < 2:
@@ -180,7 +149,7 @@ def _report(summary: ConvertSummary) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON instead of a table.")
 @click.option("--verify", is_flag=True, help="Recompute from the train samples and compare.")
 @click.option("--plot", type=click.Path(path_type=Path), help="Write per-dim histograms (PNG).")
-@user_errors
+@one_line_errors
 @click.pass_context
 def stats_cmd(
     ctx: click.Context,
@@ -273,7 +242,7 @@ def _print_stats(name: str, stats: DatasetStats) -> None:
 @main.command("verify")
 @click.argument("source")
 @click.option("--workers", type=int, default=None, help="Processes (default: CPUs).")
-@user_errors
+@one_line_errors
 def verify_cmd(source: str, workers: int | None) -> None:
     """Check every shard's checksum, samples and stats.json against manifest.json."""
     shard_set = open_shard_set(source, check_files=False)
@@ -303,7 +272,7 @@ def verify_cmd(source: str, workers: int | None) -> None:
 
 @main.command("info")
 @click.argument("source")
-@user_errors
+@one_line_errors
 def info_cmd(source: str) -> None:
     """Summarize a shard set: dataset, splits, cameras, chunk, size, skipped episodes."""
     shard_set = open_shard_set(source, check_files=False)
@@ -326,7 +295,7 @@ def info_cmd(source: str) -> None:
     "--split", type=click.Choice(["train", "val"]), default="train", show_default=True,
     help="Split to show.",
 )  # fmt: skip
-@user_errors
+@one_line_errors
 def preview_cmd(source: str, output: Path, samples: int, split: str) -> None:
     """Contact sheet of N samples: every camera, the instruction, the action chunk."""
     # matplotlib is imported here, not at start-up: conversion workers re-import this module.
@@ -355,20 +324,24 @@ def preview_cmd(source: str, output: Path, samples: int, split: str) -> None:
     help="Threads decoding JPEGs in each loading process (0: inline; auto).",
 )  # fmt: skip
 @click.option("--batch-size", default=8, show_default=True, help="Samples per batch.")
-@click.option("--images", default="head,left_wrist", show_default=True, help="Cameras to load.")
-@click.option("--samples", default=4000, show_default=True, help="Samples to time.")
+@click.option(
+    "--cameras", default="head,left_wrist", show_default=True,
+    help="Comma-separated cameras to load, as vla-train --cameras.",
+)  # fmt: skip
+@renamed("--images", "--cameras")
+@click.option("-n", "--samples", default=4000, show_default=True, help="Samples to time.")
 @click.option(
     "--shuffle-buffer", default=1000, show_default=True,
     help="Samples held per reading stream for shuffling.",
 )  # fmt: skip
-@user_errors
-def loadtest_cmd(source: str, workers: str, decode_threads: str, batch_size: int, images: str,
+@one_line_errors
+def loadtest_cmd(source: str, workers: str, decode_threads: str, batch_size: int, cameras: str,
                  samples: int, shuffle_buffer: int) -> None:  # fmt: skip
     """Time the trainer's CPU-side loader alone: samples/s and MB/s of shard data."""
     from pipeline.loadtest import LoadtestConfig, loadtest  # torch: only this command needs it
 
     config = LoadtestConfig(
-        source, workers, batch_size, _cameras(images), samples,
+        source, workers, batch_size, camera_list(cameras), samples,
         shuffle_buffer=shuffle_buffer, decode_threads=decode_threads,
     )  # fmt: skip
     result = loadtest(config)
@@ -376,7 +349,7 @@ def loadtest_cmd(source: str, workers: str, decode_threads: str, batch_size: int
     click.echo(
         f"{result.samples_per_s:.1f} samples/s, {result.mb_per_s:.1f} MB/s "
         f"({result.samples} samples in {result.seconds:.2f} s, batch {batch_size}, "
-        f"images {images}, tokenization included)"
+        f"cameras {cameras}, tokenization included)"
     )
 
 
@@ -389,7 +362,7 @@ def loadtest_cmd(source: str, workers: str, decode_threads: str, batch_size: int
 @click.option("--episodes", default=4, show_default=True, help="Episodes to write.")
 @click.option("--steps", default=40, show_default=True, help="Steps per episode.")
 @click.option("--seed", default=0, show_default=True, help="Seeds the generated content.")
-@user_errors
+@one_line_errors
 def generate_cmd(out_dir: Path, layout: str, episodes: int, steps: int, seed: int) -> None:
     """Write small synthetic sample episodes (for trying the tools and for tests)."""
     config = GenerateConfig(out_dir, layout=layout, episodes=episodes, steps=steps, seed=seed)

@@ -8,11 +8,7 @@ from pathlib import Path
 
 from pipeline.cameras import parse_cameras
 from pipeline.episodes import LAYOUTS, MAX_INSTRUCTION_CHARS
-from shards.errors import UserError
-
-
-class ConfigError(UserError, ValueError):
-    """An option value a user gave cannot work; the message names the option."""
+from shards.errors import ConfigError
 
 
 def parse_val_episodes(text: str) -> float | int:

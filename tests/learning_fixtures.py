@@ -18,7 +18,7 @@ from trainer.predict import PredictConfig, compare
 
 EPISODES = 9  # 8 to train on, 1 held out as the val split
 EPISODE_STEPS = 24
-CAMERAS = ("head", "left_wrist")  # vla-train's default --images
+CAMERAS = ("head", "left_wrist")  # vla-train's default --cameras
 IMAGE_FIELDS = ("head_camera_image", "left_wrist_image")  # the processed layout's names
 INSTRUCTION = "follow the red square"
 STEPS = 400
@@ -81,7 +81,8 @@ def curve(records: list[dict]) -> list[float]:
 def predicted_l1(shards: Path, run_dir: Path, split: str) -> float:
     """vla-train predict's normalized L1 over a whole split, seen as at evaluation (no aug)."""
     ckpt = latest_checkpoint(run_dir)
-    return compare(PredictConfig(ckpt=ckpt, shards=str(shards), split=split, n=0)).l1_normalized
+    config = PredictConfig(ckpt=ckpt, shards=str(shards), split=split, samples=0)
+    return compare(config).l1_normalized
 
 
 def best_constant_l1(shards: Path, split: str) -> float:

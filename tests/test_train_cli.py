@@ -29,7 +29,7 @@ def fails_with(result, text: str) -> None:
 
 def test_a_short_run_through_the_cli(toy_shards, tmp_path):
     args = ["--shards", str(toy_shards), "--run-dir", str(tmp_path / "r"), *TINY]
-    result = run(*args, "--batch-size", "2", "--max-steps", "2", "--images", "head,right_wrist")
+    result = run(*args, "--batch-size", "2", "--max-steps", "2", "--cameras", "head,right_wrist")
     assert result.exit_code == 0, result.output
     assert [r["step"] for r in read_metrics(tmp_path / "r")] == [1, 2]
     assert (tmp_path / "r" / "step-2" / "train_config.json").is_file()
@@ -70,7 +70,7 @@ def _without(root, name):
 
 
 def test_a_camera_the_set_lacks(toy_shards, tmp_path):
-    result = run("--shards", str(toy_shards), "--run-dir", str(tmp_path), "--images", "head,low")
+    result = run("--shards", str(toy_shards), "--run-dir", str(tmp_path), "--cameras", "head,low")
     fails_with(result, "no camera low in this set; it has head, left_wrist, right_wrist")
 
 
