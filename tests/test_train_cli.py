@@ -187,3 +187,27 @@ def test_a_run_saved_before_newer_options_resumes_as_it_trained():
     old = TrainConfig.from_json(json.dumps(saved), "train_config.json")
     assert (old.episode_tail, old.proprio, old.film) == ("pad", False, False)
     assert TrainConfig(shards=("s",)).episode_tail == "drop"  # what new runs get
+
+
+def test_a_run_saved_with_images_for_its_cameras_still_loads():
+    from trainer.config import TrainConfig
+
+    saved = json.loads(TrainConfig(shards=("s",), cameras=("head", "low")).to_json())
+    saved["images"] = saved.pop("cameras")  # the key's name before --images became --cameras
+    old = TrainConfig.from_json(json.dumps(saved), "train_config.json")
+    assert old.cameras == ("head", "low")
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["--shards", "s", "--images", "head"], "--images is now --cameras"),
+        (["train", "--shards", "s", "--images", "head"], "--images is now --cameras"),
+        (["predict", "ck", "--shards", "s", "--images", "head"], "--images is now --cameras"),
+        (["predict", "ck", "--n", "4"], "--n is now -n/--samples"),
+    ],
+)
+def test_an_old_option_name_is_refused_with_the_new_one(args, hint):
+    result = run(*args)
+    assert result.exit_code == 2 and f"Error: {hint}" in result.output
+    assert "Traceback" not in result.output
