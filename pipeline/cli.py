@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from pipeline.config import (
     parse_dims,
     parse_part,
     parse_val_episodes,
+    process_count,
 )
 from pipeline.convert import ConvertSummary, convert, plan_stats
 from pipeline.episodes import FILE_LAYOUTS, LAYOUTS
@@ -31,12 +31,22 @@ from pipeline.plan import make_plan
 from pipeline.verify import summarize, verify_shard
 from shards.commandline import camera_list, one_line_errors, renamed
 from shards.format import STATS_FILE
+from shards.loader_plan import AUTO
 from shards.manifest import is_shard_set
 from shards.source import open_shard_set
 from stats.compute import STAT_KEYS, DatasetStats
 from stats.io import stats_to_json
 
 _REMOTE = ("http://", "https://", "s3://")  # shard sets elsewhere; episodes are local
+
+
+def workers_option(work: str) -> Callable:
+    """`--workers` of the commands that run processes: the same word and default in each."""
+    return click.option(
+        "--workers", default=AUTO, show_default=True,
+        help=f"Processes {work}: a count, or auto: one per core this process may use "
+        "(its CPU affinity and cgroup quota).",
+    )  # fmt: skip
 
 
 def plan_options(fn: Callable) -> Callable:
@@ -54,7 +64,7 @@ def plan_options(fn: Callable) -> Callable:
         click.option("--action-dim", type=int, default=None,
                      help="Keep episodes of this action width (default: most episodes')."),
         click.option("--name", help="Dataset name (default: the input folder's name)."),
-        click.option("--workers", type=int, default=None, help="Processes (default: CPUs)."),
+        workers_option("reading and encoding episodes"),
     ]  # fmt: skip
     for option in reversed(options):
         fn = option(fn)
@@ -62,7 +72,7 @@ def plan_options(fn: Callable) -> Callable:
 
 
 def _plan_kwargs(episodes_dir: Path, kw: dict) -> dict:
-    args = {
+    return {
         "episodes_dir": episodes_dir,
         "layout": kw["layout"],
         "cameras": camera_list(kw["cameras"]) or None,
@@ -72,10 +82,8 @@ def _plan_kwargs(episodes_dir: Path, kw: dict) -> dict:
         "no_normalize_dims": parse_dims(kw["no_normalize_dims"]),
         "action_dim": kw["action_dim"],
         "name": kw["name"],
+        "workers": kw["workers"],
     }
-    if kw["workers"] is not None:
-        args["workers"] = kw["workers"]
-    return args
 
 
 @click.group()
@@ -241,17 +249,18 @@ def _print_stats(name: str, stats: DatasetStats) -> None:
 
 @main.command("verify")
 @click.argument("source")
-@click.option("--workers", type=int, default=None, help="Processes (default: CPUs).")
+@workers_option("checking shards")
 @one_line_errors
-def verify_cmd(source: str, workers: int | None) -> None:
+def verify_cmd(source: str, workers: str) -> None:
     """Check every shard's checksum, samples and stats.json against manifest.json."""
+    processes = process_count(workers)
     shard_set = open_shard_set(source, check_files=False)
     jobs = [
         (shard_set, split, entry)
         for split in shard_set.manifest.splits
         for entry in shard_set.manifest.shards(split)
     ]
-    with WorkerPool(workers or os.cpu_count() or 1) as pool:
+    with WorkerPool(processes) as pool:
         reports = pool.run_ordered(verify_shard, jobs, "verifying shards", False)
     result = summarize(shard_set, reports)
     for r in result.shards:
