@@ -25,6 +25,7 @@ STEPS = 400
 BATCH = 8
 CURVE_FILE = Path(__file__).parent / "assets" / "tiny_learning_curve.json"
 CURVE_EVERY = 10
+SEED = 7  # the committed curve was recorded with it, when it was vla-train's default
 # What learning means here: L1 over the best constant prediction's L1 on the same split.
 TRAIN_BOUND = 0.2  # train split, at the evaluation view: below this
 HELD_BOUND = 0.35  # the held-out episode: below this
@@ -63,11 +64,11 @@ def learning_set(root: Path, blank_images: bool = False) -> Path:
 
 
 def train_tiny(shards: Path, run_dir: Path, steps: int = STEPS, **options) -> TrainConfig:
-    """vla-train with its defaults, except the tiny base, the steps, the batch size and
-    `options` (TrainConfig fields)."""
+    """vla-train with its defaults, except the tiny base, the steps, the batch size, the seed
+    and `options` (TrainConfig fields)."""
     cfg = TrainConfig(
         shards=(str(shards),), run_dir=run_dir, base="tiny", max_steps=steps, batch_size=BATCH,
-        **options,
+        seed=SEED, **options,
     )  # fmt: skip
     train(cfg)
     return cfg

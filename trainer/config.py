@@ -82,7 +82,7 @@ class TrainConfig:
     warmup_steps: int = 0
     """Linear warmup; multiplies the decay factor, so it never undoes the decay."""
     max_steps: int = 50000
-    seed: int = 7
+    seed: int = 0
     workers: int | str = AUTO
     """DataLoader worker processes per device (reading, decoding, collation); 0 reads in the
     training process; "auto" chooses from the cores (shards.loader_plan), and the run saves
