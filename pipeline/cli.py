@@ -64,7 +64,7 @@ def plan_options(fn: Callable) -> Callable:
         click.option("--action-dim", type=int, default=None,
                      help="Keep episodes of this action width (default: most episodes')."),
         click.option("--name", help="Dataset name (default: the input folder's name)."),
-        workers_option("reading and encoding episodes"),
+        workers_option("working on the episodes"),
     ]  # fmt: skip
     for option in reversed(options):
         fn = option(fn)
@@ -151,7 +151,7 @@ def _report(summary: ConvertSummary) -> None:
 
 
 @main.command("stats")
-@click.argument("source")
+@click.argument("source", metavar="SHARDS|EPISODES_DIR")
 @plan_options
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write stats JSON here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON instead of a table.")
@@ -168,8 +168,8 @@ def stats_cmd(
     plot: Path | None,
     **kw,
 ) -> None:
-    """Show the statistics of a shard set (a folder or URL), or compute them from an
-    episodes folder."""
+    """Show the statistics of the shard set SHARDS (a folder or URL), or compute them from
+    EPISODES_DIR as `convert` would."""
     remote = source.startswith(_REMOTE)
     folder = Path(source)
     if remote or is_shard_set(folder):
@@ -248,11 +248,12 @@ def _print_stats(name: str, stats: DatasetStats) -> None:
 
 
 @main.command("verify")
-@click.argument("source")
+@click.argument("source", metavar="SHARDS")
 @workers_option("checking shards")
 @one_line_errors
 def verify_cmd(source: str, workers: str) -> None:
-    """Check every shard's checksum, samples and stats.json against manifest.json."""
+    """Check the shard set SHARDS (a folder or URL): every shard's checksum and samples, and
+    stats.json, against its manifest.json."""
     processes = process_count(workers)
     shard_set = open_shard_set(source, check_files=False)
     jobs = [
@@ -280,17 +281,18 @@ def verify_cmd(source: str, workers: str) -> None:
 
 
 @main.command("info")
-@click.argument("source")
+@click.argument("source", metavar="SHARDS")
 @one_line_errors
 def info_cmd(source: str) -> None:
-    """Summarize a shard set: dataset, splits, cameras, chunk, size, skipped episodes."""
+    """Summarize the shard set SHARDS (a folder or URL): dataset, splits, cameras, chunk,
+    size, skipped episodes."""
     shard_set = open_shard_set(source, check_files=False)
     for line in describe(shard_set.manifest, shard_set.source):
         click.echo(line)
 
 
 @main.command("preview")
-@click.argument("source")
+@click.argument("source", metavar="SHARDS")
 @click.option(
     "-o",
     "--output",
@@ -306,7 +308,8 @@ def info_cmd(source: str) -> None:
 )  # fmt: skip
 @one_line_errors
 def preview_cmd(source: str, output: Path, samples: int, split: str) -> None:
-    """Contact sheet of N samples: every camera, the instruction, the action chunk."""
+    """Contact sheet of -n samples of the shard set SHARDS (a folder or URL): every camera,
+    the instruction, the action chunk."""
     # matplotlib is imported here, not at start-up: conversion workers re-import this module.
     from pipeline.preview import contact_sheet, first_samples
 
@@ -323,7 +326,7 @@ def preview_cmd(source: str, output: Path, samples: int, split: str) -> None:
 
 
 @main.command("loadtest")
-@click.argument("source")
+@click.argument("source", metavar="SHARDS")
 @click.option(
     "--workers", default="auto", show_default=True,
     help="DataLoader worker processes (0: read in this process; auto: as vla-train chooses).",
@@ -346,7 +349,8 @@ def preview_cmd(source: str, output: Path, samples: int, split: str) -> None:
 @one_line_errors
 def loadtest_cmd(source: str, workers: str, decode_threads: str, batch_size: int, cameras: str,
                  samples: int, shuffle_buffer: int) -> None:  # fmt: skip
-    """Time the trainer's CPU-side loader alone: samples/s and MB/s of shard data."""
+    """Time the trainer's CPU-side loader alone on the shard set SHARDS (a folder or URL):
+    samples/s and MB/s of shard data."""
     from pipeline.loadtest import LoadtestConfig, loadtest  # torch: only this command needs it
 
     config = LoadtestConfig(
