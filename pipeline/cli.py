@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -12,78 +11,30 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.check import train_rows, verify_stats
-from pipeline.config import (
-    ConfigError,
-    ConvertConfig,
-    PlanConfig,
-    parse_dims,
-    parse_part,
-    parse_val_episodes,
-    process_count,
-)
+from pipeline.config import ConfigError, PlanConfig, parse_part, process_count
 from pipeline.convert import ConvertSummary, convert, plan_stats
-from pipeline.episodes import FILE_LAYOUTS, LAYOUTS
+from pipeline.episodes import FILE_LAYOUTS
 from pipeline.generate import GenerateConfig, generate
 from pipeline.info import describe
 from pipeline.merge import MergeConfig, merge
+from pipeline.options import (
+    convert_config,
+    convert_options,
+    plan_kwargs,
+    plan_options,
+    workers_option,
+)
 from pipeline.parallel import WorkerPool
 from pipeline.plan import make_plan
 from pipeline.verify import summarize, verify_shard
 from shards.commandline import camera_list, one_line_errors, renamed
 from shards.format import STATS_FILE
-from shards.loader_plan import AUTO
 from shards.manifest import is_shard_set
 from shards.source import open_shard_set
 from stats.compute import STAT_KEYS, DatasetStats
 from stats.io import stats_to_json
 
 _REMOTE = ("http://", "https://", "s3://")  # shard sets elsewhere; episodes are local
-
-
-def workers_option(work: str) -> Callable:
-    """`--workers` of the commands that run processes: the same word and default in each."""
-    return click.option(
-        "--workers", default=AUTO, show_default=True,
-        help=f"Processes {work}: a count, or auto: one per core this process may use "
-        "(its CPU affinity and cgroup quota).",
-    )  # fmt: skip
-
-
-def plan_options(fn: Callable) -> Callable:
-    """Options shared by `convert` and `stats EPISODES_DIR`: both must plan identically."""
-    options = [
-        click.option("--layout", type=click.Choice(LAYOUTS), help="Force a layout."),
-        click.option("--cameras", help="Comma-separated cameras by the file's or the set's "
-                     "name, OWN:NAME renames: head,left_wrist or top:head,cam_left_wrist."),
-        click.option("--val-episodes", default="0.05", show_default=True,
-                     help="Val episodes: a count (3) or a fraction (0.05)."),
-        click.option("--seed", default=0, show_default=True, help="Seeds split and shuffle."),
-        click.option("--instruction", help="Instruction for episodes without language (aloha, "
-                     "robomimic): text, or a JSON/YAML file mapping files/folders to text."),
-        click.option("--no-normalize-dims", default="", help="Action dims with mask false: 6,13."),
-        click.option("--action-dim", type=int, default=None,
-                     help="Keep episodes of this action width (default: most episodes')."),
-        click.option("--name", help="Dataset name (default: the input folder's name)."),
-        workers_option("working on the episodes"),
-    ]  # fmt: skip
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
-def _plan_kwargs(episodes_dir: Path, kw: dict) -> dict:
-    return {
-        "episodes_dir": episodes_dir,
-        "layout": kw["layout"],
-        "cameras": camera_list(kw["cameras"]) or None,
-        "val_episodes": parse_val_episodes(kw["val_episodes"]),
-        "seed": kw["seed"],
-        "instruction": kw["instruction"],
-        "no_normalize_dims": parse_dims(kw["no_normalize_dims"]),
-        "action_dim": kw["action_dim"],
-        "name": kw["name"],
-        "workers": kw["workers"],
-    }
 
 
 @click.group()
@@ -95,31 +46,13 @@ def main() -> None:
 @main.command("convert")
 @click.argument("episodes_dir", type=click.Path(path_type=Path))
 @click.argument("shards_dir", type=click.Path(path_type=Path))
-@plan_options
-@click.option("--image-size", default=224, show_default=True, help="Side frames are resized to.")
-@click.option("--jpeg-quality", default=95, show_default=True, help="JPEG quality of frames.")
-@click.option("--chunk", default=8, show_default=True, help="Action rows per sample.")
-@click.option("--shard-samples", default=1000, show_default=True, help="Samples per tar shard.")
-@click.option("--strict", is_flag=True, help="Any bad episode is an error; nothing is written.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing shard set.")
+@convert_options
 @click.option("--part", help="Convert only part I of N (I/N), for `vla-data merge`.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
 @one_line_errors
-def convert_cmd(episodes_dir: Path, shards_dir: Path, **kw) -> None:
+def convert_cmd(episodes_dir: Path, shards_dir: Path, part: str | None, **kw) -> None:
     """Convert EPISODES_DIR into a shard set in SHARDS_DIR."""
-    config = ConvertConfig(
-        **_plan_kwargs(episodes_dir, kw),
-        shards_dir=shards_dir,
-        image_size=kw["image_size"],
-        jpeg_quality=kw["jpeg_quality"],
-        chunk=kw["chunk"],
-        shard_samples=kw["shard_samples"],
-        strict=kw["strict"],
-        overwrite=kw["overwrite"],
-        part=parse_part(kw["part"]) if kw["part"] else None,
-        progress=not kw["quiet"],
-    )
-    _report(convert(config))
+    part_of = parse_part(part) if part else None
+    report(convert(convert_config(episodes_dir, shards_dir, kw, part=part_of)))
 
 
 @main.command("merge")
@@ -132,10 +65,10 @@ def merge_cmd(paths: tuple[Path, ...], overwrite: bool, quiet: bool) -> None:
     if len(paths) < 2:
         raise click.UsageError("give the part folders and then the output folder")
     *parts, out_dir = paths
-    _report(merge(MergeConfig(tuple(parts), out_dir, overwrite=overwrite, progress=not quiet)))
+    report(merge(MergeConfig(tuple(parts), out_dir, overwrite=overwrite, progress=not quiet)))
 
 
-def _report(summary: ConvertSummary) -> None:
+def report(summary: ConvertSummary) -> None:
     m = summary.manifest
     n_shards = sum(len(s) for s in m.splits.values())
     click.echo(
@@ -210,7 +143,7 @@ def stats_cmd(
     else:
         if verify:
             raise click.ClickException(f"{folder}: --verify needs a shard set (no manifest.json)")
-        config = PlanConfig(**_plan_kwargs(folder, kw), progress=False)
+        config = PlanConfig(**plan_kwargs(folder, kw), progress=False)
         plan = make_plan(config)
         stats = {config.dataset_name: plan_stats(plan, config)}
         rows = np.concatenate([p.info.actions for p in plan.good("train")])
