@@ -211,3 +211,17 @@ def test_an_old_option_name_is_refused_with_the_new_one(args, hint):
     result = run(*args)
     assert result.exit_code == 2 and f"Error: {hint}" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_full_disk_in_training_is_one_line(toy_shards, tmp_path, monkeypatch):
+    import errno
+
+    import trainer.cli
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "r" / "step-1"))
+
+    monkeypatch.setattr(trainer.cli, "train_run", full)
+    result = run("--shards", str(toy_shards), "--run-dir", str(tmp_path / "r"), *TINY)
+    fails_with(result, f"Error: {tmp_path / 'r' / 'step-1'}: No space left on device")
+    assert len(result.output.strip().splitlines()) == 1, result.output
