@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 BASE_7B = "openvla-7b-random"
-CAMERAS = ("head", "left_wrist")  # vla-train's default --images: two images per sample
+CAMERAS = ("head", "left_wrist")  # vla-train's default --cameras: two images per sample
 # The reference loop's figures, batch 8, two images, LoRA r=32, one H100; and the goals.
 ANCHORS = {
     "step_s": 0.698,

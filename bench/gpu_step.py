@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shards.commandline import camera_list
 from shards.loader_plan import AUTO, parse_count, plan_loader
 from shards.reader import StreamConfig, make_loader
 from shards.source import open_shard_set
@@ -228,7 +229,7 @@ def synthetic_batches(
 @click.option("--steps", default=20, show_default=True, help="Timed steps.")
 @click.option("--warmup", default=3, show_default=True, help="Untimed steps first.")
 @click.option("--batch-size", default=8, show_default=True)
-@click.option("--images", default="head,left_wrist", show_default=True)
+@click.option("--cameras", "camera_names", default="head,left_wrist", show_default=True)
 @click.option(
     "--workers", default=AUTO, show_default=True,
     help="DataLoader workers (--shards); auto: as vla-train chooses.",
@@ -242,7 +243,7 @@ def main(
     steps: int,
     warmup: int,
     batch_size: int,
-    images: str,
+    camera_names: str,
     workers: str,
     grad_checkpointing: bool,
     compile_model: bool,
@@ -252,7 +253,7 @@ def main(
     if not torch.cuda.is_available():
         raise click.ClickException("bench/gpu_step.py needs a CUDA GPU and none is visible")
     device = torch.device("cuda")
-    cameras = tuple(c for c in images.split(",") if c)
+    cameras = camera_list(camera_names)
     setup = step_setup(
         base, batch_size, cameras, device, grad_checkpointing, shards,
         parse_count(workers, "--workers"),

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -13,99 +10,30 @@ from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.config import (
-    ConfigError,
-    ConvertConfig,
-    PlanConfig,
-    parse_dims,
-    parse_part,
-    parse_val_episodes,
-)
+from pipeline.config import ConfigError, PlanConfig, parse_part, process_count
 from pipeline.convert import ConvertSummary, convert, plan_stats
-from pipeline.episodes import FILE_LAYOUTS, LAYOUTS
+from pipeline.episodes import FILE_LAYOUTS
 from pipeline.generate import GenerateConfig, generate
 from pipeline.info import describe
 from pipeline.merge import MergeConfig, merge
+from pipeline.options import (
+    convert_config,
+    convert_options,
+    plan_kwargs,
+    plan_options,
+    workers_option,
+)
 from pipeline.parallel import WorkerPool
 from pipeline.plan import make_plan
 from pipeline.verify import summarize, train_rows, verify_shard, verify_stats
-from shards.errors import UserError
-from shards.format import STATS_FILE, SUBSAMPLINGS
+from shards.commandline import camera_list, one_line_errors, renamed
+from shards.format import STATS_FILE
 from shards.manifest import is_shard_set
 from shards.source import open_shard_set
 from stats.compute import STAT_KEYS, DatasetStats
 from stats.io import stats_to_json
 
 _REMOTE = ("http://", "https://", "s3://")  # shard sets elsewhere; episodes are local
-
-
-def user_errors(fn: Callable) -> Callable:
-    """The one place `vla-data` turns a user's error into one line and a non-zero exit.
-
-    An OSError here is the machine's answer to the user's files (disk full, permission
-    denied, a folder that is not there): also theirs to fix. Anything else is a bug and
-    keeps its traceback.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except UserError as exc:
-            raise click.ClickException(str(exc)) from None
-        except OSError as exc:
-            raise click.ClickException(os_error_line(exc)) from None
-
-    return wrapper
-
-
-def os_error_line(exc: OSError) -> str:
-    """`path: reason` for an OSError, without Python's `[Errno N]` decoration."""
-    where = f"{exc.filename}: " if exc.filename else ""
-    return f"{where}{exc.strerror or exc}"
-
-
-def _cameras(value: str | None) -> tuple[str, ...] | None:
-    return tuple(c.strip() for c in value.split(",") if c.strip()) if value else None
-
-
-def plan_options(fn: Callable) -> Callable:
-    """Options shared by `convert` and `stats EPISODES_DIR`: both must plan identically."""
-    options = [
-        click.option("--layout", type=click.Choice(LAYOUTS), help="Force a layout."),
-        click.option("--cameras", help="Comma-separated cameras by the file's or the set's "
-                     "name, OWN:NAME renames: head,left_wrist or top:head,cam_left_wrist."),
-        click.option("--val-episodes", default="0.05", show_default=True,
-                     help="Val episodes: a count (3) or a fraction (0.05)."),
-        click.option("--seed", default=0, show_default=True, help="Seeds split and shuffle."),
-        click.option("--instruction", help="Instruction for episodes without language (aloha, "
-                     "robomimic): text, or a JSON/YAML file mapping files/folders to text."),
-        click.option("--no-normalize-dims", default="", help="Action dims with mask false: 6,13."),
-        click.option("--action-dim", type=int, default=None,
-                     help="Keep episodes of this action width (default: most episodes')."),
-        click.option("--name", help="Dataset name (default: the input folder's name)."),
-        click.option("--workers", type=int, default=None, help="Processes (default: CPUs)."),
-    ]  # fmt: skip
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
-def _plan_kwargs(episodes_dir: Path, kw: dict) -> dict:
-    args = {
-        "episodes_dir": episodes_dir,
-        "layout": kw["layout"],
-        "cameras": _cameras(kw["cameras"]),
-        "val_episodes": parse_val_episodes(kw["val_episodes"]),
-        "seed": kw["seed"],
-        "instruction": kw["instruction"],
-        "no_normalize_dims": parse_dims(kw["no_normalize_dims"]),
-        "action_dim": kw["action_dim"],
-        "name": kw["name"],
-    }
-    if kw["workers"] is not None:
-        args["workers"] = kw["workers"]
-    return args
 
 
 @click.group()
@@ -117,53 +45,29 @@ def main() -> None:
 @main.command("convert")
 @click.argument("episodes_dir", type=click.Path(path_type=Path))
 @click.argument("shards_dir", type=click.Path(path_type=Path))
-@plan_options
-@click.option("--image-size", default=224, show_default=True, help="Side frames are resized to.")
-@click.option("--jpeg-quality", default=95, show_default=True, help="JPEG quality of frames.")
-@click.option(
-    "--jpeg-subsampling", type=click.Choice(SUBSAMPLINGS), default="420", show_default=True,
-    help="Chroma subsampling of frames: 420 as RLDS datasets store them (twice as fast to "
-    "decode), 444 keeps full colour resolution.",
-)  # fmt: skip
-@click.option("--chunk", default=8, show_default=True, help="Action rows per sample.")
-@click.option("--shard-samples", default=1000, show_default=True, help="Samples per tar shard.")
-@click.option("--strict", is_flag=True, help="Any bad episode is an error; nothing is written.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing shard set.")
+@convert_options
 @click.option("--part", help="Convert only part I of N (I/N), for `vla-data merge`.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-@user_errors
-def convert_cmd(episodes_dir: Path, shards_dir: Path, **kw) -> None:
+@one_line_errors
+def convert_cmd(episodes_dir: Path, shards_dir: Path, part: str | None, **kw) -> None:
     """Convert EPISODES_DIR into a shard set in SHARDS_DIR."""
-    config = ConvertConfig(
-        **_plan_kwargs(episodes_dir, kw),
-        shards_dir=shards_dir,
-        image_size=kw["image_size"],
-        jpeg_quality=kw["jpeg_quality"],
-        jpeg_subsampling=kw["jpeg_subsampling"],
-        chunk=kw["chunk"],
-        shard_samples=kw["shard_samples"],
-        strict=kw["strict"],
-        overwrite=kw["overwrite"],
-        part=parse_part(kw["part"]) if kw["part"] else None,
-        progress=not kw["quiet"],
-    )
-    _report(convert(config))
+    part_of = parse_part(part) if part else None
+    report(convert(convert_config(episodes_dir, shards_dir, kw, part=part_of)))
 
 
 @main.command("merge")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--overwrite", is_flag=True, help="Replace an existing shard set.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-@user_errors
+@one_line_errors
 def merge_cmd(paths: tuple[Path, ...], overwrite: bool, quiet: bool) -> None:
     """Join part sets made by `convert --part I/N` into one set; the last path is the output."""
     if len(paths) < 2:
         raise click.UsageError("give the part folders and then the output folder")
     *parts, out_dir = paths
-    _report(merge(MergeConfig(tuple(parts), out_dir, overwrite=overwrite, progress=not quiet)))
+    report(merge(MergeConfig(tuple(parts), out_dir, overwrite=overwrite, progress=not quiet)))
 
 
-def _report(summary: ConvertSummary) -> None:
+def report(summary: ConvertSummary) -> None:
     m = summary.manifest
     n_shards = sum(len(s) for s in m.splits.values())
     click.echo(
@@ -179,13 +83,13 @@ def _report(summary: ConvertSummary) -> None:
 
 
 @main.command("stats")
-@click.argument("source")
+@click.argument("source", metavar="SHARDS|EPISODES_DIR")
 @plan_options
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write stats JSON here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON instead of a table.")
 @click.option("--verify", is_flag=True, help="Recompute from the train samples and compare.")
 @click.option("--plot", type=click.Path(path_type=Path), help="Write per-dim histograms (PNG).")
-@user_errors
+@one_line_errors
 @click.pass_context
 def stats_cmd(
     ctx: click.Context,
@@ -196,8 +100,8 @@ def stats_cmd(
     plot: Path | None,
     **kw,
 ) -> None:
-    """Show the statistics of a shard set (a folder or URL), or compute them from an
-    episodes folder."""
+    """Show the statistics of the shard set SHARDS (a folder or URL), or compute them from
+    EPISODES_DIR as `convert` would."""
     remote = source.startswith(_REMOTE)
     folder = Path(source)
     if remote or is_shard_set(folder):
@@ -238,7 +142,7 @@ def stats_cmd(
     else:
         if verify:
             raise click.ClickException(f"{folder}: --verify needs a shard set (no manifest.json)")
-        config = PlanConfig(**_plan_kwargs(folder, kw), progress=False)
+        config = PlanConfig(**plan_kwargs(folder, kw), progress=False)
         plan = make_plan(config)
         stats = {config.dataset_name: plan_stats(plan, config)}
         rows = np.concatenate([p.info.actions for p in plan.good("train")])
@@ -276,18 +180,20 @@ def _print_stats(name: str, stats: DatasetStats) -> None:
 
 
 @main.command("verify")
-@click.argument("source")
-@click.option("--workers", type=int, default=None, help="Processes (default: CPUs).")
-@user_errors
-def verify_cmd(source: str, workers: int | None) -> None:
-    """Check every shard's checksum, samples and stats.json against manifest.json."""
+@click.argument("source", metavar="SHARDS")
+@workers_option("checking shards")
+@one_line_errors
+def verify_cmd(source: str, workers: str) -> None:
+    """Check the shard set SHARDS (a folder or URL): every shard's checksum and samples, and
+    stats.json, against its manifest.json."""
+    processes = process_count(workers)
     shard_set = open_shard_set(source, check_files=False)
     jobs = [
         (shard_set, split, entry)
         for split in shard_set.manifest.splits
         for entry in shard_set.manifest.shards(split)
     ]
-    with WorkerPool(workers or os.cpu_count() or 1) as pool:
+    with WorkerPool(processes) as pool:
         reports = pool.run_ordered(verify_shard, jobs, "verifying shards", False)
     result = summarize(shard_set, reports)
     for r in result.shards:
@@ -307,17 +213,18 @@ def verify_cmd(source: str, workers: int | None) -> None:
 
 
 @main.command("info")
-@click.argument("source")
-@user_errors
+@click.argument("source", metavar="SHARDS")
+@one_line_errors
 def info_cmd(source: str) -> None:
-    """Summarize a shard set: dataset, splits, cameras, chunk, size, skipped episodes."""
+    """Summarize the shard set SHARDS (a folder or URL): dataset, splits, cameras, chunk,
+    size, skipped episodes."""
     shard_set = open_shard_set(source, check_files=False)
     for line in describe(shard_set.manifest, shard_set.source):
         click.echo(line)
 
 
 @main.command("preview")
-@click.argument("source")
+@click.argument("source", metavar="SHARDS")
 @click.option(
     "-o",
     "--output",
@@ -331,9 +238,10 @@ def info_cmd(source: str) -> None:
     "--split", type=click.Choice(["train", "val"]), default="train", show_default=True,
     help="Split to show.",
 )  # fmt: skip
-@user_errors
+@one_line_errors
 def preview_cmd(source: str, output: Path, samples: int, split: str) -> None:
-    """Contact sheet of N samples: every camera, the instruction, the action chunk."""
+    """Contact sheet of -n samples of the shard set SHARDS (a folder or URL): every camera,
+    the instruction, the action chunk."""
     # matplotlib is imported here, not at start-up: conversion workers re-import this module.
     from pipeline.preview import contact_sheet, first_samples
 
@@ -350,7 +258,7 @@ def preview_cmd(source: str, output: Path, samples: int, split: str) -> None:
 
 
 @main.command("loadtest")
-@click.argument("source")
+@click.argument("source", metavar="SHARDS")
 @click.option(
     "--workers", default="auto", show_default=True,
     help="DataLoader worker processes (0: read in this process; auto: as vla-train chooses).",
@@ -360,20 +268,25 @@ def preview_cmd(source: str, output: Path, samples: int, split: str) -> None:
     help="Threads decoding JPEGs in each loading process (0: inline; auto).",
 )  # fmt: skip
 @click.option("--batch-size", default=8, show_default=True, help="Samples per batch.")
-@click.option("--images", default="head,left_wrist", show_default=True, help="Cameras to load.")
-@click.option("--samples", default=4000, show_default=True, help="Samples to time.")
+@click.option(
+    "--cameras", default="head,left_wrist", show_default=True,
+    help="Comma-separated cameras to load, as vla-train --cameras.",
+)  # fmt: skip
+@renamed("--images", "--cameras")
+@click.option("-n", "--samples", default=4000, show_default=True, help="Samples to time.")
 @click.option(
     "--shuffle-buffer", default=1000, show_default=True,
     help="Samples held per reading stream for shuffling.",
 )  # fmt: skip
-@user_errors
-def loadtest_cmd(source: str, workers: str, decode_threads: str, batch_size: int, images: str,
+@one_line_errors
+def loadtest_cmd(source: str, workers: str, decode_threads: str, batch_size: int, cameras: str,
                  samples: int, shuffle_buffer: int) -> None:  # fmt: skip
-    """Time the trainer's CPU-side loader alone: samples/s and MB/s of shard data."""
+    """Time the trainer's CPU-side loader alone on the shard set SHARDS (a folder or URL):
+    samples/s and MB/s of shard data."""
     from pipeline.loadtest import LoadtestConfig, loadtest  # torch: only this command needs it
 
     config = LoadtestConfig(
-        source, workers, batch_size, _cameras(images), samples,
+        source, workers, batch_size, camera_list(cameras), samples,
         shuffle_buffer=shuffle_buffer, decode_threads=decode_threads,
     )  # fmt: skip
     result = loadtest(config)
@@ -381,7 +294,7 @@ def loadtest_cmd(source: str, workers: str, decode_threads: str, batch_size: int
     click.echo(
         f"{result.samples_per_s:.1f} samples/s, {result.mb_per_s:.1f} MB/s "
         f"({result.samples} samples in {result.seconds:.2f} s, batch {batch_size}, "
-        f"images {images}, tokenization included)"
+        f"cameras {cameras}, tokenization included)"
     )
 
 
@@ -394,7 +307,7 @@ def loadtest_cmd(source: str, workers: str, decode_threads: str, batch_size: int
 @click.option("--episodes", default=4, show_default=True, help="Episodes to write.")
 @click.option("--steps", default=40, show_default=True, help="Steps per episode.")
 @click.option("--seed", default=0, show_default=True, help="Seeds the generated content.")
-@user_errors
+@one_line_errors
 def generate_cmd(out_dir: Path, layout: str, episodes: int, steps: int, seed: int) -> None:
     """Write small synthetic sample episodes (for trying the tools and for tests)."""
     config = GenerateConfig(out_dir, layout=layout, episodes=episodes, steps=steps, seed=seed)

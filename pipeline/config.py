@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.cameras import parse_cameras
 from pipeline.episodes import LAYOUTS, MAX_INSTRUCTION_CHARS
-from shards.errors import UserError
+from shards.errors import ConfigError
 from shards.format import SUBSAMPLINGS, JpegStorage
-
-
-class ConfigError(UserError, ValueError):
-    """An option value a user gave cannot work; the message names the option."""
+from shards.loader_plan import AUTO, available_cores, parse_count
 
 
 def parse_val_episodes(text: str) -> float | int:
@@ -42,6 +38,20 @@ def parse_part(text: str) -> tuple[int, int]:
     return index, count
 
 
+def process_count(value: int | str) -> int:
+    """`--workers` of a command that runs processes: a count, or `auto`: one per core this
+    process may use (its CPU affinity and cgroup quota, as the trainer's loader counts)."""
+    try:
+        count = parse_count(value, "--workers")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if count == AUTO:
+        return available_cores()[0]
+    if count < 1:
+        raise ConfigError("--workers must be at least 1 (or auto)")
+    return count
+
+
 def parse_dims(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(d) for d in text.split(",") if d.strip())
@@ -65,7 +75,7 @@ class PlanConfig:
     action_dim: int | None = None  # None: the width most episodes have; others are skipped
     name: str | None = None  # dataset name; default the input folder's name
     part: tuple[int, int] | None = None  # (i, n): only every n-th episode from the i-th, 1-based
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes
+    workers: int | str = AUTO  # processes; "auto": one per core this process may use
     progress: bool = True  # show progress bars
 
     def __post_init__(self) -> None:
@@ -87,8 +97,7 @@ class PlanConfig:
             raise ConfigError("--part: needs 1 <= I <= N")
         if self.action_dim is not None and self.action_dim < 1:
             raise ConfigError("--action-dim must be at least 1")
-        if self.workers < 1:
-            raise ConfigError("--workers must be at least 1")
+        self.workers = process_count(self.workers)
         if isinstance(self.val_episodes, float) and not 0 <= self.val_episodes < 1:
             raise ConfigError("--val-episodes as a fraction must be in [0, 1)")
         if self.val_episodes < 0:

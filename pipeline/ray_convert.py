@@ -1,6 +1,7 @@
 """Scale-out conversion on a Ray cluster: one `convert --part i/n` task per part, then `merge`.
 
-    python -m pipeline.ray_convert EPISODES_DIR SHARDS_DIR --parts 16 [--address auto] [...]
+    python -m pipeline.ray_convert EPISODES_DIR SHARDS_DIR --parts 16 [--address auto]
+        [--cpus-per-task 4] [--scratch DIR] [any option of `vla-data convert` but --part]
 
 Every node must see EPISODES_DIR and a shared scratch folder at the same paths (NFS,
 Lustre, a mounted bucket). Each task is an ordinary one-machine conversion of its part,
@@ -9,14 +10,21 @@ so a failed task is simply re-run; the merge equals a one-machine conversion.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import shutil
 from pathlib import Path
+from typing import Any
 
-from pipeline.config import ConvertConfig, parse_val_episodes
+import click
+
+from pipeline.cli import report
+from pipeline.config import ConvertConfig
 from pipeline.convert import ConvertSummary, convert
 from pipeline.merge import MergeConfig, merge
+from pipeline.options import convert_config, convert_options
+from shards.commandline import one_line_errors
+from shards.errors import UserError
+from shards.loader_plan import AUTO
 
 
 def part_configs(config: ConvertConfig, parts: int, scratch: Path) -> list[ConvertConfig]:
@@ -30,14 +38,27 @@ def part_configs(config: ConvertConfig, parts: int, scratch: Path) -> list[Conve
 
 
 def ray_convert(
-    config: ConvertConfig, parts: int, scratch: Path, cpus_per_task: int = 1
+    config: ConvertConfig,
+    parts: int,
+    scratch: Path,
+    cpus_per_task: int = 1,
+    address: str | None = None,
 ) -> ConvertSummary:
-    """Convert the parts as Ray tasks (on the cluster `ray.init` joins), then merge them here."""
+    """Convert the parts as Ray tasks, then merge them here. The tasks run where Ray is
+    initialized in this process, else on the cluster at `address` (None: a local Ray)."""
     import ray  # optional dependency: only the Ray path needs it
+
+    if not ray.is_initialized():
+        ray.init(address=address)
 
     remote = ray.remote(num_cpus=cpus_per_task)(convert)
     configs = part_configs(config, parts, scratch)
-    ray.get([remote.remote(c) for c in configs])
+    try:
+        ray.get([remote.remote(c) for c in configs])
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, UserError):  # a bad episode under --strict, no episodes, ...
+            raise exc.cause from None  # the user's one line, not the task's traceback
+        raise
     summary = merge(MergeConfig(tuple(c.shards_dir for c in configs), config.shards_dir,
                                 overwrite=config.overwrite, progress=config.progress))  # fmt: skip
     remove_parts(scratch, [c.shards_dir for c in configs])
@@ -52,37 +73,44 @@ def remove_parts(scratch: Path, parts: list[Path]) -> None:
         scratch.rmdir()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("episodes_dir", type=Path)
-    parser.add_argument("shards_dir", type=Path)
-    parser.add_argument("--parts", type=int, required=True)
-    parser.add_argument("--scratch", type=Path, help="shared folder for the parts")
-    parser.add_argument("--address", default=None, help="Ray address (default: start locally)")
-    parser.add_argument("--cpus-per-task", type=int, default=1)
-    parser.add_argument("--val-episodes", default="0.05")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cameras", default=None)
-    parser.add_argument("--instruction", default=None)
-    parser.add_argument("--name", default=None)
-    args = parser.parse_args()
-
-    import ray
-
-    ray.init(address=args.address)
-    config = ConvertConfig(
-        episodes_dir=args.episodes_dir,
-        shards_dir=args.shards_dir,
-        val_episodes=parse_val_episodes(args.val_episodes),
-        seed=args.seed,
-        cameras=tuple(args.cameras.split(",")) if args.cameras else None,
-        instruction=args.instruction,
-        name=args.name,
-        workers=args.cpus_per_task,
-    )
-    scratch = args.scratch or args.shards_dir.parent / f".{args.shards_dir.name}.parts"
-    summary = ray_convert(config, args.parts, scratch, args.cpus_per_task)
-    print(f"wrote {summary.shards_dir} ({len(summary.skipped)} episode(s) skipped)")
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("episodes_dir", type=click.Path(path_type=Path))
+@click.argument("shards_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--parts", type=click.IntRange(min=1), required=True,
+    help="Ray tasks, each converting one part as `vla-data convert --part I/N` would.",
+)  # fmt: skip
+@click.option(
+    "--scratch", type=click.Path(path_type=Path),
+    help="Folder every node sees, for the parts [default: .SHARDS_DIR.parts beside SHARDS_DIR].",
+)  # fmt: skip
+@click.option(
+    "--address",
+    help="Ray cluster to join (auto: the one this node belongs to) [default: a local Ray].",
+)
+@click.option(
+    "--cpus-per-task", type=click.IntRange(min=1), default=1, show_default=True,
+    help="CPUs Ray reserves for each part; with --workers auto each part runs that many "
+    "processes.",
+)  # fmt: skip
+@convert_options
+@one_line_errors
+def main(
+    episodes_dir: Path,
+    shards_dir: Path,
+    parts: int,
+    scratch: Path | None,
+    address: str | None,
+    cpus_per_task: int,
+    **kw: Any,
+) -> None:
+    """Convert EPISODES_DIR into a shard set in SHARDS_DIR as --parts Ray tasks, then merge
+    the parts here; every option of `vla-data convert` applies to each part."""
+    # auto would count the cores of the machine the task lands on, not the ones Ray reserved.
+    workers = cpus_per_task if kw["workers"] == AUTO else kw["workers"]
+    config = convert_config(episodes_dir, shards_dir, {**kw, "workers": workers})
+    scratch = scratch or shards_dir.parent / f".{shards_dir.name}.parts"
+    report(ray_convert(config, parts, scratch, cpus_per_task, address))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The one base class of errors a user can cause and fix; each CLI turns it into one line."""
+"""The errors a user can cause and fix, and the one line each command line makes of them."""
 
 from __future__ import annotations
 
@@ -9,3 +9,22 @@ class UserError(Exception):
     Every error class a user can trigger derives from this, so a command line catches
     exactly one class in one place; anything else is a bug and keeps its traceback.
     """
+
+
+class ConfigError(UserError, ValueError):
+    """An option value a user gave cannot work; the message names the option."""
+
+
+def error_line(exc: BaseException) -> str | None:
+    """The one line a command line prints for a user's error; None for a bug.
+
+    An OSError is the machine's answer to the user's files (disk full, permission denied,
+    a folder that is not there): also theirs to fix, so it is `path: reason`, without
+    Python's `[Errno N]` decoration.
+    """
+    if isinstance(exc, UserError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    return None

@@ -46,7 +46,7 @@ def check_stream(data: ShardSet | Mixture, cfg: StreamConfig) -> None:
         if lacking:
             raise ShardSetError(
                 f"{shard_set.source}: no camera {', '.join(lacking)} in this set; "
-                f"it has {', '.join(have)} (choose with --images)"
+                f"it has {', '.join(have)} (choose with --cameras)"
             )
         if not shard_set.shard_names(cfg.split):
             raise ShardSetError(f"{shard_set.source}: the set has no {cfg.split} shards")

@@ -197,3 +197,11 @@ def test_stats_of_a_broken_stats_file_is_a_user_error(shard_set, tmp_path):
     shutil.copytree(shard_set[1], copy)
     (copy / "stats.json").write_text("{not json")
     assert_user_error(invoke("stats", copy), "stats.json: not a valid stats file")
+
+
+def test_workers_auto_is_one_process_per_core_this_process_may_use(tmp_path):
+    from pipeline.config import PlanConfig
+    from shards.loader_plan import available_cores
+
+    assert PlanConfig(tmp_path).workers == available_cores()[0]
+    assert PlanConfig(tmp_path, workers="3").workers == 3

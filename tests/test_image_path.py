@@ -24,7 +24,7 @@ def test_policy_frames_and_shard_frames_reach_the_model_identically(tmp_path):
     cameras = tuple(samples[0]["images"])[:2]
     cfg = TrainConfig(
         shards=str(shards), run_dir=tmp_path / "run", base="tiny", lora_rank=4, device="cpu",
-        workers=0, batch_size=2, max_steps=1, save_every=1, images=cameras,
+        workers=0, batch_size=2, max_steps=1, save_every=1, cameras=cameras,
     )  # fmt: skip
     train(cfg)
     policy = Policy.load(cfg.run_dir / "step-1", device="cpu")

@@ -233,10 +233,10 @@ def test_a_short_train_runs_on_each_layout(tmp_path, layout, capsys):
                       lora_rank=4, batch_size=2, max_steps=3, save_every=3, device="cpu",
                       workers=0)  # fmt: skip
     train(cfg)
-    # Without --images: head,left_wrist when the set has both, else its own cameras, said,
+    # Without --cameras: head,left_wrist when the set has both, else its own cameras, said,
     # and saved with the run.
-    assert load_config(cfg.run_dir / "step-3").images == expected
-    said = f"--images {','.join(expected)}: the set has no head,left_wrist"
+    assert load_config(cfg.run_dir / "step-3").cameras == expected
+    said = f"--cameras {','.join(expected)}: the set has no head,left_wrist"
     assert (said in capsys.readouterr().out) == (expected != ("head", "left_wrist"))
     losses = [r["loss"] for r in read_metrics(cfg.run_dir)]
     assert len(losses) == 3 and all(np.isfinite(losses))

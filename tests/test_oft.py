@@ -53,7 +53,7 @@ def run(tmp_path_factory):
     shards = write_toy_shards(root / "shards")
     cfg = TrainConfig(
         shards=str(shards), run_dir=root / "run", base="tiny", lora_rank=4, device="cpu",
-        workers=0, batch_size=4, max_steps=STEPS, save_every=STEPS, images=CAMERAS,
+        workers=0, batch_size=4, max_steps=STEPS, save_every=STEPS, cameras=CAMERAS,
     )  # fmt: skip
     train(cfg)
     return shards, cfg.run_dir / f"step-{STEPS}"
@@ -65,7 +65,7 @@ def _images(seed=0):
 
 
 def _oft_options():
-    return OftOptions(images=CAMERAS, chunk=4)
+    return OftOptions(cameras=CAMERAS, chunk=4)
 
 
 def _oft_folder_by_hand(step_dir, out, prefix):
@@ -142,15 +142,15 @@ def test_predict_cli_reads_an_oft_folder(run, tmp_path):
     shards, step_dir = run
     oft_dir = tmp_path / "oft"
     export(ExportConfig(step_dir, oft_dir, to="oft"))
-    args = ["--shards", str(shards), "--n", "4", "--device", "cpu"]
+    args = ["--shards", str(shards), "-n", "4", "--device", "cpu"]
     ours = CliRunner().invoke(main, ["predict", str(step_dir), *args])
     theirs = CliRunner().invoke(
-        main, ["predict", str(oft_dir), *args, "--base", "tiny", "--images", "head,left_wrist"]
+        main, ["predict", str(oft_dir), *args, "--base", "tiny", "--cameras", "head,left_wrist"]
     )
     assert ours.exit_code == theirs.exit_code == 0, theirs.output
     assert ours.output.splitlines()[-2:] == theirs.output.splitlines()[-2:]
     assert "mean L1" in theirs.output
-    wrong = CliRunner().invoke(main, ["predict", str(step_dir), *args, "--images", "head"])
+    wrong = CliRunner().invoke(main, ["predict", str(step_dir), *args, "--cameras", "head"])
     assert wrong.exit_code == 1 and "for OpenVLA-OFT folders" in wrong.output
 
 
@@ -183,7 +183,7 @@ def test_init_from_an_oft_folder(run, tmp_path):
     # The whole run path: a fresh run starting from the OFT folder.
     cfg = TrainConfig(
         shards=str(shards), run_dir=tmp_path / "run", base="tiny", lora_rank=4, device="cpu",
-        workers=0, batch_size=2, max_steps=1, save_every=1, images=CAMERAS,
+        workers=0, batch_size=2, max_steps=1, save_every=1, cameras=CAMERAS,
         init_from=str(oft_dir),
     )  # fmt: skip
     train(cfg)
@@ -200,7 +200,7 @@ def test_oft_folders_we_cannot_run_are_refused(run, tmp_path):
     with pytest.raises(ModelLoadError, match="does not record its cameras"):
         Policy.load(oft_dir, base="tiny", device="cpu")
     with pytest.raises(ModelLoadError, match="match no OFT platform"):
-        Policy.load(oft_dir, base="tiny", device="cpu", oft=OftOptions(images=CAMERAS))
+        Policy.load(oft_dir, base="tiny", device="cpu", oft=OftOptions(cameras=CAMERAS))
     torch.save({}, oft_dir / "proprio_projector--150000_checkpoint.pt")
     with pytest.raises(ModelLoadError, match="proprio_projector.*no fc1.weight"):
         read_oft(oft_dir)
@@ -222,10 +222,10 @@ def test_predict_reads_a_drop_tail_run_as_its_validation_did(tmp_path):
     shards = write_toy_shards(tmp_path / "shards")
     cfg = TrainConfig(
         shards=str(shards), run_dir=tmp_path / "run", base="tiny", lora_rank=4, device="cpu",
-        workers=0, batch_size=4, max_steps=1, val_every=1, images=CAMERAS, episode_tail="drop",
+        workers=0, batch_size=4, max_steps=1, val_every=1, cameras=CAMERAS, episode_tail="drop",
     )  # fmt: skip
     train(cfg)
-    report = compare(PredictConfig(cfg.run_dir / "step-1", str(shards), n=0, device="cpu"))
+    report = compare(PredictConfig(cfg.run_dir / "step-1", str(shards), samples=0, device="cpu"))
     (val,) = read_metrics(cfg.run_dir, "val")
     assert len(report.rows) == val["samples"] == 13  # 16 steps less the 3 padded chunks
     assert all(row.valid == 4 for row in report.rows)

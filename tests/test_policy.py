@@ -48,7 +48,7 @@ def policy(trained):
 
 def test_predict_reproduces_the_logged_val_l1(trained):
     shards, run_dir = trained
-    report = compare(PredictConfig(run_dir / f"step-{STEPS}", str(shards), n=0, device="cpu"))
+    report = compare(PredictConfig(run_dir / f"step-{STEPS}", str(shards), samples=0, device="cpu"))
     (val,) = read_metrics(run_dir, "val")
     # The 16-step val episode less its last chunk-1 (--episode-tail drop, the default).
     assert len(report.rows) == val["samples"] == 16 - 3
@@ -134,7 +134,7 @@ def test_a_checkpoint_with_several_datasets(trained, tmp_path):
         info.select("nope")
     assert info.select("other") == "other"
     # predict picks the set's own dataset.
-    result = CliRunner().invoke(main, ["predict", str(ckpt), "--shards", str(shards), "--n", "5",
+    result = CliRunner().invoke(main, ["predict", str(ckpt), "--shards", str(shards), "-n", "5",
                                        "--device", "cpu"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "stats of 'toy'" in result.output
@@ -170,7 +170,7 @@ def test_predict_cli_errors_are_one_line(trained, tmp_path):
     manifest["cameras"] = ["head"]
     (one_camera / "manifest.json").write_text(json.dumps(manifest))
     _fails_with(_predict(ckpt, one_camera), "no camera left_wrist, but")
-    _fails_with(_predict(ckpt, shards, "--n", "-1"), "--n must not be negative")
+    _fails_with(_predict(ckpt, shards, "-n", "-1"), "-n/--samples must not be negative")
 
 
 def test_predict_refuses_nan_statistics_in_the_set_or_the_checkpoint(trained, tmp_path):

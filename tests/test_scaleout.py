@@ -6,9 +6,11 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from episode_fixtures import make_episodes, run_convert
 
-from pipeline.config import ConfigError, ConvertConfig
+from pipeline.cli import main as data_main
+from pipeline.config import ConfigError
 from pipeline.merge import MergeConfig, merge
 
 
@@ -56,17 +58,33 @@ def test_merge_refuses_parts_made_with_other_options(episodes: Path, tmp_path: P
         merge(MergeConfig((tmp_path / "p1", tmp_path / "p2"), tmp_path / "m", progress=False))
 
 
-def test_ray_job_on_a_local_ray_instance_equals_one_machine(episodes: Path, tmp_path: Path):
+def test_the_ray_command_with_convert_options_equals_one_machine(episodes: Path, tmp_path: Path):
     ray = pytest.importorskip("ray")
-    from pipeline.ray_convert import ray_convert
+    from pipeline.ray_convert import main as ray_main
 
-    run_convert(episodes, tmp_path / "single")
-    config = ConvertConfig(episodes, shards_dir=tmp_path / "viaray", workers=1, progress=False,
-                           image_size=32)  # fmt: skip
+    options = ["--val-episodes", "2", "--seed", "5", "--image-size", "32", "--chunk", "4",
+               "--shard-samples", "10", "--cameras", "head,left_wrist", "--quiet"]  # fmt: skip
+    single = CliRunner().invoke(data_main, ["convert", str(episodes), str(tmp_path / "single"),
+                                            *options, "--workers", "1"])  # fmt: skip
+    assert single.exit_code == 0, single.output
+
+    def via_ray(out: str, *more: str):
+        args = [str(episodes), str(tmp_path / out), "--parts", "2", *options, *more]
+        return CliRunner().invoke(ray_main, args)
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        ray_convert(config, parts=2, scratch=tmp_path / "scratch")
+        result = via_ray("viaray", "--scratch", str(tmp_path / "scratch"))
+        strict = via_ray("strict", "--strict")
     finally:
         ray.shutdown()
+    assert result.exit_code == 0, result.output
+    # The same summary as the one-machine conversion's, but for the folder.
+    first = result.stdout.splitlines()[0]
+    assert first.replace("viaray", "single") == single.stdout.splitlines()[0]
     assert digests(tmp_path / "viaray") == digests(tmp_path / "single")
     assert not (tmp_path / "scratch").exists()
+    # A part's user error is the user's one line, not the task's traceback.
+    assert strict.exit_code == 1 and "Traceback" not in strict.output, strict.output
+    assert not (tmp_path / "strict").exists()
+    assert strict.output.startswith("Error: --strict: 1 bad episode(s), nothing written")

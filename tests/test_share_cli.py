@@ -98,3 +98,12 @@ def test_a_nan_statistic_is_refused_when_the_set_is_opened(tmp_path: Path, comma
         f"Error: {shards / 'stats.json'}: dataset 'toy': action.q99[1] is nan; "
         "refusing to normalize with it (re-convert the set, or restore its stats.json)\n"
     )
+
+
+def test_loadtest_takes_cameras_and_n_and_refuses_the_old_images(shard_set: Path) -> None:
+    args = ["--workers", "0", "--decode-threads", "0", "--batch-size", "4", "--cameras", "head"]
+    result = invoke("loadtest", shard_set, *args, "-n", "8")
+    assert result.exit_code == 0, result.output
+    assert "batch 4, cameras head, tokenization included" in result.output
+    old = invoke("loadtest", shard_set, *args[:-2], "--images", "head")
+    assert old.exit_code == 2 and "Error: --images is now --cameras" in old.output

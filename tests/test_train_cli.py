@@ -29,7 +29,7 @@ def fails_with(result, text: str) -> None:
 
 def test_a_short_run_through_the_cli(toy_shards, tmp_path):
     args = ["--shards", str(toy_shards), "--run-dir", str(tmp_path / "r"), *TINY]
-    result = run(*args, "--batch-size", "2", "--max-steps", "2", "--images", "head,right_wrist")
+    result = run(*args, "--batch-size", "2", "--max-steps", "2", "--cameras", "head,right_wrist")
     assert result.exit_code == 0, result.output
     assert [r["step"] for r in read_metrics(tmp_path / "r")] == [1, 2]
     assert (tmp_path / "r" / "step-2" / "train_config.json").is_file()
@@ -70,7 +70,7 @@ def _without(root, name):
 
 
 def test_a_camera_the_set_lacks(toy_shards, tmp_path):
-    result = run("--shards", str(toy_shards), "--run-dir", str(tmp_path), "--images", "head,low")
+    result = run("--shards", str(toy_shards), "--run-dir", str(tmp_path), "--cameras", "head,low")
     fails_with(result, "no camera low in this set; it has head, left_wrist, right_wrist")
 
 
@@ -187,3 +187,41 @@ def test_a_run_saved_before_newer_options_resumes_as_it_trained():
     old = TrainConfig.from_json(json.dumps(saved), "train_config.json")
     assert (old.episode_tail, old.proprio, old.film) == ("pad", False, False)
     assert TrainConfig(shards=("s",)).episode_tail == "drop"  # what new runs get
+
+
+def test_a_run_saved_with_images_for_its_cameras_still_loads():
+    from trainer.config import TrainConfig
+
+    saved = json.loads(TrainConfig(shards=("s",), cameras=("head", "low")).to_json())
+    saved["images"] = saved.pop("cameras")  # the key's name before --images became --cameras
+    old = TrainConfig.from_json(json.dumps(saved), "train_config.json")
+    assert old.cameras == ("head", "low")
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["--shards", "s", "--images", "head"], "--images is now --cameras"),
+        (["train", "--shards", "s", "--images", "head"], "--images is now --cameras"),
+        (["predict", "ck", "--shards", "s", "--images", "head"], "--images is now --cameras"),
+        (["predict", "ck", "--n", "4"], "--n is now -n/--samples"),
+    ],
+)
+def test_an_old_option_name_is_refused_with_the_new_one(args, hint):
+    result = run(*args)
+    assert result.exit_code == 2 and f"Error: {hint}" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_full_disk_in_training_is_one_line(toy_shards, tmp_path, monkeypatch):
+    import errno
+
+    import trainer.cli
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "r" / "step-1"))
+
+    monkeypatch.setattr(trainer.cli, "train_run", full)
+    result = run("--shards", str(toy_shards), "--run-dir", str(tmp_path / "r"), *TINY)
+    fails_with(result, f"Error: {tmp_path / 'r' / 'step-1'}: No space left on device")
+    assert len(result.output.strip().splitlines()) == 1, result.output

@@ -64,6 +64,8 @@ def test_stats_verify_on_a_missing_shard_is_one_line(made, tmp_path):
         (["--no-normalize-dims", "99"], "--no-normalize-dims"),
         (["--no-normalize-dims", "-2"], "--no-normalize-dims"),
         (["--cameras", "head,head"], "--cameras: head is named twice"),
+        (["--workers", "0"], "--workers must be at least 1 (or auto)"),
+        (["--workers", "many"], "--workers must be 'auto' or a whole number"),
     ],
 )
 def test_bad_convert_options_are_refused_before_any_encoding(
@@ -75,6 +77,7 @@ def test_bad_convert_options_are_refused_before_any_encoding(
         raise AssertionError("encoding started before the options were checked")
 
     monkeypatch.setattr(pipeline.convert, "_encode", no_encoding)
+    # The last --workers given counts: the cases that test it override this one.
     result = invoke("convert", made / "eps", tmp_path / "out", "--quiet", "--workers", 1, *options)
     assert_one_line_error(result, fragment)
     assert not (tmp_path / "out").exists()
@@ -86,6 +89,7 @@ def test_bad_convert_options_are_refused_before_any_encoding(
         (["loadtest", "{set}", "--batch-size", "0", "--workers", "0"], "--batch-size"),
         (["preview", "{set}", "-n", "-3", "-o", "{tmp}/p.png"], "-n"),
         (["preview", "{set}", "-o", "{tmp}/nowhere/p.png"], "nowhere"),
+        (["verify", "{set}", "--workers", "0"], "--workers must be at least 1"),
     ],
 )
 def test_bad_read_options_are_one_line(made, tmp_path, args, fragment):

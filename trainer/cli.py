@@ -10,7 +10,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from shards.errors import UserError
+from shards.commandline import camera_list, one_line_errors, renamed
 from shards.format import SPLITS
 from stats.normalize import NORMALIZATIONS
 from trainer.checkpoint import latest_checkpoint, load_config
@@ -47,10 +47,7 @@ class _TrainByDefault(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         # The one place a user's error becomes one line, for every command of the group.
-        try:
-            return super().invoke(ctx)
-        except UserError as exc:  # anything else is a bug and keeps its traceback
-            raise click.ClickException(str(exc)) from None
+        return one_line_errors(super().invoke)(ctx)
 
 
 @click.group(cls=_TrainByDefault, context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,7 +58,7 @@ def main() -> None:
 
 
 def _cameras(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
-    return tuple(c.strip() for c in value.split(",") if c.strip())
+    return camera_list(value)
 
 
 def _option(name: str, help: str, **kwargs: Any):
@@ -117,10 +114,11 @@ def _option(name: str, help: str, **kwargs: Any):
     type=click.Choice(EPISODE_TAILS),
 )
 @click.option(
-    "--images", default="", callback=_cameras,
+    "--cameras", default="", callback=_cameras,
     help="Comma-separated cameras fed to the model, primary first [default: head,left_wrist "
     "when the set has both, else its one camera or its first two].",
 )  # fmt: skip
+@renamed("--images", "--cameras")
 @_option("save_every", "Save step-N/ every N steps (and at the last step).")
 @_option("keep", "Checkpoints to keep.")
 @_option("val_every", "Log the val split's L1 every N steps (0: never).")
@@ -161,7 +159,10 @@ def _config(ctx: click.Context, resume: str | None, options: dict[str, Any]) -> 
     "--split", type=click.Choice(SPLITS), default="val", show_default=True,
     help="Split to predict.",
 )  # fmt: skip
-@click.option("--n", "n", default=16, show_default=True, help="Samples (0: the whole split).")
+@click.option(
+    "-n", "--samples", default=16, show_default=True, help="Samples (0: the whole split).",
+)  # fmt: skip
+@renamed("--n", "-n/--samples")
 @click.option("--base", help="Base to load the adapter onto [default: the one trained on].")
 @click.option("--dataset", help="Stats entry to denormalize with [default: the set's].")
 @click.option(
@@ -169,9 +170,10 @@ def _config(ctx: click.Context, resume: str | None, options: dict[str, Any]) -> 
     help="Where to run the model.",
 )  # fmt: skip
 @click.option(
-    "--images", default="", callback=_cameras,
+    "--cameras", default="", callback=_cameras,
     help="OpenVLA-OFT folders: cameras in the run's order [default: the set's cameras].",
 )  # fmt: skip
+@renamed("--images", "--cameras")
 @click.option(
     "--normalization", type=click.Choice(NORMALIZATIONS),
     help="OpenVLA-OFT folders: [default: OFT's for the width, bounds for 14 dims].",

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from shards.errors import UserError
+from shards.errors import ConfigError
 from shards.loader_plan import AUTO, parse_count
 from shards.mixture import parse_source
 from stats.normalize import NORMALIZATIONS
@@ -35,26 +35,24 @@ RESUME_OVERRIDABLE = frozenset(
 # Options whose default a run saved before they existed did not run with: such a run read
 # padded episode tails and fed no robot state, and resumes that way.
 SAVED_BEFORE = {"episode_tail": "pad", "proprio": False}
+# Options a run saved under an older name: --cameras was once --images.
+RENAMED = {"images": "cameras"}
 
 
-class ConfigError(UserError, ValueError):
-    """An option value that can't work; the message names the option."""
+DEFAULT_CAMERAS = ("head", "left_wrist")  # OFT's pair: third-person view, then a wrist
 
 
-DEFAULT_IMAGES = ("head", "left_wrist")  # OFT's pair: third-person view, then a wrist
-
-
-def default_images(set_cameras: list[list[str]]) -> tuple[str, ...]:
-    """The cameras to train on when --images is not given, from each set's manifest cameras.
+def default_cameras(set_cameras: list[list[str]]) -> tuple[str, ...]:
+    """The cameras to train on when --cameras is not given, from each set's manifest cameras.
 
     OFT's pair when every set has it; else the cameras every set has, in the first set's
     order: the one when there is one, the first two otherwise.
     """
-    if all(set(DEFAULT_IMAGES) <= set(c) for c in set_cameras):
-        return DEFAULT_IMAGES
+    if all(set(DEFAULT_CAMERAS) <= set(c) for c in set_cameras):
+        return DEFAULT_CAMERAS
     common = [c for c in set_cameras[0] if all(c in other for other in set_cameras)]
     if not common:
-        raise ConfigError("the shard sets share no camera; pass --images")
+        raise ConfigError("the shard sets share no camera; pass --cameras")
     return tuple(common[:2])
 
 
@@ -84,7 +82,7 @@ class TrainConfig:
     warmup_steps: int = 0
     """Linear warmup; multiplies the decay factor, so it never undoes the decay."""
     max_steps: int = 50000
-    seed: int = 7
+    seed: int = 0
     workers: int | str = AUTO
     """DataLoader worker processes per device (reading, decoding, collation); 0 reads in the
     training process; "auto" chooses from the cores (shards.loader_plan), and the run saves
@@ -100,9 +98,9 @@ class TrainConfig:
     image_aug: bool = True
     """OFT's crop and colour jitter on the GPU; evaluation then uses the centre crop."""
     normalization: str = "bounds_q99"
-    images: tuple[str, ...] = ()
-    """Cameras fed to the model, primary first; empty: DEFAULT_IMAGES when every set has
-    them, else the sets' cameras (see default_images), chosen when training starts."""
+    cameras: tuple[str, ...] = ()
+    """Cameras fed to the model, primary first; empty: DEFAULT_CAMERAS when every set has
+    them, else the sets' cameras (see default_cameras), chosen when training starts."""
     save_every: int = 5000
     keep: int = 3
     """Checkpoints kept; older step-N/ folders are removed."""
@@ -119,7 +117,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
-        self.images = tuple(self.images)
+        self.cameras = tuple(self.cameras)
         # train_config.json held one string before sets could be mixed.
         self.shards = (self.shards,) if isinstance(self.shards, str) else tuple(self.shards)
         if not self.shards:
@@ -146,8 +144,8 @@ class TrainConfig:
             raise ConfigError(f"--episode-tail must be one of {', '.join(EPISODE_TAILS)}")
         if self.normalization not in NORMALIZATIONS:
             raise ConfigError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}")
-        if len(set(self.images)) != len(self.images):
-            raise ConfigError("--images needs distinct camera names")
+        if len(set(self.cameras)) != len(self.cameras):
+            raise ConfigError("--cameras needs distinct camera names")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError("--device must be auto, cpu or cuda")
 
@@ -160,14 +158,15 @@ class TrainConfig:
         """The options, plus `records` that describe the run but are no option (from_json skips)."""
         data = asdict(self)
         data["run_dir"] = str(self.run_dir)
-        data["images"] = list(self.images)
+        data["cameras"] = list(self.cameras)
         data["shards"] = list(self.shards)
         return json.dumps({**data, **records}, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str, source: str) -> TrainConfig:
         try:
-            data = {**SAVED_BEFORE, **json.loads(text)}
+            saved = json.loads(text)
+            data = {**SAVED_BEFORE, **{RENAMED.get(k, k): v for k, v in saved.items()}}
             known = {f.name for f in fields(cls)}
             return cls(**{k: v for k, v in data.items() if k in known})
         except (ValueError, TypeError) as exc:

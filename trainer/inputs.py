@@ -27,7 +27,7 @@ def run_stream(cfg: TrainConfig, split: str, dist: Dist | None = None) -> Stream
         }
     return StreamConfig(
         split=split,
-        cameras=cfg.images,
+        cameras=cfg.cameras,
         batch_size=cfg.batch_size,
         shuffle_buffer=cfg.shuffle_buffer,
         seed=cfg.seed,

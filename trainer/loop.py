@@ -27,7 +27,7 @@ from trainer.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from trainer.config import DEFAULT_IMAGES, ConfigError, TrainConfig, default_images
+from trainer.config import DEFAULT_CAMERAS, ConfigError, TrainConfig, default_cameras
 from trainer.distributed import Dist, gather_objects, init_distributed, shutdown, sum_across
 from trainer.inputs import run_stream, uses_proprio
 from trainer.metrics import LossWindow, MetricsLogger, truncate_metrics
@@ -59,10 +59,10 @@ def _run(
     cfg: TrainConfig, resume: bool, dist: Dist, allow_new_data: bool, loader_line: str
 ) -> None:
     mixture = open_mixture(cfg.sources)
-    if not cfg.images:  # chosen once; the checkpoint's config keeps the choice for resume
-        cfg.images = default_images([s.manifest.cameras for s in mixture.sets])
-        if dist.main and cfg.images != DEFAULT_IMAGES:
-            print(f"--images {','.join(cfg.images)}: the set has no {','.join(DEFAULT_IMAGES)}")
+    if not cfg.cameras:  # chosen once; the checkpoint's config keeps the choice for resume
+        cfg.cameras = default_cameras([s.manifest.cameras for s in mixture.sets])
+        if dist.main and cfg.cameras != DEFAULT_CAMERAS:
+            print(f"--cameras {','.join(cfg.cameras)}: the set has no {','.join(DEFAULT_CAMERAS)}")
     cfg = replace(cfg, proprio=uses_proprio(cfg.proprio, mixture))  # saved as decided
     check_stream(mixture, run_stream(cfg, "train", dist))
     if cfg.val_every:
@@ -226,7 +226,7 @@ def model_config(cfg: TrainConfig, mixture: Mixture, device: torch.device) -> Mo
         base=cfg.base,
         action_dim=mixture.action_dim,
         chunk=mixture.chunk,
-        num_images=len(cfg.images),
+        num_images=len(cfg.cameras),
         lora_rank=cfg.lora_rank,
         grad_checkpointing=cfg.grad_checkpointing,
         proprio_dim=(mixture.sets[0].manifest.proprio_dim or 0) if cfg.proprio else 0,

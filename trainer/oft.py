@@ -197,7 +197,7 @@ PLATFORM_NORMALIZATION = {7: "bounds_q99", 14: "bounds"}
 class OftOptions:
     """What an OFT folder does not record but our step-N folders do."""
 
-    images: tuple[str, ...] = ()
+    cameras: tuple[str, ...] = ()
     """Camera names in the order the OFT run fed its images, primary first."""
     chunk: int | None = None
     """OFT's NUM_ACTIONS_CHUNK; None: its platform's (8 for 7 dims, 25 for 14)."""
@@ -210,10 +210,10 @@ class OftOptions:
 
     def resolved(self, action_dim: int, source: Path) -> OftOptions:
         """Platform defaults filled in; errors name the folder and the option to give."""
-        if not self.images:
+        if not self.cameras:
             raise ModelLoadError(
                 f"{source}: an OpenVLA-OFT folder does not record its cameras; give them in "
-                "the order the run fed them (--images head,left_wrist or images=)"
+                "the order the run fed them (--cameras head,left_wrist or cameras=)"
             )
         chunk = self.chunk or PLATFORM_CHUNK.get(action_dim)
         if chunk is None:
@@ -222,4 +222,4 @@ class OftOptions:
                 "NUM_ACTIONS_CHUNK (chunk=)"
             )
         normalization = self.normalization or PLATFORM_NORMALIZATION.get(action_dim, "bounds_q99")
-        return OftOptions(tuple(self.images), chunk, normalization, self.image_aug, self.dtype)
+        return OftOptions(tuple(self.cameras), chunk, normalization, self.image_aug, self.dtype)

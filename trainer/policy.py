@@ -94,7 +94,7 @@ def read_checkpoint(
     run, model = load_config(ckpt), read_model_config(ckpt)
     info = CheckpointInfo(ckpt, run, model, stats, jpeg=load_jpeg_storage(ckpt))
     wrong = [n for n, s in info.stats.items() if len(s.action.q01) != info.model.action_dim]
-    if wrong or len(info.run.images) != info.model.num_images:
+    if wrong or len(info.run.cameras) != info.model.num_images:
         raise CheckpointError(
             f"{ckpt}: {STATS_FILE}, {MODEL_CONFIG_FILE} and {TRAIN_CONFIG_FILE} disagree on the "
             "action dims or cameras; the folder was not written by one run"
@@ -113,7 +113,7 @@ def oft_checkpoint_info(
         shards=(str(oft.path),),
         base=base,
         lora_rank=oft.lora_rank,
-        images=options.images,
+        cameras=options.cameras,
         image_aug=options.image_aug,
         normalization=options.normalization,
         episode_tail="drop",  # OFT's runs never saw padded chunks
@@ -123,7 +123,7 @@ def oft_checkpoint_info(
         base=base,
         action_dim=oft.action_dim,
         chunk=options.chunk,
-        num_images=len(options.images),
+        num_images=len(options.cameras),
         lora_rank=oft.lora_rank,
         dtype=options.dtype or "float32",
         proprio_dim=int(oft.proprio["fc1.weight"].shape[1]) if oft.proprio else 0,
@@ -218,7 +218,7 @@ class Policy:
 
     @property
     def cameras(self) -> tuple[str, ...]:
-        return self.run.images
+        return self.run.cameras
 
     def predict(
         self, images: CameraImages, instruction: str, proprio: np.ndarray | None = None

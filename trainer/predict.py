@@ -31,27 +31,27 @@ class PredictConfig:
     shards: str
     """Shard set folder or URL whose samples are predicted."""
     split: str = "val"
-    n: int = 16
+    samples: int = 16
     """Samples, in the set's order; 0 for the whole split."""
     base: str | None = None
     """Base to load the adapter onto; default the one the run trained on."""
     dataset: str | None = None
     """Stats entry of the checkpoint; default the set's dataset, or the only one."""
     device: str = "auto"
-    images: tuple[str, ...] = ()
+    cameras: tuple[str, ...] = ()
     """OFT folders only: cameras in the order the run fed them; default the set's cameras."""
     normalization: str | None = None
     """OFT folders only; default OFT's for the action width (bounds for 14 dims)."""
 
     def __post_init__(self) -> None:
         self.ckpt = Path(self.ckpt)
-        self.images = tuple(self.images)
+        self.cameras = tuple(self.cameras)
         if self.normalization is not None and self.normalization not in NORMALIZATIONS:
             raise ConfigError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}")
         if self.split not in SPLITS:
             raise ConfigError(f"--split must be one of {', '.join(SPLITS)}")
-        if self.n < 0:
-            raise ConfigError("--n must not be negative (0: the whole split)")
+        if self.samples < 0:
+            raise ConfigError("-n/--samples must not be negative (0: the whole split)")
 
 
 @dataclass
@@ -78,7 +78,8 @@ class PredictReport:
 
 
 def compare(cfg: PredictConfig) -> PredictReport:
-    """Predict cfg.n samples of the set and compare; checks fit before the model is built."""
+    """Predict the split's first cfg.samples samples and compare; fit checked before the model
+    is built."""
     shard_set = open_shard_set(cfg.shards)
     info = read_checkpoint(cfg.ckpt, _oft_options(cfg, shard_set), cfg.base)
     own = shard_set.manifest.dataset
@@ -92,8 +93,8 @@ def compare(cfg: PredictConfig) -> PredictReport:
     sums = np.zeros(3)  # |error| in action units, in normalized units, values counted
     for batch in make_loader(shard_set, stream):
         take = len(batch["keys"])
-        if cfg.n:
-            take = min(take, cfg.n - len(rows))
+        if cfg.samples:
+            take = min(take, cfg.samples - len(rows))
         actions = batch["actions"][:take].numpy()
         state = batch["proprio"][:take].numpy() if "proprio" in batch else None
         # Images read from a shard are already stored views: no second JPEG round trip.
@@ -117,7 +118,7 @@ def compare(cfg: PredictConfig) -> PredictReport:
                     l1_normalized=float(err_normalized.mean()),
                 )
             )
-        if cfg.n and len(rows) >= cfg.n:
+        if cfg.samples and len(rows) >= cfg.samples:
             break
     if not rows:
         raise ShardSetError(f"{shard_set.source}: no readable {cfg.split} samples to predict")
@@ -128,27 +129,27 @@ def _oft_options(cfg: PredictConfig, shard_set: ShardSet) -> OftOptions | None:
     """For an OFT folder, what it does not record: cameras (default the set's), the set's
     chunk, the normalization; a step-N folder records them and takes none."""
     if not is_oft_folder(cfg.ckpt):
-        if cfg.images or cfg.normalization:
+        if cfg.cameras or cfg.normalization:
             raise ConfigError(
-                f"{cfg.ckpt}: --images and --normalization are for OpenVLA-OFT folders; "
+                f"{cfg.ckpt}: --cameras and --normalization are for OpenVLA-OFT folders; "
                 "a step-N folder records its own"
             )
         return None
     manifest = shard_set.manifest
-    images = cfg.images or tuple(manifest.cameras)
-    return OftOptions(images=images, chunk=manifest.chunk, normalization=cfg.normalization)
+    cameras = cfg.cameras or tuple(manifest.cameras)
+    return OftOptions(cameras=cameras, chunk=manifest.chunk, normalization=cfg.normalization)
 
 
 def _check_fits(info: CheckpointInfo, shard_set: ShardSet) -> None:
     manifest = shard_set.manifest
-    lacking = [c for c in info.run.images if c not in manifest.cameras]
+    lacking = [c for c in info.run.cameras if c not in manifest.cameras]
     problems = [f"no camera {', '.join(lacking)}"] if lacking else []
     if (manifest.chunk, manifest.action_dim) != (info.model.chunk, info.model.action_dim):
         problems.append(f"chunks of {manifest.chunk} x {manifest.action_dim}-dim actions")
     if problems:
         raise ShardSetError(
             f"{shard_set.source}: {' and '.join(problems)}, but {info.path} was trained on "
-            f"cameras {', '.join(info.run.images)} with chunks of {info.model.chunk} x "
+            f"cameras {', '.join(info.run.cameras)} with chunks of {info.model.chunk} x "
             f"{info.model.action_dim}-dim actions; predict on a set of the same robot and options"
         )
 
