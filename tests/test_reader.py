@@ -140,7 +140,7 @@ def test_bad_folders_give_one_line_reasons(tmp_path, toy_shards):
     with pytest.raises(ShardSetError, match="empty"):
         open_shard_set(tmp_path / "empty")
     (toy_shards / "stats.json").unlink()
-    with pytest.raises(ShardSetError, match="no stats.json"):
+    with pytest.raises(ShardSetError, match="stats.json: missing"):
         open_shard_set(toy_shards)
 
 

@@ -50,8 +50,8 @@ def test_auto_loading_says_what_it_chose_and_the_run_saves_the_numbers(toy_shard
     [
         (lambda root: root / "missing", "no such folder"),
         (lambda root: _mkdir(root / "empty"), "the folder is empty"),
-        (lambda root: _without(root, "stats.json"), "no stats.json"),
-        (lambda root: _without(root, "manifest.json"), "no manifest.json"),
+        (lambda root: _without(root, "stats.json"), "stats.json: missing"),
+        (lambda root: _without(root, "manifest.json"), "manifest.json: missing"),
     ],
 )
 def test_bad_shard_folders(tmp_path, prepare, message):
