@@ -16,8 +16,9 @@ import torch
 
 from pipeline.config import ConfigError
 from shards.loader_plan import AUTO, LoaderPlan, parse_count, plan_loader
+from shards.mixture import Mixture
 from shards.reader import StreamConfig, make_loader
-from shards.source import open_shard_set
+from shards.source import ShardSet, open_shard_set
 
 
 @dataclass
@@ -68,15 +69,7 @@ class LoadtestResult:
 def loadtest(config: LoadtestConfig) -> LoadtestResult:
     shard_set = open_shard_set(config.source)
     plan = plan_loader(config.workers, config.decode_threads)
-    stream = StreamConfig(
-        split=config.split,
-        cameras=config.cameras,
-        batch_size=config.batch_size,
-        shuffle_buffer=config.shuffle_buffer,
-        workers=plan.workers,
-        decode_threads=plan.decode_threads,
-        pin_memory=config.pin_memory,
-    )
+    stream = trainer_stream(config, shard_set, plan)
     tokenize = _prompt_tokens(shard_set.manifest.chunk * shard_set.manifest.action_dim)
     shards = shard_set.manifest.shards(config.split)
     bytes_per_sample = sum(s.bytes for s in shards) / max(1, sum(s.samples for s in shards))
@@ -91,6 +84,24 @@ def loadtest(config: LoadtestConfig) -> LoadtestResult:
         seen += len(batch["keys"])
     elapsed = time.perf_counter() - start
     return LoadtestResult(seen, elapsed, int(bytes_per_sample * seen), plan)
+
+
+def trainer_stream(config: LoadtestConfig, shard_set: ShardSet, plan: LoaderPlan) -> StreamConfig:
+    """The stream `vla-train --shards SOURCE` with these options would read, derived by the
+    trainer's own rule (its defaults: episode tails, robot state when the set carries it)."""
+    from trainer.config import TrainConfig
+    from trainer.distributed import Dist
+    from trainer.inputs import run_stream, uses_proprio
+
+    run = TrainConfig(
+        shards=(config.source,), cameras=config.cameras, batch_size=config.batch_size,
+        shuffle_buffer=config.shuffle_buffer, workers=plan.workers,
+        decode_threads=plan.decode_threads,
+        proprio=uses_proprio(None, Mixture.of(shard_set)),
+    )  # fmt: skip
+    # One process, on the device vla-train would pick: CUDA (batches pinned) when present.
+    device = torch.device("cuda" if config.pin_memory else "cpu")
+    return run_stream(run, config.split, Dist(rank=0, world_size=1, device=device))
 
 
 def _prompt_tokens(num_slots: int) -> Callable[[list[str]], dict[str, torch.Tensor]]:

@@ -12,6 +12,9 @@ from PIL import Image
 from shard_fixtures import nan_statistic, no_sample_decodes, write_toy_shards
 
 from pipeline.cli import main
+from pipeline.loadtest import LoadtestConfig, trainer_stream
+from shards.loader_plan import plan_loader
+from shards.source import open_shard_set
 
 
 @pytest.fixture
@@ -107,3 +110,13 @@ def test_loadtest_takes_cameras_and_n_and_refuses_the_old_images(shard_set: Path
     assert "batch 4, cameras head, tokenization included" in result.output
     old = invoke("loadtest", shard_set, *args[:-2], "--images", "head")
     assert old.exit_code == 2 and "Error: --images is now --cameras" in old.output
+
+
+def test_loadtest_reads_what_vla_train_reads_by_default(shard_set: Path) -> None:
+    config = LoadtestConfig(str(shard_set), workers=0, decode_threads=0, cameras=("head",))
+    opened = open_shard_set(str(shard_set))
+    stream = trainer_stream(config, opened, plan_loader(0, 0))
+    assert stream.cameras == ("head",) and stream.batch_size == config.batch_size
+    assert stream.drop_tail and not stream.finite and stream.seed == 0  # vla-train's defaults
+    assert stream.proprio == (opened.manifest.proprio_dim is not None)
+    assert (stream.workers, stream.decode_threads) == (0, 0)
