@@ -7,7 +7,9 @@ Prints, measured side by side in one run (alternating, medians):
   bare image work alone (read frames, resize to 224, JPEG-encode; same N processes) on the
   same episodes, and their ratio;
 - peak RSS of the whole convert process tree (parent + workers, sampled every 20 ms) for a
-  10- and a 40-episode input, and their ratio.
+  10- and a 40-episode input, and their ratio;
+- the time `vla-data generate` took to write the 10-episode input (`make demo` and the
+  benches start from its episodes).
 """
 
 from __future__ import annotations
@@ -69,7 +71,9 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp())
     small, large = root / "small", root / "large"
+    start = time.perf_counter()
     generate(GenerateConfig(small, episodes=10, steps=args.steps, seed=1))
+    generate_s = time.perf_counter() - start
     generate(GenerateConfig(large, episodes=40, steps=args.steps, seed=2))
     episodes = list_episodes(small, "processed")
     samples = 10 * args.steps
@@ -93,6 +97,7 @@ def main() -> None:
     print(f"peak RSS, 10 episodes: {small_peak / mib:.0f} MiB", end="; ")
     print(f"40 episodes: {large_peak / mib:.0f} MiB")
     print(f"ratio 40 / 10 episodes: {large_peak / small_peak:.2f}")
+    print(f"generate, 10 episodes: {generate_s:.2f} s")
     subprocess.run(["rm", "-rf", str(root)], check=True)
 
 

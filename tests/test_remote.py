@@ -157,6 +157,7 @@ class _FaultyHandler(http.server.BaseHTTPRequestHandler):
     root: Path
     faults: dict[str, list[str]]
     ranges: list[str]
+    requests: list[str]
 
     def log_message(self, *args: object) -> None:
         pass
@@ -176,6 +177,7 @@ class _FaultyHandler(http.server.BaseHTTPRequestHandler):
         if "Range" in self.headers:
             self.ranges.append(self.headers["Range"])
             start = int(self.headers["Range"].removeprefix("bytes=").split("-")[0])
+        self.requests.append(self.path)
         pending = self.faults.get(self.path, [])
         fault = pending.pop(0) if pending else None
         if fault == "stall":
@@ -197,7 +199,11 @@ class _FaultyHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def faulty_http(shard_set: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[type]:
-    handler = type("Handler", (_FaultyHandler,), {"root": shard_set, "faults": {}, "ranges": []})
+    handler = type(
+        "Handler",
+        (_FaultyHandler,),
+        {"root": shard_set, "faults": {}, "ranges": [], "requests": []},
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -226,11 +232,21 @@ def test_a_dropped_connection_resumes_where_it_stopped(faulty_http, shard_set: P
 
 def test_a_stalled_server_times_out_and_is_retried(faulty_http, shard_set: Path) -> None:
     faulty_http.faults["/train-000000.tar"] = ["stall"]
-    start = time.monotonic()
     assert (
         _read(faulty_http.url, "train-000000.tar") == (shard_set / "train-000000.tar").read_bytes()
     )
-    assert time.monotonic() - start < 2.5
+    # Had the client waited out the stall, the first answer would have served the shard whole.
+    assert faulty_http.requests.count("/train-000000.tar") == 2
+
+
+def test_a_server_that_keeps_stalling_is_given_up_after_the_retries(
+    faulty_http, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VLA_HTTP_RETRIES", "1")
+    faulty_http.faults["/train-000000.tar"] = ["stall"] * 3
+    with pytest.raises(OSError, match="train-000000.tar: cannot fetch"):
+        _read(faulty_http.url, "train-000000.tar")
+    assert faulty_http.requests.count("/train-000000.tar") == 2  # the first attempt and one retry
 
 
 def test_a_shard_that_keeps_failing_is_a_bad_shard_and_the_rest_streams(faulty_http) -> None:
