@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
-from episode_fixtures import make_episodes, run_convert
+from episode_fixtures import IMAGE, make_episodes, read_split, run_convert
 from PIL import Image
 from shard_fixtures import nan_statistic, no_sample_decodes, write_toy_shards
 
 from pipeline.cli import main
 from pipeline.loadtest import LoadtestConfig, trainer_stream
 from shards.loader_plan import plan_loader
+from shards.manifest import read_manifest
 from shards.source import open_shard_set
 
 
@@ -62,16 +64,58 @@ def test_info_lists_splits_and_skipped_episodes(shard_set: Path) -> None:
     assert "episode_9.hdf5: not a readable HDF5 file" in result.output
 
 
-def test_preview_and_stats_plot_write_pictures(shard_set: Path, tmp_path: Path) -> None:
+def _runs(flags: np.ndarray, min_len: int = 20) -> list[tuple[int, int]]:
+    """[start, end) of each run of True at least min_len long."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(int), [0]])))
+    return [(a, b) for a, b in zip(edges[::2], edges[1::2], strict=True) if b - a >= min_len]
+
+
+def test_preview_shows_each_sample_with_its_camera_frames(shard_set: Path, tmp_path: Path) -> None:
     result = invoke("preview", shard_set, "-o", tmp_path / "p.png", "-n", "3")
     assert result.exit_code == 0, result.output
-    with Image.open(tmp_path / "p.png") as sheet:
-        width, height = sheet.size
-    assert height > width / 2  # three rows of four cameras and a plot
-    result = invoke("stats", shard_set, "--plot", tmp_path / "s.png")
+    sheet = np.asarray(Image.open(tmp_path / "p.png").convert("RGB"))
+    samples = read_split(shard_set, "train")[:3]  # the sheet shows the first ones, in shard order
+    cameras = read_manifest(shard_set).cameras
+    frames = [s["images"][c].astype(float) for s in samples for c in cameras]
+    # The frames are the only solid blocks on the white page: rows of them (one per sample),
+    # each row cut into one block per camera (the action plot after them is mostly white).
+    inked = (sheet < 230).any(axis=-1)
+    per_row = inked.sum(axis=1)
+    cells = [
+        (rows, cols)
+        for rows in _runs(per_row > per_row.max() / 2)
+        for cols in _runs(inked[slice(*rows)].mean(axis=0) > 0.95)
+    ]
+    assert len(cells) == len(frames) == 3 * 4
+    for expected, (rows, cols) in enumerate(cells):
+        shown = Image.fromarray(sheet[slice(*rows), slice(*cols)]).resize((IMAGE, IMAGE), Image.BOX)
+        error = [np.abs(np.asarray(shown, float) - frame).mean() for frame in frames]
+        # The stored frame, red square and all, and no other sample's or camera's.
+        assert error[expected] < 3 and min(np.delete(error, expected)) > 5, (expected, error)
+
+
+def _histogram_bars(shards: Path, out: Path) -> np.ndarray:
+    """Where `stats --plot` drew histogram bars (their colour, #4c72b0)."""
+    result = invoke("stats", shards, "--plot", out)
     assert result.exit_code == 0, result.output
-    with Image.open(tmp_path / "s.png") as plot:
-        assert plot.size[0] > 800  # 14 dims in two rows of seven histograms
+    plot = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    return np.abs(plot - (0x4C, 0x72, 0xB0)).sum(axis=-1) < 30
+
+
+def test_stats_plot_draws_every_dimension_from_the_data(shard_set: Path, tmp_path: Path) -> None:
+    bars = _histogram_bars(shard_set, tmp_path / "s.png")
+    height, width = bars.shape
+    panels = [  # 14 dims in two rows of seven histograms
+        bars[r * height // 2 : (r + 1) * height // 2, c * width // 7 : (c + 1) * width // 7]
+        for r in range(2)
+        for c in range(7)
+    ]
+    assert all(panel.sum() > 500 for panel in panels), [int(p.sum()) for p in panels]
+
+    make_episodes(tmp_path / "other", episodes=3, steps=16)
+    run_convert(tmp_path / "other", tmp_path / "other-shards", val_episodes=1)
+    other = _histogram_bars(tmp_path / "other-shards", tmp_path / "other.png")
+    assert other.shape == bars.shape and (other != bars).sum() > 0.2 * bars.sum()
 
 
 def test_info_of_a_folder_that_is_no_shard_set_is_one_line(tmp_path: Path) -> None:
