@@ -2,7 +2,9 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 # torch and torchvision are pinned to the releases the suite is tested with, so a fresh
-# .venv gets the same ones (and a resolver cannot swap in a different build).
+# .venv gets the same ones (and a resolver cannot swap in a different build). We import no
+# torchvision, but timm requires it and imports it at start-up, and its compiled ops must be
+# the build made for this torch.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 DEMO := .demo
 

@@ -38,8 +38,7 @@ ANCHORS = {
 }
 PACKAGES = (
     "torch", "transformers", "peft", "timm", "safetensors", "tokenizers", "numpy", "h5py",
-    "pillow", "simplejpeg", "click", "rich", "urllib3", "webdataset", "zstandard",
-    "braceexpand", "tensorboard",
+    "pillow", "simplejpeg", "click", "rich", "urllib3", "tensorboard",
 )  # fmt: skip
 
 
