@@ -6,29 +6,38 @@ import json
 
 import pytest
 import torch
-from train_fixtures import straight_and_resumed
+from shard_fixtures import write_toy_shards
+from train_fixtures import straight_and_resumed, stream_epochs
 
+from trainer import metrics
 from trainer.checkpoint import STATE_FILE, checkpoints
 from trainer.config import ConfigError, TrainConfig
 from trainer.loop import train
-from trainer.metrics import SMOOTH_STEPS, read_metrics
+from trainer.metrics import read_metrics
 from trainer.step import build_scheduler
 
 TINY = {"base": "tiny", "lora_rank": 8, "device": "cpu", "workers": 0}
 
 
-def test_resume_logs_the_same_losses_as_a_straight_run(toy_shards, tmp_path):
-    # Two workers: the restart must also put each worker back on its own stream.
-    common = dict(shards=str(toy_shards), batch_size=2, seed=3, save_every=1000, **TINY)
-    common["workers"] = 2
-    a, b = straight_and_resumed(tmp_path, 120, **common)
-    assert [r["step"] for r in b] == list(range(1, 121))
+def test_resume_logs_the_same_losses_as_a_straight_run(tmp_path, monkeypatch):
+    # 4 shards of 5 samples (less the episode tails): two workers stream 10 samples an epoch
+    # each, so the 7 steps after the step-7 checkpoint cross an epoch boundary.
+    shards = write_toy_shards(tmp_path / "shards", steps=8)
+    # A 4-step loss window is full, and has wrapped, when the checkpoint saves it.
+    monkeypatch.setattr(metrics, "SMOOTH_STEPS", 4)
+    common = dict(shards=str(shards), batch_size=2, seed=3, save_every=1000, **TINY)
+    common.update(workers=2, warmup_steps=10)  # the restart must put each worker back on its stream
+    a, b = straight_and_resumed(tmp_path, 14, **common)
+    assert stream_epochs(tmp_path / "halves" / "step-7") == [0, 0]
+    assert max(stream_epochs(tmp_path / "halves" / "step-14")) >= 1
+    assert [r["step"] for r in b] == list(range(1, 15))
     assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], abs=1e-6)
-    # The 50-step mean carries over the restart too (its window is in the checkpoint).
+    # The loss window carries over the restart too (it is in the checkpoint).
     assert [r["loss_smooth"] for r in a] == pytest.approx([r["loss_smooth"] for r in b], abs=1e-6)
-    window = [r["loss"] for r in a[-SMOOTH_STEPS:]]
+    window = [r["loss"] for r in a[-4:]]
     assert a[-1]["loss_smooth"] == pytest.approx(sum(window) / len(window))
-    assert [r["lr"] for r in a] == [r["lr"] for r in b]
+    # So does the scheduler: the warmup is still rising at the restart.
+    assert [r["lr"] for r in a] == [r["lr"] for r in b] and a[6]["lr"] < a[7]["lr"] < a[9]["lr"]
 
 
 def test_checkpoints_are_complete_and_pruned(toy_shards, tmp_path):

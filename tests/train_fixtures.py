@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from trainer.checkpoint import STATE_FILE
 from trainer.config import TrainConfig
 from trainer.loop import train
 from trainer.metrics import read_metrics
@@ -18,3 +21,10 @@ def straight_and_resumed(tmp_path: Path, total: int, **options: Any) -> tuple[li
     train(halves)
     train(TrainConfig.from_json(halves.to_json(), "test").resumed({"max_steps": total}), True)
     return read_metrics(straight.run_dir), read_metrics(halves.run_dir)
+
+
+def stream_epochs(step_dir: Path) -> list[int]:
+    """The epoch each stream of a checkpoint stands in, set by set (rank 0's streams)."""
+    state = torch.load(step_dir / STATE_FILE, weights_only=True)
+    positions = state["ranks"][0]["data"]["positions"].values()
+    return [epoch for position in positions for epoch, _ in position["sets"]]
