@@ -25,6 +25,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from process_peak import run_measured
+from scratch import scratch_dir
 
 from pipeline.episodes import Episode, list_episodes
 from pipeline.generate import GenerateConfig, generate
@@ -69,7 +70,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp())
+    root = scratch_dir()
     small, large = root / "small", root / "large"
     start = time.perf_counter()
     generate(GenerateConfig(small, episodes=10, steps=args.steps, seed=1))

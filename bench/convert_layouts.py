@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from scratch import scratch_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the layout writers the tests check against
 
@@ -61,7 +63,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp())
+    root = scratch_dir()
     folders = write_inputs(root, args.episodes, args.steps)
     times: dict[str, list[float]] = {name: [] for name in folders}
     for _ in range(args.repeats):  # alternate, so drift hits every layout alike

@@ -31,7 +31,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 from PIL import Image
 from process_peak import run_measured
+from scratch import scratch_dir
 from torch.utils.data import DataLoader, Dataset
 
 from pipeline.config import ConvertConfig
@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--compare-workers", type=int, default=2)
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp())
+    root = scratch_dir()
     paths = generate(GenerateConfig(root / "eps", episodes=args.episodes, steps=args.steps))
     two_cameras = ("head", "left_wrist")
     convert(ConvertConfig(root / "eps", shards_dir=root / "shards", val_episodes=0,

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
+
+from scratch import scratch_dir
 
 from pipeline.config import ConvertConfig
 from pipeline.convert import convert
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp())
+    root = scratch_dir()
     generate(GenerateConfig(root / "eps", episodes=args.episodes, steps=args.steps))
     convert(ConvertConfig(root / "eps", shards_dir=root / "shards", val_episodes=0,
                           cameras=CAMERAS, shard_samples=250, progress=False))  # fmt: skip
