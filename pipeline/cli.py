@@ -25,7 +25,7 @@ from pipeline.options import (
 )
 from pipeline.parallel import WorkerPool
 from pipeline.plan import make_plan
-from pipeline.verify import summarize, train_rows, verify_shard, verify_stats
+from pipeline.verify import check_stats, summarize, train_rows, verify_shard
 from shards.commandline import camera_list, one_line_errors, renamed
 from shards.format import STATS_FILE
 from shards.manifest import is_shard_set
@@ -129,11 +129,11 @@ def stats_cmd(
         shard_set = open_shard_set(folder, check_files=False)
         stats = {shard_set.manifest.dataset: shard_set.stats}
         # One pass over the train shards serves both the plot and the check.
-        collected = train_rows(folder) if plot is not None or verify else None
+        collected = train_rows(shard_set) if plot is not None or verify else None
         if plot is not None:
             rows = np.concatenate([np.stack(r) for r in collected.actions.values()])
         if verify:
-            problems = verify_stats(folder, collected)
+            problems = check_stats(shard_set, collected)
             for problem in problems:
                 click.echo(f"mismatch {problem.quantity}.{problem.key}: {problem.detail}", err=True)
             if problems:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from shards.format import ACTIONS_MEMBER, META_MEMBER, decode_actions, decode_meta
-from shards.manifest import Manifest, ShardEntry, read_manifest
+from shards.manifest import Manifest, ShardEntry
 from shards.samples import (
     RawSample,
     SampleError,
@@ -151,21 +151,19 @@ def check_stats(shard_set: ShardSet, rows: RowCollector) -> list[StatsMismatch]:
     return compare(shard_set.stats, rows.stats(no_normalize))
 
 
-def train_rows(folder: Path) -> RowCollector:
-    """Every train timestep's action (each sample's first row) and proprio, per episode."""
+def train_rows(shard_set: ShardSet) -> RowCollector:
+    """Every train timestep's action (each sample's first row) and proprio, per episode, of a
+    local set."""
     rows = RowCollector()
-    for shard in read_manifest(folder).shards("train"):
-        path = folder / shard.name
+    for shard in shard_set.manifest.shards("train"):
+        path = Path(shard_set.source) / shard.name
         with open(path, "rb") as stream:
             for raw in iter_raw_samples(stream, str(path)):
                 rows.add(decode_meta(raw[META_MEMBER]), decode_actions(raw[ACTIONS_MEMBER]))
     return rows
 
 
-def verify_stats(folder: Path, rows: RowCollector | None = None) -> list[StatsMismatch]:
-    """A local set's stats.json against its train samples, without checking the shards.
-
-    `rows` are the set's train_rows when the caller has read them already.
-    """
+def verify_stats(folder: Path) -> list[StatsMismatch]:
+    """A local set's stats.json against its train samples, without checking the shards."""
     shard_set = open_shard_set(folder, check_files=False)
-    return check_stats(shard_set, rows if rows is not None else train_rows(folder))
+    return check_stats(shard_set, train_rows(shard_set))
