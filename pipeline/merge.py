@@ -22,9 +22,9 @@ from pipeline.plan import EpisodeProbe, Plan, assign_keys, assign_split
 from shards.format import (
     ACTIONS_MEMBER,
     META_MEMBER,
-    SUBSAMPLING_BEFORE_RECORDED,
     decode_actions,
     decode_meta,
+    jpeg_storage,
 )
 from shards.manifest import Manifest
 from shards.samples import iter_raw_samples
@@ -104,6 +104,7 @@ def _convert_config(sets: list[ShardSet], config: MergeConfig) -> ConvertConfig:
             + (f", missing {[f'{i}/{n}' for i, n in missing]}" if missing else "")
         )
     o = first.options
+    jpeg = jpeg_storage(o)  # parts made before the subsampling was recorded hold 4:4:4
     return ConvertConfig(
         episodes_dir=Path(o["name"]),
         shards_dir=config.out_dir,
@@ -116,8 +117,8 @@ def _convert_config(sets: list[ShardSet], config: MergeConfig) -> ConvertConfig:
         action_dim=o.get("action_dim"),  # absent from parts made before the option
         name=o["name"],
         image_size=o["image_size"],
-        jpeg_quality=o["jpeg_quality"],
-        jpeg_subsampling=o.get("jpeg_subsampling", SUBSAMPLING_BEFORE_RECORDED),
+        jpeg_quality=jpeg.quality,
+        jpeg_subsampling=jpeg.subsampling,
         chunk=o["chunk"],
         shard_samples=o["shard_samples"],
         strict=o["strict"],
