@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from shards.errors import UserError
+from common.errors import UserError
 from shards.format import CAMERAS
 
 # A set camera name becomes part of a tar member name (`{key}.{camera}.jpg`): webdataset splits

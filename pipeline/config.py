@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.errors import ConfigError
 from pipeline.cameras import parse_cameras
 from pipeline.episodes import LAYOUTS, MAX_INSTRUCTION_CHARS
-from shards.errors import ConfigError
 from shards.format import SUBSAMPLINGS, JpegStorage
 from shards.loader_plan import AUTO, available_cores, parse_count
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import UserError
 from pipeline.config import ConfigError, ConvertConfig, PlanConfig
 from pipeline.encode import EncodeJob, encode_episode
 from pipeline.output import check_target, discard, publish, staging_dir
 from pipeline.parallel import WorkerPool, progress_bar
 from pipeline.plan import EpisodeProbe, Plan, assign_split, make_plan
 from pipeline.sources import EpisodeRef
-from shards.errors import UserError
 from shards.format import SPLITS, STATS_FILE
 from shards.manifest import EpisodeEntry, Manifest, ShardEntry, write_manifest
 from shards.writer import ShardWriter

@@ -9,6 +9,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from common.errors import UserError
+from common.files import read_json
 from pipeline.frames import EpisodeError, FrameSource
 from pipeline.reader import (  # noqa: F401 - the episode API, importable from here
     MAX_INSTRUCTION_CHARS,
@@ -17,8 +19,6 @@ from pipeline.reader import (  # noqa: F401 - the episode API, importable from h
     check_matrix,
     strings,
 )
-from shards.errors import UserError
-from shards.files import read_json
 
 # Every layout `vla-data convert` reads; the first three keep one episode per HDF5 file,
 # LIBERO and robomimic many demos per file, LeRobot a folder of parquet and video files.

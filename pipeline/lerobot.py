@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from common.files import read_json
 from pipeline.cameras import canonical_order, set_names
 from pipeline.episodes import LayoutError
 from pipeline.frames import EpisodeError
 from pipeline.reader import MAX_INSTRUCTION_CHARS, EpisodeInfo, check_matrix
 from pipeline.sources import KNOWN_CAMERAS, EpisodeRef
-from shards.files import read_json
 
 IMAGE_PREFIX = "observation.images."
 CONVERT_V21 = "python -m lerobot.datasets.v30.convert_dataset_v21_to_v30 --repo-id=REPO_ID"

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from shards.errors import UserError
+from common.errors import UserError
 from shards.format import MANIFEST_FILE, STATS_FILE
 from shards.manifest import ManifestError, is_shard_set, read_manifest
 

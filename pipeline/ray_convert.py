@@ -17,13 +17,13 @@ from typing import Any
 
 import click
 
+from common.errors import UserError
 from pipeline.cli import report
 from pipeline.config import ConvertConfig
 from pipeline.convert import ConvertSummary, convert
 from pipeline.merge import MergeConfig, merge
 from pipeline.options import convert_config, convert_options
 from shards.commandline import one_line_errors
-from shards.errors import UserError
 from shards.loader_plan import AUTO
 
 

@@ -26,7 +26,7 @@ from shards.samples import (
     meta_problems,
 )
 from shards.source import ShardSet, open_shard_set
-from stats.verify import RowCollector, StatsMismatch, compare
+from stats.compare import RowCollector, StatsMismatch, compare
 
 MAX_LISTED = 5  # problems listed per shard; the rest are counted
 

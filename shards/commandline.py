@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 
-from shards.errors import UserError, error_line
+from common.errors import UserError, error_line
 
 
 def one_line_errors(fn: Callable) -> Callable:
-    """`fn` with a user's error (shards.errors.error_line) as one line and a non-zero exit.
+    """`fn` with a user's error (common.errors.error_line) as one line and a non-zero exit.
 
     Anything else is a bug and keeps its traceback.
     """

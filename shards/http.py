@@ -17,7 +17,7 @@ import urllib3
 from urllib3.exceptions import HTTPError
 from urllib3.util import Retry, Timeout
 
-from shards.errors import UserError
+from common.errors import UserError
 
 
 def _env_float(name: str, default: float) -> float:

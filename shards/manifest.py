@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shards.errors import UserError
-from shards.files import read_text
+from common.errors import UserError
+from common.files import read_text
 from shards.format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, SPLITS
 
 

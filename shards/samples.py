@@ -12,7 +12,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from shards.errors import UserError
+from common.errors import UserError
 from shards.format import (
     ACTIONS_MEMBER,
     META_MEMBER,

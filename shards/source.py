@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from common.errors import UserError
+from common.files import read_text
 from shards import s3
-from shards.errors import UserError
-from shards.files import read_text
 from shards.format import MANIFEST_FILE, STATS_FILE
 from shards.http import ResumingStream
 from shards.manifest import Manifest, parse_manifest

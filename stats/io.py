@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shards.errors import UserError
-from shards.files import read_text
+from common.errors import UserError
+from common.files import read_text
 from stats.compute import STAT_KEYS, ArrayStats, DatasetStats
 
 

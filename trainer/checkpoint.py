@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from shards.errors import UserError
-from shards.files import read_text
+from common.errors import UserError
+from common.files import read_text
 from shards.format import STATS_FILE, JpegStorage, jpeg_storage
 from shards.mixture import Mixture
 from trainer.config import TRAIN_CONFIG_FILE, TrainConfig

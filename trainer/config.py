@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from shards.errors import ConfigError
+from common.errors import ConfigError
 from shards.loader_plan import AUTO, parse_count
 from shards.mixture import parse_source
 from stats.normalize import NORMALIZATIONS

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from shards.files import read_json, read_text
+from common.files import read_json, read_text
 from stats.compute import DatasetStats
 from stats.io import parse_stats
 from trainer.model.model_config import ModelLoadError

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from shards.errors import UserError
+from common.errors import UserError
 
 BASE_TINY = "tiny"
 BASE_7B_RANDOM = "openvla-7b-random"

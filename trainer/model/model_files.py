@@ -11,7 +11,7 @@ import torch
 from peft import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
-from shards.files import read_json
+from common.files import read_json
 
 from .film import film_parameters
 from .head import with_current_names

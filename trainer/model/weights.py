@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from shards.files import read_json
+from common.files import read_json
 
 from .model_config import ModelLoadError
 

@@ -1,0 +1,1 @@
+"""What every part of vla-shards shares: the errors a user can fix, and reading small files."""
