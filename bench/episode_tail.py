@@ -26,9 +26,9 @@ from learning_fixtures import BATCH, STEPS, learning_set  # noqa: E402
 
 from shards.reader import StreamConfig, make_loader  # noqa: E402
 from shards.source import open_shard_set  # noqa: E402
-from trainer.config import TrainConfig  # noqa: E402
-from trainer.loop import train  # noqa: E402
-from trainer.policy import Policy  # noqa: E402
+from trainer.inference.policy import Policy  # noqa: E402
+from trainer.run.loop import train  # noqa: E402
+from trainer.run.train_config import TrainConfig  # noqa: E402
 
 
 def held_out_l1(shards: Path, ckpt: Path) -> tuple[float, float]:

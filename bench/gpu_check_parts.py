@@ -173,9 +173,9 @@ def loop(ctx: Context, rec: Recorder) -> None:
     from gpu_check_loop import loop_figures, set_info, stream_set
 
     from shards.loader_plan import plan_loader
-    from trainer.config import TrainConfig
-    from trainer.loop import train
-    from trainer.metrics import METRICS_FILE, read_metrics
+    from trainer.run.loop import train
+    from trainer.run.metrics import METRICS_FILE, read_metrics
+    from trainer.run.train_config import TrainConfig
 
     s = ctx.sizes
     shards = stream_set(
@@ -216,7 +216,7 @@ def learn_tiny(ctx: Context, rec: Recorder) -> None:
     """The CPU learning test's two runs, on this device: learn from images, and not from blanks."""
     import learning_fixtures as lf
 
-    from trainer.metrics import read_metrics
+    from trainer.run.metrics import read_metrics
 
     steps = ctx.sizes.learn_steps
     root = ctx.work / "learn"
@@ -254,7 +254,7 @@ def learn_7b(ctx: Context, rec: Recorder) -> None:
     import learning_fixtures as lf
     from gpu_step import step_setup, time_steps
 
-    from trainer.config import TrainConfig
+    from trainer.run.train_config import TrainConfig
 
     s = ctx.sizes
     shards = lf.learning_set(ctx.work / "learn_long")

@@ -25,10 +25,10 @@ from shards.loader_plan import AUTO, parse_count, plan_loader
 from shards.reader import StreamConfig, make_loader
 from shards.source import open_shard_set
 from stats.compute import ArrayStats, array_stats
-from trainer.batches import BatchPrep, Prefetcher
-from trainer.model import ModelConfig, VLAPolicy, build_policy
+from trainer.data.batches import BatchPrep, Prefetcher
+from trainer.model import ActionModel, ModelConfig, build_model
 from trainer.model.model_config import base_dtype
-from trainer.step import build_optimizer, build_scheduler, l1_metrics, train_step
+from trainer.run.step import build_optimizer, build_scheduler, l1_metrics, train_step
 
 CHUNK, ACTION_DIM = 8, 14  # the synthetic batch's chunk: RoboTwin's 8 x 14
 
@@ -37,7 +37,7 @@ CHUNK, ACTION_DIM = 8, 14  # the synthetic batch's chunk: RoboTwin's 8 x 14
 class StepSetup:
     """Everything one timed run needs, built the way vla-train builds it."""
 
-    policy: VLAPolicy
+    policy: ActionModel
     model: nn.Module  # the policy, or its torch.compile wrapper
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -106,7 +106,7 @@ def step_setup(
         action_stats = synthetic_stats(action_dim)
         loader = synthetic_batches(batch_size, len(cameras), chunk, action_dim, pin)
     start = time.perf_counter()
-    policy = build_policy(
+    policy = build_model(
         ModelConfig(
             base=base,
             action_dim=action_dim,

@@ -32,7 +32,7 @@ from learning_fixtures import (  # noqa: E402
     train_tiny,
 )
 
-from trainer.metrics import read_metrics  # noqa: E402
+from trainer.run.metrics import read_metrics  # noqa: E402
 
 
 @click.command()

@@ -5,7 +5,7 @@
 
 Both sides load the same episodes, two cameras (head, left_wrist), up to a batch ready to go
 to the device:
-- shards, default: `vla-data loadtest`'s loader (pipeline.loadtest: the trainer's loader and
+- shards, default: `vla-data loadtest`'s loader (trainer.run.loadtest: the trainer's loader and
   its prompt tokenization) with no flags, i.e. the worker processes and decode threads that
   `auto` chooses for this machine, over a set converted from the episodes;
 - shards with N worker processes, and with N decode threads in this process
@@ -46,8 +46,8 @@ from torch.utils.data import DataLoader, Dataset
 from pipeline.config import ConvertConfig
 from pipeline.convert import convert
 from pipeline.generate import GenerateConfig, generate
-from pipeline.loadtest import LoadtestConfig, loadtest
 from shards.loader_plan import available_cores
+from trainer.run.loadtest import LoadtestConfig, loadtest
 
 CAMERAS = ("head_camera_image", "left_wrist_image")
 VLA_DATA = str(Path(sys.executable).with_name("vla-data"))

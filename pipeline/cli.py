@@ -283,7 +283,7 @@ def loadtest_cmd(source: str, workers: str, decode_threads: str, batch_size: int
                  samples: int, shuffle_buffer: int) -> None:  # fmt: skip
     """Time the trainer's CPU-side loader alone on the shard set SHARDS (a folder or URL):
     samples/s and MB/s of shard data."""
-    from pipeline.loadtest import LoadtestConfig, loadtest  # torch: only this command needs it
+    from trainer.run.loadtest import LoadtestConfig, loadtest  # torch: only this command needs it
 
     config = LoadtestConfig(
         source, workers, batch_size, camera_list(cameras), samples,

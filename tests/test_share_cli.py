@@ -13,10 +13,10 @@ from PIL import Image
 from shard_fixtures import nan_statistic, no_sample_decodes, write_toy_shards
 
 from pipeline.cli import main
-from pipeline.loadtest import LoadtestConfig, trainer_stream
 from shards.loader_plan import plan_loader
 from shards.manifest import read_manifest
 from shards.source import open_shard_set
+from trainer.run.loadtest import LoadtestConfig, trainer_stream
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ from click.core import ParameterSource
 from shards.commandline import camera_list, one_line_errors, renamed
 from shards.format import SPLITS
 from stats.normalize import NORMALIZATIONS
-from trainer.checkpoint import latest_checkpoint, load_config
-from trainer.config import EPISODE_TAILS, ConfigError, TrainConfig
-from trainer.export import TARGETS, ExportConfig, export
-from trainer.loop import train as train_run
-from trainer.predict import PredictConfig, compare, print_report
+from trainer.inference.export import TARGETS, ExportConfig, export
+from trainer.inference.predict import PredictConfig, compare, print_report
+from trainer.run.checkpoint import latest_checkpoint, load_config
+from trainer.run.loop import train as train_run
+from trainer.run.train_config import EPISODE_TAILS, ConfigError, TrainConfig
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 

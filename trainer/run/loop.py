@@ -15,8 +15,12 @@ from torch.nn.parallel import DistributedDataParallel
 from shards.loader_plan import plan_loader
 from shards.mixture import Mixture, open_mixture
 from shards.reader import StreamState, check_stream, make_loader
-from trainer.batches import BatchPrep, Prefetcher
-from trainer.checkpoint import (
+from trainer.data.batches import BatchPrep, Prefetcher
+from trainer.model import ActionModel, ModelConfig, build_model, load_model
+from trainer.model.model_config import base_dtype
+from trainer.model.model_files import load_saved_weights
+from trainer.model.oft_files import is_oft_folder, load_oft_weights, read_oft
+from trainer.run.checkpoint import (
     CheckpointError,
     capture_rng,
     check_compatible,
@@ -27,16 +31,11 @@ from trainer.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from trainer.config import DEFAULT_CAMERAS, ConfigError, TrainConfig, default_cameras
-from trainer.distributed import Dist, gather_objects, init_distributed, shutdown, sum_across
-from trainer.inputs import run_stream, uses_proprio
-from trainer.metrics import LossWindow, MetricsLogger, truncate_metrics
-from trainer.model import ModelConfig, VLAPolicy, build_policy, load_policy
-from trainer.model.model_config import base_dtype
-from trainer.model.model_files import load_saved_weights
-from trainer.oft import is_oft_folder, read_oft
-from trainer.policy import load_oft_weights
-from trainer.step import build_optimizer, build_scheduler, eval_sums, l1_metrics, train_step
+from trainer.run.distributed import Dist, gather_objects, init_distributed, shutdown, sum_across
+from trainer.run.metrics import LossWindow, MetricsLogger, truncate_metrics
+from trainer.run.step import build_optimizer, build_scheduler, eval_sums, l1_metrics, train_step
+from trainer.run.streams import run_stream, uses_proprio
+from trainer.run.train_config import DEFAULT_CAMERAS, ConfigError, TrainConfig, default_cameras
 
 
 def train(cfg: TrainConfig, resume: bool = False, allow_new_data: bool = False) -> Path:
@@ -74,9 +73,9 @@ def _run(
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     if ckpt:
-        policy = load_policy(ckpt, device=dist.device)
+        policy = load_model(ckpt, device=dist.device)
     else:
-        policy = build_policy(model_config(cfg, mixture, dist.device), dist.device)
+        policy = build_model(model_config(cfg, mixture, dist.device), dist.device)
         if cfg.init_from:
             init_weights(policy, Path(cfg.init_from), dist.device)
     model = policy
@@ -152,7 +151,7 @@ def _run(
         logger.close()
 
 
-def init_weights(policy: VLAPolicy, source: Path, device: torch.device) -> None:
+def init_weights(policy: ActionModel, source: Path, device: torch.device) -> None:
     """LoRA and head from a step-N folder or an OFT folder; the head does not depend on the
     chunk, so an OFT head (chunks of 8 or 25) can start a run of any chunk.
 
@@ -183,7 +182,7 @@ def _checkpoint_to_resume(
     return ckpt, state
 
 
-def _start_line(ckpt: Path | None, policy: VLAPolicy, mixture: Mixture, dist: Dist) -> str:
+def _start_line(ckpt: Path | None, policy: ActionModel, mixture: Mixture, dist: Dist) -> str:
     counts = policy.trainable_parameters()
     sets = ", ".join(
         f"{s.manifest.dataset} (weight {w:g}, {s.manifest.samples('train'):,} train samples)"
@@ -198,7 +197,7 @@ def _start_line(ckpt: Path | None, policy: VLAPolicy, mixture: Mixture, dist: Di
 
 
 def validate(
-    policy: VLAPolicy, mixture: Mixture, cfg: TrainConfig, dist: Dist, prep: BatchPrep, step: int
+    policy: ActionModel, mixture: Mixture, cfg: TrainConfig, dist: Dist, prep: BatchPrep, step: int
 ) -> list[dict[str, Any]]:
     """L1 over every set's whole val split, each rank reading its own part of it.
 

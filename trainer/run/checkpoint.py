@@ -18,8 +18,8 @@ from common.errors import UserError
 from common.files import read_text
 from shards.format import STATS_FILE, JpegStorage, jpeg_storage
 from shards.mixture import Mixture
-from trainer.config import TRAIN_CONFIG_FILE, TrainConfig
-from trainer.model import VLAPolicy, save_policy
+from trainer.model import ActionModel, save_model
+from trainer.run.train_config import TRAIN_CONFIG_FILE, TrainConfig
 
 STATE_FILE = "trainer_state.pt"
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def mixture_signature(mixture: Mixture) -> list[dict[str, Any]]:
 def save_checkpoint(
     run_dir: Path,
     step: int,
-    policy: VLAPolicy,
+    policy: ActionModel,
     cfg: TrainConfig,
     mixture: Mixture,
     state: dict[str, Any],
@@ -75,7 +75,7 @@ def save_checkpoint(
     final = run_dir / f"step-{step}"
     tmp = run_dir / f".step-{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_policy(policy, tmp)
+    save_model(policy, tmp)
     (tmp / STATS_FILE).write_text(mixture.stats_text())
     (tmp / TRAIN_CONFIG_FILE).write_text(cfg.to_json(mixture=image_records(mixture)))
     torch.save(state, tmp / STATE_FILE)

@@ -89,9 +89,9 @@ def loadtest(config: LoadtestConfig) -> LoadtestResult:
 def trainer_stream(config: LoadtestConfig, shard_set: ShardSet, plan: LoaderPlan) -> StreamConfig:
     """The stream `vla-train --shards SOURCE` with these options would read, derived by the
     trainer's own rule (its defaults: episode tails, robot state when the set carries it)."""
-    from trainer.config import TrainConfig
-    from trainer.distributed import Dist
-    from trainer.inputs import run_stream, uses_proprio
+    from trainer.run.distributed import Dist
+    from trainer.run.streams import run_stream, uses_proprio
+    from trainer.run.train_config import TrainConfig
 
     run = TrainConfig(
         shards=(config.source,), cameras=config.cameras, batch_size=config.batch_size,
