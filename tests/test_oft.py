@@ -22,7 +22,8 @@ from trainer.inference.predict import PredictConfig, compare
 from trainer.model import ModelConfig, ModelLoadError, build_model
 from trainer.model.model_files import read_tensors
 from trainer.model.oft_files import OftOptions, read_oft, write_oft
-from trainer.run.loop import init_weights, train
+from trainer.run.builder import init_weights
+from trainer.run.loop import train
 from trainer.run.metrics import read_metrics
 from trainer.run.train_config import TrainConfig
 
