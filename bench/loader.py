@@ -5,7 +5,7 @@
 
 Both sides load the same episodes, two cameras (head, left_wrist), up to a batch ready to go
 to the device:
-- shards, default: `vla-data loadtest`'s loader (trainer.run.loadtest: the trainer's loader and
+- shards, default: `vla-train loadtest`'s loader (trainer.run.loadtest: the trainer's loader and
   its prompt tokenization) with no flags, i.e. the worker processes and decode threads that
   `auto` chooses for this machine, over a set converted from the episodes;
 - shards with N worker processes, and with N decode threads in this process
@@ -21,7 +21,7 @@ to the device:
   action chunks, one worker process per core.
 Rounds alternate the variants; it prints each one's median samples/s, bytes read per
 sample, and the ratios to the hdf5 baseline (and to LeRobot). Last, the peak RSS of
-`vla-data loadtest` with its defaults (its whole process tree) on the set and on one 4x
+`vla-train loadtest` with its defaults (its whole process tree) on the set and on one 4x
 larger, and their ratio.
 """
 
@@ -50,7 +50,7 @@ from shards.loader_plan import available_cores
 from trainer.run.loadtest import LoadtestConfig, loadtest
 
 CAMERAS = ("head_camera_image", "left_wrist_image")
-VLA_DATA = str(Path(sys.executable).with_name("vla-data"))
+VLA_TRAIN = str(Path(sys.executable).with_name("vla-train"))
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 
@@ -170,7 +170,7 @@ def main() -> None:
 
 
 def peak_rss(root: Path, args: argparse.Namespace) -> None:
-    """Peak RSS of `vla-data loadtest` (defaults) on the set and on a 4x larger one."""
+    """Peak RSS of `vla-train loadtest` (defaults) on the set and on a 4x larger one."""
     larger = root / "shards-4x"
     generate(GenerateConfig(root / "eps-4x", episodes=4 * args.episodes, steps=args.steps))
     convert(ConvertConfig(root / "eps-4x", shards_dir=larger, val_episodes=0,
@@ -178,11 +178,11 @@ def peak_rss(root: Path, args: argparse.Namespace) -> None:
                           progress=False))  # fmt: skip
     peaks = []
     for shards in (root / "shards", larger):
-        cmd = [VLA_DATA, "loadtest", str(shards), "--batch-size", str(args.batch_size),
+        cmd = [VLA_TRAIN, "loadtest", str(shards), "--batch-size", str(args.batch_size),
                "--samples", str(args.samples)]  # fmt: skip
         peaks.append(run_measured(cmd)[1])
     mib = 1 << 20
-    print(f"peak RSS of vla-data loadtest: {args.episodes} episodes {peaks[0] / mib:.0f} MiB, "
+    print(f"peak RSS of vla-train loadtest: {args.episodes} episodes {peaks[0] / mib:.0f} MiB, "
           f"{4 * args.episodes} episodes {peaks[1] / mib:.0f} MiB, "
           f"ratio {peaks[1] / peaks[0]:.2f}")  # fmt: skip
 
