@@ -1,6 +1,6 @@
 """Our shard loader against the common alternative, a map-style HDF5 Dataset, side by side.
 
-    .venv/bin/python bench/loader.py [--episodes 20 --steps 100 --batch-size 8
+    .venv/bin/python -m bench.loader [--episodes 20 --steps 100 --batch-size 8
                                       --samples 3000 --rounds 3 --compare-workers 2]
 
 Both sides load the same episodes, two cameras (head, left_wrist), up to a batch ready to go
@@ -35,14 +35,14 @@ import time
 from pathlib import Path
 
 import h5py
-import lerobot_loader
 import numpy as np
 import torch
 from PIL import Image
-from process_peak import run_measured
-from scratch import scratch_dir
 from torch.utils.data import DataLoader, Dataset
 
+from bench import lerobot_loader
+from bench.process_peak import run_measured
+from bench.scratch import scratch_dir
 from pipeline.config import ConvertConfig
 from pipeline.convert import convert
 from pipeline.generate import GenerateConfig, generate

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from episode_fixtures import make_episodes, run_convert
 
 from shards.reader import StreamConfig, make_loader
 from shards.source import open_shard_set
 from stats.normalize import bounds, normalize
+from tests.episode_fixtures import make_episodes, run_convert
 from trainer.inference.predict import PredictConfig, compare
 from trainer.run.checkpoint import latest_checkpoint
 from trainer.run.loop import train

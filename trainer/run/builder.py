@@ -47,11 +47,15 @@ class Run:
     window: LossWindow = field(default_factory=LossWindow)
 
     def train_batches(self, loader: Any = None) -> Prefetcher:
-        """The training stream from where `data_state` stands (or `loader`'s raw batches, for
-        benches that feed one synthetic batch), on the device one batch ahead."""
-        if loader is None:
-            stream = run_stream(self.cfg, "train", self.dist)
-            loader = make_loader(self.mixture, stream, self.data_state)
+        """The training stream from where `data_state` stands, on the device one batch ahead.
+
+        `loader`: raw batches of another source instead (a bench's one synthetic batch); they
+        carry no stream position, so `data_state` does not follow them."""
+        if loader is not None:
+            return Prefetcher(loader, self.model.tokenize, self.prep, self.dist.device)
+        loader = make_loader(
+            self.mixture, run_stream(self.cfg, "train", self.dist), self.data_state
+        )
         return Prefetcher(loader, self.model.tokenize, self.prep, self.dist.device, self.data_state)
 
     def state_dict(self) -> dict[str, Any]:
