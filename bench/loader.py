@@ -104,6 +104,22 @@ def samples_per_s(loader: DataLoader, samples: int, key: str) -> float:
     return seen / (time.perf_counter() - start)
 
 
+def loadtest_variants(shards: str, args: argparse.Namespace) -> dict[str, LoadtestConfig]:
+    """The trainer's loader as auto sets it up, and with worker processes or threads alone."""
+    n = args.compare_workers
+    return {
+        "shards, default (auto)": LoadtestConfig(shards, batch_size=args.batch_size,
+                                                 samples=args.samples),
+        f"shards, {n} worker processes": LoadtestConfig(
+            shards, n, args.batch_size, samples=args.samples, decode_threads=0),
+        f"shards, {n} worker processes, reused buffers": LoadtestConfig(
+            shards, n, args.batch_size, samples=args.samples, decode_threads=0,
+            pin_memory=True),
+        f"shards, {n} decode threads": LoadtestConfig(
+            shards, 0, args.batch_size, samples=args.samples, decode_threads=n),
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=20)
@@ -119,19 +135,8 @@ def main() -> None:
     two_cameras = ("head", "left_wrist")
     convert(ConvertConfig(root / "eps", shards_dir=root / "shards", val_episodes=0,
                           cameras=two_cameras, shard_samples=250, progress=False))  # fmt: skip
-    shards, n = str(root / "shards"), args.compare_workers
     cores, source = available_cores()
-    variants = {
-        "shards, default (auto)": LoadtestConfig(shards, batch_size=args.batch_size,
-                                                 samples=args.samples),
-        f"shards, {n} worker processes": LoadtestConfig(
-            shards, n, args.batch_size, samples=args.samples, decode_threads=0),
-        f"shards, {n} worker processes, reused buffers": LoadtestConfig(
-            shards, n, args.batch_size, samples=args.samples, decode_threads=0,
-            pin_memory=True),
-        f"shards, {n} decode threads": LoadtestConfig(
-            shards, 0, args.batch_size, samples=args.samples, decode_threads=n),
-    }  # fmt: skip
+    variants = loadtest_variants(str(root / "shards"), args)
     hdf5 = DataLoader(HDF5Frames(paths), batch_size=args.batch_size, shuffle=True,
                       num_workers=cores)  # fmt: skip
     others = {"hdf5": (hdf5, "actions")}

@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.gpu.report import Report
+
 ROOT = Path(__file__).resolve().parents[2]
 WHEELS_SITE = "GPU_CHECK_WHEELS"  # set in the child that runs with the installed wheels
 PART_BUDGET_S = {  # the H200's expected times are about half of these
@@ -208,34 +210,6 @@ def _kill(child: multiprocessing.Process) -> None:
     child.join()
 
 
-class Report:
-    """report.json (everything) and report.txt (one paragraph per part), rewritten on update."""
-
-    def __init__(self, out: Path, meta: dict[str, Any], budgets: dict[str, float]) -> None:
-        from bench.gpu.parts import ANCHORS
-
-        self.out = out
-        self.meta = meta
-        self.anchors = ANCHORS
-        self.parts = {name: {"status": "pending", "budget_s": b} for name, b in budgets.items()}
-        self.write()
-
-    def update(self, name: str, **fields: Any) -> None:
-        self.parts[name].update(fields)
-        self.write()
-
-    def write(self) -> None:
-        data = {"meta": self.meta, "anchors": self.anchors, "parts": self.parts}
-        text = json.dumps(data, indent=1, default=str)  # parts wrote plain JSON already
-        _atomic_write(self.out / "report.json", text + "\n")
-        _atomic_write(self.out / "report.txt", self.text())
-
-    def text(self) -> str:
-        from bench.gpu.report import render
-
-        return render(self.meta, self.anchors, self.parts)
-
-
 def _with_wheels(args: argparse.Namespace, argv: list[str] | None, work: Path) -> int:
     """Install --wheels into the scratch folder, then run the check again in a child that has
     them first on PYTHONPATH (and so do the parts' processes it starts)."""
@@ -332,12 +306,6 @@ def _tail(path: Path, chars: int = 3000) -> str:
     with contextlib.suppress(OSError):
         return path.read_text(errors="replace")[-chars:]
     return ""
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _utc_now() -> str:
