@@ -122,7 +122,7 @@ def test_dataset_written_by_lerobot_itself(tmp_path):
 
 
 def test_frames_decode_as_lerobots_own_reader_decodes_them():
-    from pipeline.lerobot import LerobotEpisode, list_lerobot
+    from pipeline.inputs.lerobot import LerobotEpisode, list_lerobot
 
     decoded = _truth("decoded.png")
     refs = list_lerobot(WRITTEN)
