@@ -122,13 +122,14 @@ def test_dataset_written_by_lerobot_itself(tmp_path):
 
 
 def test_frames_decode_as_lerobots_own_reader_decodes_them():
-    from pipeline.inputs.lerobot import LerobotEpisode, list_lerobot
+    from pipeline.inputs.lerobot import LerobotLayout
 
     decoded = _truth("decoded.png")
-    refs = list_lerobot(WRITTEN)
+    layout = LerobotLayout()
+    refs = layout.list_episodes(WRITTEN)
     assert [r.relative for r in refs] == list(decoded)
     for ref in refs:
-        with LerobotEpisode(ref) as episode:
+        with layout.open_episode(ref) as episode:
             for camera, truth in decoded[ref.relative]["images"].items():
                 ours = episode.frames(camera, 0, len(truth)).astype(np.int16)
                 # AV1 decodes bit-exactly by its specification (equal here, PyAV 18 against
