@@ -185,9 +185,12 @@ def _post_huge(url: str) -> tuple[int, str]:
     connection.putheader("Content-Type", "application/json")
     connection.putheader("Content-Length", str(200 * 2**20))
     connection.endheaders()
-    connection.send(b"{" * 2**20)
-    response = connection.getresponse()
-    return response.status, json.loads(response.read())["detail"]
+    try:
+        connection.send(b"{" * 2**20)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())["detail"]
+    finally:
+        connection.close()
 
 
 def _post_streamed(url: str) -> tuple[int, str]:
