@@ -10,7 +10,7 @@ from pathlib import Path
 
 from stats.normalize import NORMALIZATIONS
 from trainer.inference.policy import Policy
-from trainer.oft import OftOptions, is_oft_folder
+from trainer.model.oft_files import OftOptions, is_oft_folder
 from trainer.run.train_config import ConfigError
 
 DEFAULT_PORT = 8777  # OFT's ALOHA client hard-codes http://{ip}:8777/act
