@@ -26,10 +26,12 @@ from pipeline.inputs.aloha import KNOWN_CAMERAS as ALOHA_CAMERAS
 from pipeline.inputs.cameras import canonical_order, set_names
 from pipeline.inputs.layout import (
     MAX_INSTRUCTION_CHARS,
+    NO_OPTIONS,
     EpisodeError,
     EpisodeInfo,
     EpisodeRef,
     InputLayout,
+    InputOptions,
     LayoutError,
     check_matrix,
 )
@@ -292,7 +294,7 @@ class LerobotLayout(InputLayout):
     def detect(self, root: Path) -> bool:
         return (root / "meta" / "info.json").is_file()
 
-    def list_episodes(self, root: Path) -> list[EpisodeRef]:
+    def list_episodes(self, root: Path, options: InputOptions = NO_OPTIONS) -> list[EpisodeRef]:
         """Every episode of a LeRobot v3.0 folder by episode index; its file is its data parquet."""
         _needs_extra()
         info, rows, _ = _meta(Path(root))
