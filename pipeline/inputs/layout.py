@@ -11,6 +11,7 @@ about reading an input beyond its folder reaches every layout the same way, as o
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -161,6 +162,28 @@ def check_matrix(values: np.ndarray, what: str) -> np.ndarray:
         row = int(np.argwhere(bad)[0, 0])
         raise EpisodeError(f"{what} has non-finite values (NaN or inf), first at row {row}")
     return values
+
+
+def check_instruction_lengths(texts: Sequence[str]) -> None:
+    """Refuse (EpisodeError) an episode with an instruction over MAX_INSTRUCTION_CHARS."""
+    longest = max(map(len, texts), default=0)
+    if longest > MAX_INSTRUCTION_CHARS:
+        raise EpisodeError(
+            f"an instruction has {longest} characters, over the limit of {MAX_INSTRUCTION_CHARS}"
+        )
+
+
+def require_extra(extra: str, what: str, modules: Sequence[str]) -> None:
+    """Raise LayoutError naming the pip extra to install when one of `modules` is missing:
+    layouts whose readers need more than the core packages import them only when used."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise LayoutError(
+                f"Reading {what} needs the {extra} extra ({e.name} is missing): "
+                f"pip install 'vla-shards[{extra}]'"
+            ) from None
 
 
 def skip_reason(exc: Exception, stage: str) -> str:

@@ -25,7 +25,6 @@ from common.files import read_json
 from pipeline.inputs.aloha import KNOWN_CAMERAS as ALOHA_CAMERAS
 from pipeline.inputs.cameras import canonical_order, set_names
 from pipeline.inputs.layout import (
-    MAX_INSTRUCTION_CHARS,
     NO_OPTIONS,
     EpisodeError,
     EpisodeInfo,
@@ -33,7 +32,9 @@ from pipeline.inputs.layout import (
     InputLayout,
     InputOptions,
     LayoutError,
+    check_instruction_lengths,
     check_matrix,
+    require_extra,
 )
 from pipeline.inputs.lerobot_video import EpisodeVideo
 
@@ -45,14 +46,7 @@ KNOWN_CAMERAS = {**ALOHA_CAMERAS, "image": "head", "wrist_image": "left_wrist"}
 
 
 def _needs_extra() -> None:
-    try:
-        import av  # noqa: F401
-        import pyarrow  # noqa: F401
-    except ImportError as e:
-        raise LayoutError(
-            f"Reading LeRobot datasets needs the lerobot extra ({e.name} is missing): "
-            "pip install 'vla-shards[lerobot]'"
-        ) from None
+    require_extra("lerobot", "LeRobot datasets", ("av", "pyarrow"))
 
 
 def _task_names(path: Path) -> list[str]:
@@ -212,12 +206,7 @@ class LerobotEpisode:
         else:
             texts = [str(t) for t in self.row.get("tasks", [])]
         texts = [t for t in texts if t.strip()] or ([self.instruction] if self.instruction else [])
-        longest = max(map(len, texts), default=0)
-        if longest > MAX_INSTRUCTION_CHARS:
-            raise EpisodeError(
-                f"an instruction has {longest} characters, "
-                f"over the limit of {MAX_INSTRUCTION_CHARS}"
-            )
+        check_instruction_lengths(texts)
         return texts
 
     def check_cameras(self, cameras: Sequence[str]) -> None:

@@ -16,7 +16,6 @@ import numpy as np
 
 from pipeline.inputs.cameras import canonical_order, set_names
 from pipeline.inputs.layout import (
-    MAX_INSTRUCTION_CHARS,
     NO_OPTIONS,
     EpisodeError,
     EpisodeInfo,
@@ -24,7 +23,9 @@ from pipeline.inputs.layout import (
     InputLayout,
     InputOptions,
     LayoutError,
+    check_instruction_lengths,
     check_matrix,
+    require_extra,
 )
 from pipeline.rlds.errors import ExampleError, ImageError, RecordError, RldsError
 from pipeline.rlds.folders import INFO_FILE, is_rlds_dir, locate, open_set, split_of
@@ -41,14 +42,7 @@ KNOWN_CAMERAS = {
 
 
 def _needs_extra() -> None:
-    try:
-        import google.protobuf  # noqa: F401
-        import google_crc32c  # noqa: F401
-    except ImportError as e:
-        raise LayoutError(
-            f"Reading RLDS sets needs the rlds extra ({e.name} is missing): "
-            "pip install 'vla-shards[rlds]'"
-        ) from None
+    require_extra("rlds", "RLDS sets", ("google.protobuf", "google_crc32c"))
 
 
 class RldsEpisode:
@@ -132,12 +126,7 @@ class RldsEpisode:
                 f"{key} changes within the episode, to {distinct[1]!r} at step {changed}"
             )
         found = distinct or ([self.instruction] if self.instruction else [])
-        longest = max(map(len, found), default=0)
-        if longest > MAX_INSTRUCTION_CHARS:
-            raise EpisodeError(
-                f"an instruction has {longest} characters, "
-                f"over the limit of {MAX_INSTRUCTION_CHARS}"
-            )
+        check_instruction_lengths(found)
         return found
 
     def check_cameras(self, cameras: Sequence[str]) -> None:
