@@ -109,7 +109,7 @@ def stats_cmd(
             raise click.ClickException(f"{folder}: --verify needs a shard set (no manifest.json)")
         config = PlanConfig(**plan_kwargs(folder, kw), progress=False)
         plan = plan_episodes(config)
-        name, entry = config.dataset_name, plan_stats(plan, config)
+        name, entry = plan.dataset, plan_stats(plan, config)
         rows = np.concatenate([p.info.actions for p in plan.good("train")])
     if plot is not None:
         from pipeline.tools.preview import histograms  # matplotlib: only plots need it

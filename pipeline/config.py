@@ -7,7 +7,7 @@ from pathlib import Path
 
 from common.errors import ConfigError
 from pipeline.inputs.cameras import parse_cameras
-from pipeline.inputs.layout import MAX_INSTRUCTION_CHARS
+from pipeline.inputs.layout import MAX_INSTRUCTION_CHARS, InputOptions
 from pipeline.inputs.registry import LAYOUTS
 from shards.format import SUBSAMPLINGS, JpegStorage
 from shards.loader_plan import AUTO, available_cores, parse_count
@@ -68,13 +68,16 @@ class PlanConfig:
     layout: str | None = None  # None: detected from the files
     # None: every camera most good episodes have; else names (own or set), `own:set` renames
     cameras: tuple[str, ...] | None = None
-    val_episodes: float | int = 0.05  # a fraction of the good episodes, or a count
+    # A fraction of the good episodes, or a count; None: the input's own val split where its
+    # layout keeps one (RLDS), else DEFAULT_VAL_EPISODES
+    val_episodes: float | int | None = None
     seed: int = 0  # seeds the train/val split and the sample shuffle
     # For episodes without language (aloha, robomimic): text, or a JSON/YAML mapping file
     instruction: str | None = None
     no_normalize_dims: tuple[int, ...] = ()  # action dims left out of normalization (mask false)
     action_dim: int | None = None  # None: the width most episodes have; others are skipped
-    name: str | None = None  # dataset name; default the input folder's name
+    name: str | None = None  # dataset name; default the layout's (the input folder's name)
+    rlds_dataset: str | None = None  # which dataset of a TFDS data folder holding several
     part: tuple[int, int] | None = None  # (i, n): only every n-th episode from the i-th, 1-based
     workers: int | str = AUTO  # processes; "auto": one per core this process may use
     progress: bool = True  # show progress bars
@@ -101,12 +104,15 @@ class PlanConfig:
         self.workers = process_count(self.workers)
         if isinstance(self.val_episodes, float) and not 0 <= self.val_episodes < 1:
             raise ConfigError("--val-episodes as a fraction must be in [0, 1)")
-        if self.val_episodes < 0:
+        if self.val_episodes is not None and self.val_episodes < 0:
             raise ConfigError("--val-episodes must not be negative")
+        if self.rlds_dataset is not None and not self.rlds_dataset.strip():
+            raise ConfigError("--rlds-dataset must name a dataset")
 
     @property
-    def dataset_name(self) -> str:
-        return self.name or self.episodes_dir.resolve().name
+    def input_options(self) -> InputOptions:
+        """What the options say about reading the input, for its layout."""
+        return InputOptions(dataset=self.rlds_dataset)
 
 
 @dataclass
@@ -140,17 +146,20 @@ class ConvertConfig(PlanConfig):
     def jpeg(self) -> JpegStorage:
         return JpegStorage(self.jpeg_quality, self.jpeg_subsampling)
 
-    def recorded_options(self) -> dict:
-        """The options that shape the output (workers and progress do not), for the manifest."""
+    def recorded_options(self, dataset: str, val_episodes: float | int | None) -> dict:
+        """The options that shape the output (workers and progress do not), for the manifest:
+        the set's `dataset` name and the `val_episodes` in force (see `val_default`)."""
+        # --rlds-dataset only when given: manifests of sets made without it stay as they were.
+        given = {"rlds_dataset": self.rlds_dataset} if self.rlds_dataset is not None else {}
         return {
             "layout": self.layout,
             "cameras": list(self.cameras) if self.cameras else None,
-            "val_episodes": self.val_episodes,
+            "val_episodes": val_episodes,
             "seed": self.seed,
             "instruction": self.instruction,
             "no_normalize_dims": list(self.no_normalize_dims),
             "action_dim": self.action_dim,
-            "name": self.dataset_name,
+            "name": dataset,
             "part": list(self.part) if self.part else None,
             "image_size": self.image_size,
             "jpeg_quality": self.jpeg_quality,
@@ -158,4 +167,5 @@ class ConvertConfig(PlanConfig):
             "chunk": self.chunk,
             "shard_samples": self.shard_samples,
             "strict": self.strict,
+            **given,
         }

@@ -39,8 +39,8 @@ def plan_options(fn: Callable) -> Callable:
         click.option("--layout", type=click.Choice(LAYOUTS), help="Force a layout."),
         click.option("--cameras", help="Comma-separated cameras by the file's or the set's "
                      "name, OWN:NAME renames: head,left_wrist or top:head,cam_left_wrist."),
-        click.option("--val-episodes", default="0.05", show_default=True,
-                     help="Val episodes: a count (3) or a fraction (0.05)."),
+        click.option("--val-episodes", help="Val episodes: a count (3) or a fraction (0.05) "
+                     "[default: an RLDS set's own val split, else 0.05]"),
         click.option("--seed", default=0, show_default=True, help="Seeds split and shuffle."),
         click.option("--instruction", help="Instruction for episodes without language (aloha, "
                      "robomimic): text, or a JSON/YAML file mapping files/folders to text."),
@@ -48,6 +48,8 @@ def plan_options(fn: Callable) -> Callable:
         click.option("--action-dim", type=int, default=None,
                      help="Keep episodes of this action width (default: most episodes')."),
         click.option("--name", help="Dataset name (default: the input folder's name)."),
+        click.option("--rlds-dataset", metavar="NAME", help="The dataset to read when the "
+                     "input is a TFDS data folder holding several."),
         workers_option("working on the episodes"),
     ])  # fmt: skip
 
@@ -82,12 +84,15 @@ def plan_kwargs(episodes_dir: Path, kw: dict[str, Any]) -> dict[str, Any]:
         "episodes_dir": episodes_dir,
         "layout": kw["layout"],
         "cameras": camera_list(kw["cameras"]) or None,
-        "val_episodes": parse_val_episodes(kw["val_episodes"]),
+        "val_episodes": None
+        if kw["val_episodes"] is None
+        else parse_val_episodes(kw["val_episodes"]),
         "seed": kw["seed"],
         "instruction": kw["instruction"],
         "no_normalize_dims": parse_dims(kw["no_normalize_dims"]),
         "action_dim": kw["action_dim"],
         "name": kw["name"],
+        "rlds_dataset": kw["rlds_dataset"],
         "workers": kw["workers"],
     }
 

@@ -18,7 +18,11 @@ import simplejpeg
 from PIL import Image
 
 FORMAT_NAME = "vla-shards"
-FORMAT_VERSION = 1
+# The newest format version this tool reads and writes. A set is written as the oldest
+# version that holds what it uses (shards/manifest.py `needed_version`), so readers that
+# predate an addition read every set that does not use it, and refuse, by version, one that does.
+FORMAT_VERSION = 2
+SOURCE_VERSION = 2  # version 2 added an episode entry's optional `source`
 MANIFEST_FILE = "manifest.json"
 STATS_FILE = "stats.json"
 SPLITS = ("train", "val")

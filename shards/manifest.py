@@ -10,7 +10,7 @@ from typing import Any
 
 from common.errors import UserError
 from common.files import read_text
-from shards.format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, SPLITS
+from shards.format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, SOURCE_VERSION, SPLITS
 
 
 class ManifestError(UserError):
@@ -34,6 +34,8 @@ class EpisodeEntry:
     split: str | None  # "train" | "val" | None when skipped
     status: str  # "ok" | "skipped"
     reason: str | None = None
+    # Where its input says it came from (RLDS: split, file_path); format version 2 on.
+    source: dict[str, str] | None = None
 
 
 @dataclass
@@ -50,7 +52,10 @@ class Manifest:
     splits: dict[str, list[ShardEntry]] = field(default_factory=dict)
     episodes: list[EpisodeEntry] = field(default_factory=list)
     format: str = FORMAT_NAME
-    format_version: int = FORMAT_VERSION
+    format_version: int = 1  # raised to what the manifest holds needs (needed_version)
+
+    def __post_init__(self) -> None:
+        self.format_version = max(self.format_version, needed_version(self.episodes))
 
     def shards(self, split: str) -> list[ShardEntry]:
         return self.splits.get(split, [])
@@ -70,7 +75,11 @@ class Manifest:
         return hashlib.sha256("".join(lines).encode()).hexdigest()
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        data = asdict(self)
+        for entry in data["episodes"]:
+            if entry["source"] is None:  # absent, as in version 1, unless the input said
+                del entry["source"]
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
@@ -81,6 +90,11 @@ class Manifest:
         }
         fields["episodes"] = [EpisodeEntry(**e) for e in data.get("episodes", [])]
         return cls(**fields)
+
+
+def needed_version(episodes: list[EpisodeEntry]) -> int:
+    """The oldest format version holding these entries: 1 unless one has a `source`."""
+    return SOURCE_VERSION if any(e.source is not None for e in episodes) else 1
 
 
 def is_shard_set(folder: Path) -> bool:

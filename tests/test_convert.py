@@ -378,8 +378,8 @@ def test_empty_input_folder_is_an_error(tmp_path):
 
 def test_unknown_layout_is_an_error(tmp_path):
     make_episodes(tmp_path / "in", episodes=1, steps=2)
-    with pytest.raises(ConfigError, match="--layout: unknown layout 'rlds'"):
-        run_convert(tmp_path / "in", tmp_path / "out", layout="rlds")
+    with pytest.raises(ConfigError, match="--layout: unknown layout 'zarr'"):
+        run_convert(tmp_path / "in", tmp_path / "out", layout="zarr")
 
 
 @pytest.fixture

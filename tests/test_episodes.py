@@ -76,7 +76,7 @@ def test_folder_errors(tmp_path):
     with pytest.raises(LayoutError, match="does not exist"):
         detect_layout(tmp_path / "missing")
     with pytest.raises(LayoutError, match="Unknown layout"):
-        list_episodes(tmp_path, "rlds")
+        list_episodes(tmp_path, "zarr")
     (tmp_path / "notes.hdf5").write_text("text")
     with pytest.raises(LayoutError, match="Could not recognise"):
         detect_layout(tmp_path)

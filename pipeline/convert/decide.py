@@ -17,6 +17,9 @@ from pipeline.convert.plan import EpisodeProbe
 from pipeline.inputs.cameras import canonical_order
 from shards.format import episode_key
 
+# Share of the good episodes for val without --val-episodes, for inputs keeping no split.
+DEFAULT_VAL_EPISODES = 0.05
+
 
 def split_counts(n_good: int, val_episodes: float | int) -> int:
     """Episodes for val: a count, or a fraction (at least one once there are 20 or more)."""
@@ -157,15 +160,36 @@ def assign_keys(probes: list[EpisodeProbe]) -> None:
         p.key = key
 
 
+def val_in_force(config: PlanConfig, keeps_splits: bool) -> float | int | None:
+    """`--val-episodes`; without it None (the input's own val split) for a layout that keeps
+    one, else DEFAULT_VAL_EPISODES. What the manifest records."""
+    if config.val_episodes is not None:
+        return config.val_episodes
+    return None if keeps_splits else DEFAULT_VAL_EPISODES
+
+
 def assign_split(probes: list[EpisodeProbe], config: PlanConfig) -> None:
-    """Seeded split of the good episodes (in path order) into train and val, by whole episodes."""
+    """Split the good episodes (in path order) into train and val, by whole episodes: the
+    input's own val episodes when --val-episodes is not given and it names some, else a
+    seeded choice of --val-episodes (default 5%) of them."""
     good = [p for p in probes if p.ok]
     for p in probes:
         p.split = None
-    # A part of a scale-out conversion keeps every episode in train: the split is a choice
-    # over all episodes, made when the parts are merged.
-    n_val = 0 if config.part else split_counts(len(good), config.val_episodes)
-    order = np.random.default_rng(config.seed).permutation(len(good))
-    val = set(order[:n_val].tolist())
+    own = [i for i, p in enumerate(good) if (p.info.source or {}).get("split") == "val"]
+    if config.part:
+        # A part of a scale-out conversion keeps every episode in train: the split is a
+        # choice over all episodes, made when the parts are merged.
+        val = set()
+    elif config.val_episodes is None and own:
+        if len(own) == len(good):
+            raise ConfigError(
+                f"the input's own val split holds all {len(good)} good episodes, leaving none "
+                "for training; pass --val-episodes"
+            )
+        val = set(own)
+    else:
+        share = DEFAULT_VAL_EPISODES if config.val_episodes is None else config.val_episodes
+        n_val = split_counts(len(good), share)
+        val = set(np.random.default_rng(config.seed).permutation(len(good))[:n_val].tolist())
     for i, p in enumerate(good):
         p.split = "val" if i in val else "train"

@@ -69,7 +69,7 @@ def encode_episodes(plan: Plan, config: ConvertConfig, spool_dir: Path, pool: Wo
                 instruction=p.instruction,
                 rename=plan.rename,
                 key=p.key,
-                dataset=config.dataset_name,
+                dataset=plan.dataset,
                 cameras=plan.cameras,
                 image_size=config.image_size,
                 jpeg=config.jpeg,

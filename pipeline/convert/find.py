@@ -21,6 +21,7 @@ class Listing:
     """The episodes a conversion (or its part) reads, and what is given about them."""
 
     layout: str
+    dataset: str  # the set's name: --name, else its layout's name for the input
     refs: list[EpisodeRef]  # sorted by manifest path
     given: Instructions  # instructions from outside the files
     cameras: tuple[str, ...] | None  # set names `--cameras` asks for; None: the episodes decide
@@ -28,14 +29,20 @@ class Listing:
 
 
 def find_episodes(config: PlanConfig) -> Listing:
-    """The layout (config's, else detected), its episodes (this part's, with --part), and
-    the camera choice and instructions given for them."""
+    """The layout (config's, else detected), the set's name, its episodes (this part's, with
+    --part), and the camera choice and instructions given for them."""
     root = config.episodes_dir
     name = config.layout or detect_layout(root)
     layout = input_layout(name)
+    options = config.input_options
+    if options.dataset is not None and not layout.many_datasets:
+        raise ConfigError(
+            f"--rlds-dataset: {root} is a {name} input, which holds one dataset; "
+            "the option chooses among the datasets of a TFDS data folder"
+        )
     choice = parse_cameras(config.cameras) if config.cameras is not None else None
     wanted = _chosen(choice, layout)
-    refs = layout.list_episodes(root)
+    refs = layout.list_episodes(root, options)
     if config.part is not None:
         # Round-robin over the sorted list: parts are balanced and fixed by the folder alone.
         index, count = config.part
@@ -47,7 +54,8 @@ def find_episodes(config: PlanConfig) -> Listing:
             "JSON/YAML file mapping episodes to instructions), or put an instruction.txt "
             "in their folder"
         )
-    return Listing(name, refs, given, wanted, choice.rename if choice else {})
+    dataset = config.name or layout.dataset_name(root, options)
+    return Listing(name, dataset, refs, given, wanted, choice.rename if choice else {})
 
 
 def _chosen(choice: CameraChoice | None, layout: InputLayout) -> tuple[str, ...] | None:

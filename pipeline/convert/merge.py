@@ -121,6 +121,7 @@ def _convert_config(sets: list[ShardSet], config: MergeConfig) -> ConvertConfig:
         no_normalize_dims=tuple(o["no_normalize_dims"]),
         action_dim=o.get("action_dim"),  # absent from parts made before the option
         name=o["name"],
+        rlds_dataset=o.get("rlds_dataset"),  # recorded only when given
         image_size=o["image_size"],
         jpeg_quality=jpeg.quality,
         jpeg_subsampling=jpeg.subsampling,
@@ -173,9 +174,10 @@ def _plan(sets: list[ShardSet], episodes: dict[str, _Episode], spool_path: Path)
             probe.info, probe.encoded = _episode_data(
                 entry.key, episodes.get(entry.key), spool_path
             )
+            probe.info.source = entry.source  # the input's own split is decided on it
         probes.append(probe)
     first = manifests[0]
-    return Plan(first.layout, tuple(first.cameras), probes)
+    return Plan(first.layout, tuple(first.cameras), probes, dataset=first.dataset)
 
 
 def _episode_data(

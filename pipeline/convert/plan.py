@@ -51,6 +51,7 @@ class Plan:
     probes: list[EpisodeProbe]  # every episode, in sorted relative-path order
     decisions: list[str] = field(default_factory=list)  # choices that left something out
     rename: dict[str, str] = field(default_factory=dict)  # own/set name -> set name (--cameras)
+    dataset: str = ""  # the set's name (find.py's Listing.dataset)
 
     def good(self, split: str | None = None) -> list[EpisodeProbe]:
         return [p for p in self.probes if p.ok and (split is None or p.split == split)]

@@ -82,4 +82,4 @@ def probe_and_split(listing: Listing, config: PlanConfig, pool: WorkerPool) -> P
         decisions += said
     assign_keys(probes)
     assign_split(probes, config)
-    return Plan(listing.layout, cameras, probes, decisions, listing.rename)
+    return Plan(listing.layout, cameras, probes, decisions, listing.rename, listing.dataset)

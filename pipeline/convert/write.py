@@ -12,8 +12,10 @@ import numpy as np
 
 from common.errors import ConfigError
 from pipeline.config import ConvertConfig, PlanConfig
+from pipeline.convert.decide import val_in_force
 from pipeline.convert.plan import EpisodeProbe, Plan
 from pipeline.convert.workers import progress_bar
+from pipeline.inputs.registry import input_layout
 from shards.format import SPLITS, STATS_FILE
 from shards.manifest import EpisodeEntry, Manifest, ShardEntry, write_manifest
 from shards.writer import ShardWriter
@@ -101,15 +103,16 @@ def plan_stats(plan: Plan, config: PlanConfig) -> DatasetStats:
 def write_set_stats(plan: Plan, config: ConvertConfig, staging: Path) -> DatasetStats:
     """stats.json of the plan's train episodes."""
     stats = plan_stats(plan, config)
-    write_stats(staging / STATS_FILE, config.dataset_name, stats)
+    write_stats(staging / STATS_FILE, plan.dataset, stats)
     return stats
 
 
 def record_manifest(plan: Plan, config: ConvertConfig, shards: Shards, staging: Path) -> Manifest:
     """manifest.json: the set's shards, every episode (skipped ones with why), the options."""
     first = plan.good()[0].info
+    val_episodes = val_in_force(config, input_layout(plan.layout).keeps_splits)
     manifest = Manifest(
-        dataset=config.dataset_name,
+        dataset=plan.dataset,
         tool_version=tool_version(),
         layout=plan.layout,
         cameras=list(plan.cameras),
@@ -117,7 +120,7 @@ def record_manifest(plan: Plan, config: ConvertConfig, shards: Shards, staging: 
         action_dim=int(first.actions.shape[1]),
         proprio_dim=None if first.proprio is None else int(first.proprio.shape[1]),
         image_size=config.image_size,
-        options=config.recorded_options(),
+        options=config.recorded_options(plan.dataset, val_episodes),
         splits=shards,
         episodes=[_episode_entry(p) for p in plan.probes],
     )
@@ -141,4 +144,5 @@ def _episode_entry(p: EpisodeProbe) -> EpisodeEntry:
         split=p.split if p.ok else None,
         status="ok" if p.ok else "skipped",
         reason=p.reason,
+        source=p.info.source if p.info is not None else None,
     )

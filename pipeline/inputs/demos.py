@@ -15,7 +15,14 @@ import numpy as np
 from pipeline.inputs.frames import FrameSource
 from pipeline.inputs.hdf5_episode import H5Episode
 from pipeline.inputs.hdf5_layout import HDF5Layout
-from pipeline.inputs.layout import EpisodeError, EpisodeRef, LayoutError, check_matrix
+from pipeline.inputs.layout import (
+    NO_OPTIONS,
+    EpisodeError,
+    EpisodeRef,
+    InputOptions,
+    LayoutError,
+    check_matrix,
+)
 
 _DEMO = re.compile(r"^demo_(\d+)$")
 KNOWN_CAMERAS = {
@@ -145,7 +152,7 @@ class DemoLayout(HDF5Layout):
     known_cameras = KNOWN_CAMERAS
     episode_class: type[DemoEpisode]
 
-    def list_episodes(self, root: Path) -> list[EpisodeRef]:
+    def list_episodes(self, root: Path, options: InputOptions = NO_OPTIONS) -> list[EpisodeRef]:
         """Every demo, sorted by manifest path (`f.hdf5#demo_10` before `#demo_2`): the order
         `vla-data merge` rebuilds from manifests, so parts merge to the same set."""
         root = Path(root)

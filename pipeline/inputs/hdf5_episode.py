@@ -12,10 +12,10 @@ import numpy as np
 from pipeline.inputs.cameras import canonical_order, set_names
 from pipeline.inputs.frames import FrameSource
 from pipeline.inputs.layout import (
-    MAX_INSTRUCTION_CHARS,
     EpisodeError,
     EpisodeInfo,
     EpisodeRef,
+    check_instruction_lengths,
     check_matrix,
 )
 
@@ -126,12 +126,7 @@ class H5Episode:
             for camera in cameras:
                 self._sources[camera].check(steps, self.allow_encoded)
             seen, unseen = self._instructions()
-            longest = max(map(len, seen + unseen), default=0)
-            if longest > MAX_INSTRUCTION_CHARS:
-                raise EpisodeError(
-                    f"an instruction has {longest} characters, "
-                    f"over the limit of {MAX_INSTRUCTION_CHARS}"
-                )
+            check_instruction_lengths(seen + unseen)
         except OSError as e:
             raise EpisodeError(f"unreadable data ({e})") from e
         return EpisodeInfo(steps, actions, proprio, cameras, seen, unseen)

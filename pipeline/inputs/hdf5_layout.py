@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 
 from pipeline.inputs.hdf5_episode import H5Episode
-from pipeline.inputs.layout import EpisodeRef, InputLayout, LayoutError
+from pipeline.inputs.layout import NO_OPTIONS, EpisodeRef, InputLayout, InputOptions, LayoutError
 
 
 def find_hdf5(folder: Path) -> list[Path]:
@@ -76,7 +76,7 @@ class HDF5Layout(InputLayout):
     def _where(self, root: Path, folder: Path) -> str:
         return str(root)
 
-    def list_episodes(self, root: Path) -> list[EpisodeRef]:
+    def list_episodes(self, root: Path, options: InputOptions = NO_OPTIONS) -> list[EpisodeRef]:
         root = Path(root)
         return [EpisodeRef(p, p.relative_to(root).as_posix()) for p in self.episode_files(root)]
 

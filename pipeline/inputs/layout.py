@@ -4,11 +4,14 @@ An input layout is one recorder's way of keeping episodes on disk (RoboTwin's HD
 LIBERO's demo groups, a LeRobot folder, ...). Each lives in one module of this folder:
 a subclass of `InputLayout`, listed once in `registry.INPUTS`, and a reader of one
 episode that is an `EpisodeReader`. Nothing else in the converter knows one layout from
-another: adding a layout is a new module and a line in that list.
+another: adding a layout is a new module and a line in that list. What the options say
+about reading an input beyond its folder reaches every layout the same way, as one
+`InputOptions`.
 """
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +44,18 @@ class EpisodeRef:
     item: str | None = None  # demo group or LeRobot episode; None for a whole file (or none found)
 
 
+@dataclass(frozen=True)
+class InputOptions:
+    """What the command line says about reading the input beyond its folder; the same object
+    goes to every layout, and a layout that has no use for a field is never given it set
+    (see `InputLayout.many_datasets`)."""
+
+    dataset: str | None = None  # --rlds-dataset: which dataset of a folder holding several
+
+
+NO_OPTIONS = InputOptions()
+
+
 @dataclass
 class EpisodeInfo:
     """The cheap facts about an episode, read without decoding its frames."""
@@ -51,6 +66,9 @@ class EpisodeInfo:
     cameras: tuple[str, ...]  # set names of the cameras present, canonical ones first
     instructions: list[str]  # language instructions seen in training
     unseen: list[str]  # held-out instructions (RoboTwin's `unseen`), kept for evaluation
+    # Where the input says the episode came from, kept in the manifest (RLDS: its set's
+    # `split` and `file_path`); None for layouts that say nothing.
+    source: dict[str, str] | None = None
 
 
 class EpisodeReader(Protocol):
@@ -87,7 +105,8 @@ class InputLayout(ABC):
     """One recorder's layout of episodes on disk, as the converter sees it.
 
     A layout sets the class attributes and implements `detect` and `list_episodes`;
-    `open_episode` opens a listed episode as `episode_class(ref, instruction, rename)`.
+    `open_episode` opens a listed episode as `episode_class(ref, instruction, rename)`, and
+    `dataset_name` names the set when `--name` does not.
     Instances are stateless and listed once in `registry.INPUTS`; worker processes look
     them up again by `name`, so nothing about a layout travels between processes.
     """
@@ -95,6 +114,12 @@ class InputLayout(ABC):
     name: str  # the `--layout` value and the manifest's `layout`
     known_cameras: Mapping[str, str]  # the layout's own camera names -> canonical set names
     needs_instruction = False  # no language of its own: --instruction or instruction.txt needed
+    # A folder may hold several datasets, one chosen by `InputOptions.dataset`; other
+    # layouts refuse that option rather than ignore it.
+    many_datasets = False
+    # Episodes may name their split (`EpisodeInfo.source["split"]`): without --val-episodes
+    # the input's own val episodes are the set's; other layouts' default is 5%.
+    keeps_splits = False
     # The reader of one episode, called as episode_class(ref, instruction, rename).
     episode_class: Callable[..., EpisodeReader]
 
@@ -105,12 +130,16 @@ class InputLayout(ABC):
         (`hdf5_layout.HDF5Layout.claims`), since one folder of .hdf5 files may be any of them."""
 
     @abstractmethod
-    def list_episodes(self, root: Path) -> list[EpisodeRef]:
+    def list_episodes(self, root: Path, options: InputOptions = NO_OPTIONS) -> list[EpisodeRef]:
         """Every episode under `root`, sorted by manifest path (`EpisodeRef.relative`).
 
         Raises LayoutError when the folder is missing or holds no episode of this layout.
         An episode that cannot be listed properly is still listed: probing skips it with why.
         """
+
+    def dataset_name(self, root: Path, options: InputOptions = NO_OPTIONS) -> str:
+        """The set's name when `--name` is not given: the input folder's."""
+        return Path(root).resolve().name
 
     def open_episode(
         self,
@@ -133,6 +162,28 @@ def check_matrix(values: np.ndarray, what: str) -> np.ndarray:
         row = int(np.argwhere(bad)[0, 0])
         raise EpisodeError(f"{what} has non-finite values (NaN or inf), first at row {row}")
     return values
+
+
+def check_instruction_lengths(texts: Sequence[str]) -> None:
+    """Refuse (EpisodeError) an episode with an instruction over MAX_INSTRUCTION_CHARS."""
+    longest = max(map(len, texts), default=0)
+    if longest > MAX_INSTRUCTION_CHARS:
+        raise EpisodeError(
+            f"an instruction has {longest} characters, over the limit of {MAX_INSTRUCTION_CHARS}"
+        )
+
+
+def require_extra(extra: str, what: str, modules: Sequence[str]) -> None:
+    """Raise LayoutError naming the pip extra to install when one of `modules` is missing:
+    layouts whose readers need more than the core packages import them only when used."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise LayoutError(
+                f"Reading {what} needs the {extra} extra ({e.name} is missing): "
+                f"pip install 'vla-shards[{extra}]'"
+            ) from None
 
 
 def skip_reason(exc: Exception, stage: str) -> str:

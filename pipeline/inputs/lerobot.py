@@ -25,13 +25,16 @@ from common.files import read_json
 from pipeline.inputs.aloha import KNOWN_CAMERAS as ALOHA_CAMERAS
 from pipeline.inputs.cameras import canonical_order, set_names
 from pipeline.inputs.layout import (
-    MAX_INSTRUCTION_CHARS,
+    NO_OPTIONS,
     EpisodeError,
     EpisodeInfo,
     EpisodeRef,
     InputLayout,
+    InputOptions,
     LayoutError,
+    check_instruction_lengths,
     check_matrix,
+    require_extra,
 )
 from pipeline.inputs.lerobot_video import EpisodeVideo
 
@@ -43,14 +46,7 @@ KNOWN_CAMERAS = {**ALOHA_CAMERAS, "image": "head", "wrist_image": "left_wrist"}
 
 
 def _needs_extra() -> None:
-    try:
-        import av  # noqa: F401
-        import pyarrow  # noqa: F401
-    except ImportError as e:
-        raise LayoutError(
-            f"Reading LeRobot datasets needs the lerobot extra ({e.name} is missing): "
-            "pip install 'vla-shards[lerobot]'"
-        ) from None
+    require_extra("lerobot", "LeRobot datasets", ("av", "pyarrow"))
 
 
 def _task_names(path: Path) -> list[str]:
@@ -210,12 +206,7 @@ class LerobotEpisode:
         else:
             texts = [str(t) for t in self.row.get("tasks", [])]
         texts = [t for t in texts if t.strip()] or ([self.instruction] if self.instruction else [])
-        longest = max(map(len, texts), default=0)
-        if longest > MAX_INSTRUCTION_CHARS:
-            raise EpisodeError(
-                f"an instruction has {longest} characters, "
-                f"over the limit of {MAX_INSTRUCTION_CHARS}"
-            )
+        check_instruction_lengths(texts)
         return texts
 
     def check_cameras(self, cameras: Sequence[str]) -> None:
@@ -292,7 +283,7 @@ class LerobotLayout(InputLayout):
     def detect(self, root: Path) -> bool:
         return (root / "meta" / "info.json").is_file()
 
-    def list_episodes(self, root: Path) -> list[EpisodeRef]:
+    def list_episodes(self, root: Path, options: InputOptions = NO_OPTIONS) -> list[EpisodeRef]:
         """Every episode of a LeRobot v3.0 folder by episode index; its file is its data parquet."""
         _needs_extra()
         info, rows, _ = _meta(Path(root))

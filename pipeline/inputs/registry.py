@@ -13,11 +13,12 @@ from pipeline.inputs.layout import InputLayout, LayoutError
 from pipeline.inputs.lerobot import LerobotLayout
 from pipeline.inputs.libero import LiberoLayout
 from pipeline.inputs.processed import ProcessedLayout
+from pipeline.inputs.rlds import RldsLayout
 from pipeline.inputs.robomimic import RobomimicLayout
 from pipeline.inputs.robotwin import RobotwinLayout
 
 # The first three keep one episode per HDF5 file, LIBERO and robomimic many demos per
-# file, LeRobot a folder of parquet and video files.
+# file, LeRobot a folder of parquet and video files, RLDS a TFDS set's record files.
 INPUTS: tuple[InputLayout, ...] = (
     ProcessedLayout(),
     RobotwinLayout(),
@@ -25,6 +26,7 @@ INPUTS: tuple[InputLayout, ...] = (
     LiberoLayout(),
     RobomimicLayout(),
     LerobotLayout(),
+    RldsLayout(),
 )
 LAYOUTS = tuple(layout.name for layout in INPUTS)  # the `--layout` choices
 

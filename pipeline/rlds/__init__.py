@@ -1,0 +1,1 @@
+"""Reading TensorFlow Datasets (RLDS) episodes without TensorFlow: framing, Example, features."""
