@@ -74,3 +74,22 @@ def read_until(process: subprocess.Popen, text: str) -> str:
             return "".join(seen)
     process.wait()
     raise AssertionError(f"ended ({process.returncode}) before {text!r}:\n{''.join(seen)}")
+
+
+TINY = ["--base", "tiny", "--lora-rank", "4", "--device", "cpu", "--batch-size", "2"]
+
+
+def cli(*args: str):
+    """`vla-train ARGS` in this process (click's runner): for runs that need no signals."""
+    from click.testing import CliRunner
+
+    from trainer.cli import main
+
+    return CliRunner().invoke(main, [*args])
+
+
+def fails_with(result, text: str) -> None:
+    """A one-line user error: non-zero exit, `text` in it, no traceback."""
+    assert result.exit_code != 0, result.output
+    assert text in result.output, result.output
+    assert "Traceback" not in result.output and result.exception.__class__ is SystemExit

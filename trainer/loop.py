@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
-from dataclasses import replace
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from common.errors import UserError
 from shards.loader_plan import plan_loader
 from shards.mixture import Mixture, open_mixture
 from shards.reader import StreamState, check_stream, make_loader
@@ -21,43 +24,66 @@ from trainer.checkpoint import (
     capture_rng,
     check_compatible,
     checkpoints,
-    latest_checkpoint,
     load_state,
     mixture_signature,
     restore_rng,
+    resumable,
     save_checkpoint,
 )
 from trainer.config import DEFAULT_CAMERAS, ConfigError, TrainConfig, default_cameras
 from trainer.distributed import Dist, gather_objects, init_distributed, shutdown, sum_across
 from trainer.inputs import run_stream, uses_proprio
-from trainer.metrics import LossWindow, MetricsLogger, truncate_metrics
+from trainer.metrics import METRICS_FILE, LossWindow, MetricsLogger, truncate_metrics
 from trainer.model import ModelConfig, VLAPolicy, build_policy, load_policy
 from trainer.model.model_config import base_dtype
 from trainer.model.model_files import load_saved_weights
 from trainer.oft import is_oft_folder, read_oft
 from trainer.policy import load_oft_weights
+from trainer.safety.run_folder import refuse_another_run, remove_stale_temps
+from trainer.safety.run_lock import RunLock
+from trainer.safety.stop_signals import RunStopped, StopSignals
 from trainer.step import build_optimizer, build_scheduler, eval_sums, l1_metrics, train_step
 
 
-def train(cfg: TrainConfig, resume: bool = False, allow_new_data: bool = False) -> Path:
-    """Train until cfg.max_steps; with `resume`, continue exactly from the run's latest step-N.
+def train(
+    cfg: TrainConfig, resume: bool = False, allow_new_data: bool = False, ckpt: Path | None = None
+) -> Path:
+    """Train until cfg.max_steps; with `resume`, continue exactly from the run's newest whole
+    step-N (`ckpt` when the caller already chose it).
 
-    `allow_new_data` lets a resume go on with sets whose shards differ from the run's.
+    `allow_new_data` lets a resume go on with sets whose shards differ from the run's. The
+    run holds RUN_DIR's lock throughout; SIGTERM or SIGINT saves after the step in progress
+    and ends with RunStopped.
     """
     dist = init_distributed(cfg.device)
     plan = plan_loader(cfg.workers, cfg.decode_threads)
     # Saved with the run as numbers: a resume elsewhere reads the same streams in the same order.
     cfg = replace(cfg, workers=plan.workers, decode_threads=plan.decode_threads)
     try:
-        _run(cfg, resume, dist, allow_new_data, plan.line())
+        with ExitStack() as held:
+            if dist.main:
+                held.enter_context(RunLock(cfg.run_dir))
+                for line in remove_stale_temps(cfg.run_dir):
+                    print(line, flush=True)
+            stop = held.enter_context(StopSignals())
+            run = _Run(resume, allow_new_data, ckpt, stop)
+            _run(cfg, run, dist, plan.line())
     finally:
         shutdown()
     return cfg.run_dir
 
 
-def _run(
-    cfg: TrainConfig, resume: bool, dist: Dist, allow_new_data: bool, loader_line: str
-) -> None:
+@dataclass
+class _Run:
+    """How this run starts and what may stop it."""
+
+    resume: bool
+    allow_new_data: bool
+    ckpt: Path | None
+    stop: StopSignals
+
+
+def _run(cfg: TrainConfig, run: _Run, dist: Dist, loader_line: str) -> None:
     mixture = open_mixture(cfg.sources)
     if not cfg.cameras:  # chosen once; the checkpoint's config keeps the choice for resume
         cfg.cameras = default_cameras([s.manifest.cameras for s in mixture.sets])
@@ -67,7 +93,7 @@ def _run(
     check_stream(mixture, run_stream(cfg, "train", dist))
     if cfg.val_every:
         check_stream(mixture, run_stream(cfg, "val", dist))
-    ckpt, state = _checkpoint_to_resume(cfg, resume, mixture, dist, allow_new_data)
+    ckpt, state = _checkpoint_to_resume(cfg, run, mixture, dist)
 
     # Same seed on every rank: identical initial LoRA and head weights before DDP starts.
     random.seed(cfg.seed)
@@ -112,11 +138,14 @@ def _run(
             start, waited = time.perf_counter(), batches.wait_s
             lr = optimizer.param_groups[0]["lr"]
             sums = train_step(model, batches, cfg.grad_accum, optimizer, scheduler, dist.device)
-            bad = torch.tensor([len(data_state.bad_shards), len(data_state.bad_samples)])
-            totals = sum_across(torch.cat([sums, bad.to(sums)]))
+            # The stop request travels with the step's sums: every rank stops after one step.
+            stopping = run.stop.requested is not None
+            counts = [len(data_state.bad_shards), len(data_state.bad_samples), int(stopping)]
+            totals = sum_across(torch.cat([sums, torch.tensor(counts).to(sums)]))
             step += 1
             elapsed = time.perf_counter() - start
             l1 = l1_metrics(totals[:6])
+            check_finite_loss(l1["loss"], step, cfg)
             logger.log(
                 {
                     "step": step,
@@ -133,7 +162,8 @@ def _run(
             if cfg.val_every and step % cfg.val_every == 0:
                 for record in validate(policy, mixture, cfg, dist, prep, step):
                     logger.log(record)
-            if step % cfg.save_every == 0 or step == cfg.max_steps:
+            stopping = bool(totals[8])  # asked on any rank: all save this step, then stop
+            if step % cfg.save_every == 0 or step == cfg.max_steps or stopping:
                 # Every rank's RNG and stream position: each resumes its own part exactly.
                 ranks = gather_objects({"rng": capture_rng(aug), "data": data_state.to_dict()})
                 if dist.main:
@@ -148,8 +178,29 @@ def _run(
                     }
                     path = save_checkpoint(cfg.run_dir, step, policy, cfg, mixture, train_state)
                     logger.message(f"saved {path}")
+            if stopping:
+                raise RunStopped(
+                    f"{run.stop.requested or 'stop requested'}: stopped after step {step}, "
+                    f"saved in {cfg.run_dir / f'step-{step}'}; go on with: vla-train --resume "
+                    f"{cfg.run_dir}"
+                )
     finally:
         logger.close()
+
+
+def check_finite_loss(loss: float, step: int, cfg: TrainConfig) -> None:
+    """Stop at the first loss that is not a number: nothing after it is worth saving."""
+    if not math.isfinite(loss):
+        saved = checkpoints(cfg.run_dir)
+        last = f"the last checkpoint, {saved[-1][1]}, is kept" if saved else "nothing was saved"
+        raise TrainingDiverged(
+            f"step {step}: the training loss is {loss}; stopped without saving ({last}); "
+            f"lower --lr (it is {cfg.lr:g}) or check the data"
+        )
+
+
+class TrainingDiverged(UserError):
+    """The loss stopped being a number (too high a learning rate, broken data)."""
 
 
 def init_weights(policy: VLAPolicy, source: Path, device: torch.device) -> None:
@@ -167,19 +218,19 @@ def init_weights(policy: VLAPolicy, source: Path, device: torch.device) -> None:
 
 
 def _checkpoint_to_resume(
-    cfg: TrainConfig, resume: bool, mixture: Mixture, dist: Dist, allow_new_data: bool
+    cfg: TrainConfig, run: _Run, mixture: Mixture, dist: Dist
 ) -> tuple[Path | None, dict[str, Any] | None]:
-    """The run's latest step-N and its state when resuming, checked against this data."""
-    if not resume:
+    """The run's newest whole step-N and its state when resuming, checked against this data."""
+    if not run.resume:
         if checkpoints(cfg.run_dir):
             raise CheckpointError(
                 f"{cfg.run_dir} already holds checkpoints: continue it with --resume "
                 f"{cfg.run_dir}, or choose another --run-dir"
             )
+        refuse_another_run(cfg.run_dir, METRICS_FILE)
         return None, None
-    ckpt = latest_checkpoint(cfg.run_dir)
-    state = load_state(ckpt)
-    check_compatible(state, ckpt, mixture, dist.world_size, allow_new_data)
+    ckpt, state = (run.ckpt, load_state(run.ckpt)) if run.ckpt else resumable(cfg.run_dir)
+    check_compatible(state, ckpt, mixture, dist.world_size, run.allow_new_data)
     return ckpt, state
 
 

@@ -29,6 +29,7 @@ from trainer.model.model_files import (
     read_model_config,
 )
 from trainer.oft import OftCheckpoint, OftOptions, is_oft_folder, read_oft, usable_adapter
+from trainer.safety.checksums import check_checkpoint
 from trainer.step import autocast
 
 # One sample's cameras: by name (extra cameras are ignored) or in the trained order.
@@ -90,6 +91,7 @@ def read_checkpoint(
         saved = checkpoints(ckpt)
         fix = f"one of its step-N folders, e.g. {saved[-1][1]}" if saved else "a whole step-N"
         raise CheckpointError(f"{ckpt}: missing {', '.join(missing)}; pass {fix}")
+    check_checkpoint(ckpt)
     stats = read_stats(ckpt / STATS_FILE)
     run, model = load_config(ckpt), read_model_config(ckpt)
     info = CheckpointInfo(ckpt, run, model, stats, jpeg=load_jpeg_storage(ckpt))

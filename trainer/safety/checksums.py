@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 from common.errors import UserError
 
 CHECKSUM_FILE = "checksums.sha256"
 _CHUNK = 1 << 20
+log = logging.getLogger(__name__)
 
 
 class CorruptCheckpointError(UserError):
@@ -68,3 +70,13 @@ def verify_checkpoint(folder: Path) -> bool:
                 f"{path}: damaged (its sha256 differs from the one saved with it)"
             )
     return True
+
+
+def check_checkpoint(folder: Path) -> None:
+    """verify_checkpoint for a tool about to load `folder`: a damaged file is a one-line
+    error; a folder saved before checksums were recorded loads, with a warning."""
+    if not verify_checkpoint(folder):
+        log.warning(
+            "%s records no checksums (saved by an older version): its files are loaded "
+            "unchecked", folder,
+        )  # fmt: skip

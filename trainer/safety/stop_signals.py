@@ -8,9 +8,17 @@ import sys
 import threading
 from types import FrameType
 
+from common.errors import UserError
+
 # sysexits.h EX_TEMPFAIL, "try again later": the run stopped on request and can be resumed.
 STOPPED_EXIT = 75
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class RunStopped(UserError):
+    """The run saved and stopped because it was asked to: resumable, so its own exit code."""
+
+    exit_code = STOPPED_EXIT
 
 
 class StopSignals:
