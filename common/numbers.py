@@ -30,6 +30,6 @@ def check_float(
     wanted = [f"{words} {bound:g}" for bound, _, words in bounds if bound is not None]
     within = all(ok(bound) for bound, ok, _ in bounds if bound is not None)
     if not math.isfinite(number) or not within:
-        rule = " and ".join(["a finite number", *wanted])
+        rule = " ".join(["a finite number", " and ".join(wanted)]).strip()
         raise ConfigError(f"{flag} must be {rule}, not {value!r}")
     return number
