@@ -134,7 +134,8 @@ def test_a_loss_that_turns_non_finite_stops_the_run_without_saving_it(trained, t
     result = cli("--shards", str(shards), "--run-dir", str(run_dir), *TINY, "--workers", "0",
                  "--lr", "1e30", "--max-steps", "6", "--save-every", "1")  # fmt: skip
     fails_with(result, "the training loss is nan; stopped without saving")
-    logged = [json.loads(line, parse_constant=_refuse) for line in open(run_dir / "metrics.jsonl")]
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    logged = [json.loads(line, parse_constant=_refuse) for line in lines]
     last = max(r["step"] for r in logged)
     assert sorted(p.name for p in run_dir.glob("step-*"))[-1] == f"step-{last}"
     assert f"step {last + 1}: the training loss is nan" in result.output
