@@ -23,6 +23,7 @@ from trainer.loop import train
 from trainer.metrics import read_metrics
 from trainer.policy import Policy, read_checkpoint
 from trainer.predict import PredictConfig, compare
+from trainer.safety.checksums import write_checksums
 
 STEPS = 4
 
@@ -127,6 +128,7 @@ def test_a_checkpoint_with_several_datasets(trained, tmp_path):
     shutil.copytree(run_dir / f"step-{STEPS}", ckpt)
     entry = json.loads((ckpt / "stats.json").read_text())[TOY_DATASET]
     (ckpt / "stats.json").write_text(json.dumps({TOY_DATASET: entry, "other": entry}))
+    write_checksums(ckpt)  # as a run on a mixture saves it
     info = read_checkpoint(ckpt)
     with pytest.raises(CheckpointError, match=r"several datasets \(other, toy\)"):
         info.select()
@@ -181,4 +183,5 @@ def test_predict_refuses_nan_statistics_in_the_set_or_the_checkpoint(trained, tm
     bad_ckpt = tmp_path / "ckpt"
     shutil.copytree(ckpt, bad_ckpt)
     nan_statistic(bad_ckpt)
+    write_checksums(bad_ckpt)  # saved that way, not damaged since
     _fails_with(_predict(bad_ckpt, shards), f"{bad_ckpt / 'stats.json'}: dataset 'toy': action.q99")
