@@ -1,6 +1,6 @@
 """Conversion speed against the bare image work, and peak memory as the input grows.
 
-    .venv/bin/python bench/convert.py [--workers 2 --steps 50 --repeats 3]
+    .venv/bin/python -m bench.convert [--workers 2 --steps 50 --repeats 3]
 
 Prints, measured side by side in one run (alternating, medians):
 - samples/s of `vla-data convert --workers N` on a 10-episode input, and samples/s of the
@@ -24,11 +24,11 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from process_peak import run_measured
-from scratch import scratch_dir
-
-from pipeline.episodes import Episode, list_episodes
-from pipeline.generate import GenerateConfig, generate
+from bench.process_peak import run_measured
+from bench.scratch import scratch_dir
+from pipeline.generate.synthetic import GenerateConfig, generate
+from pipeline.inputs.layout import EpisodeRef
+from pipeline.inputs.registry import input_layout
 from shards.format import JpegStorage, encode_jpeg, resize_square
 
 VLA_DATA = str(Path(sys.executable).with_name("vla-data"))
@@ -37,7 +37,7 @@ VLA_DATA = str(Path(sys.executable).with_name("vla-data"))
 def bare_episode(path: Path, size: int, quality: int) -> int:
     """The irreducible work of one episode: read every frame, resize, encode. Returns images."""
     n = 0
-    with Episode(path, "processed") as episode:
+    with input_layout("processed").open_episode(EpisodeRef(path, path.name)) as episode:
         info = episode.info()
         for cam in info.cameras:
             for start in range(0, info.steps, 32):
@@ -76,7 +76,7 @@ def main() -> None:
     generate(GenerateConfig(small, episodes=10, steps=args.steps, seed=1))
     generate_s = time.perf_counter() - start
     generate(GenerateConfig(large, episodes=40, steps=args.steps, seed=2))
-    episodes = list_episodes(small, "processed")
+    episodes = [ref.path for ref in input_layout("processed").list_episodes(small)]
     samples = 10 * args.steps
 
     convert_s, bare_s, rss_small, rss_large = [], [], [], []

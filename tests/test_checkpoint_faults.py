@@ -11,10 +11,10 @@ import pytest
 from fault_fixtures import TINY, cli, fails_with, flip_byte, truncate
 from shard_fixtures import write_toy_shards
 
-from trainer.config import TrainConfig
-from trainer.loop import train
-from trainer.metrics import read_metrics
-from trainer.safety.checksums import CHECKSUM_FILE, verify_checkpoint
+from trainer.run.checksums import CHECKSUM_FILE, verify_checkpoint
+from trainer.run.loop import train
+from trainer.run.metrics import read_metrics
+from trainer.run.train_config import TrainConfig
 
 
 @pytest.fixture(scope="module")

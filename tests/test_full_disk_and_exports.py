@@ -9,9 +9,9 @@ from fault_fixtures import TINY, cli, fails_with, fill, small_filesystem, vla_tr
 from safetensors.torch import load_file
 from shard_fixtures import write_toy_shards
 
-from trainer.config import TrainConfig
-from trainer.loop import train
-from trainer.safety.checksums import verify_checkpoint
+from trainer.run.checksums import verify_checkpoint
+from trainer.run.loop import train
+from trainer.run.train_config import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,11 @@ from layout_fixtures import (
     write_robomimic,
 )
 
-from pipeline.cameras import CameraError, parse_cameras, set_names
-from pipeline.config import ConfigError
-from pipeline.episodes import detect_layout
-from pipeline.libero import quat_to_axis_angle, task_from_file_name
+from common.errors import ConfigError
+from pipeline.inputs.cameras import CameraError, parse_cameras, set_names
+from pipeline.inputs.demos import quat_to_axis_angle
+from pipeline.inputs.libero import task_from_file_name
+from pipeline.inputs.registry import detect_layout
 
 CHUNK = 4
 OPTIONS = {"image_size": SIZE, "chunk": CHUNK, "val_episodes": 0}
@@ -205,7 +206,6 @@ def _build_for_training(layout: str, root) -> tuple[dict, tuple[str, ...]]:
         write_robomimic(root / "image.hdf5", [5, 4], 0)
         return {"instruction": "lift the cube"}, ("head", "left_wrist")
     if layout == "lerobot":
-        pytest.importorskip("av", reason="the lerobot extra (PyAV) is not installed")
         from layout_fixtures import write_lerobot_v3
 
         write_lerobot_v3(root, [6, 5], ["pick the cube", "place the cube"])
@@ -221,10 +221,10 @@ def _build_for_training(layout: str, root) -> tuple[dict, tuple[str, ...]]:
     "layout", ["act_top", "aloha_compressed", "libero", "robomimic", "lerobot"]
 )
 def test_a_short_train_runs_on_each_layout(tmp_path, layout, capsys):
-    from trainer.checkpoint import load_config
-    from trainer.config import TrainConfig
-    from trainer.loop import train
-    from trainer.metrics import read_metrics
+    from trainer.run.checkpoint import load_config
+    from trainer.run.loop import train
+    from trainer.run.metrics import read_metrics
+    from trainer.run.train_config import TrainConfig
 
     options, expected = _build_for_training(layout, tmp_path / "in")
     # The tiny base takes the model's own 224-pixel images.
@@ -244,7 +244,7 @@ def test_a_short_train_runs_on_each_layout(tmp_path, layout, capsys):
 
 @pytest.mark.parametrize("key_chars", [10, 110])
 def test_preview_keeps_images_full_size_whatever_the_key_length(key_chars):
-    from pipeline.preview import CELL_IN, sheet_figure
+    from pipeline.tools.preview import CELL_IN, sheet_figure
 
     rng = np.random.default_rng(0)
     samples = [
@@ -293,7 +293,7 @@ def test_cli_converts_libero_and_refuses_a_bad_mapping_in_one_line(tmp_path):
 
 
 def test_rotate180_equals_reversing_both_image_axes():
-    from pipeline.frames import rotate180
+    from pipeline.inputs.frames import rotate180
 
     frames = np.random.default_rng(0).integers(0, 256, (3, 5, 7, 3), np.uint8)
     turned = rotate180(frames)
@@ -304,7 +304,7 @@ def test_rotate180_equals_reversing_both_image_axes():
 def test_libero_parts_merge_to_the_one_machine_set(tmp_path):
     import hashlib
 
-    from pipeline.merge import MergeConfig, merge
+    from pipeline.convert.merge import MergeConfig, merge
 
     write_libero(tmp_path / "in" / "TASK_do_it_demo.hdf5", [3] * 12, 0, "do it")
     options = {**OPTIONS, "val_episodes": 2, "shard_samples": 7}

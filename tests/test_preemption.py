@@ -12,9 +12,9 @@ import pytest
 from fault_fixtures import TINY, cli, fails_with, read_until, vla_train
 from shard_fixtures import write_toy_shards
 
-from trainer.metrics import read_metrics
-from trainer.safety.checksums import verify_checkpoint
-from trainer.safety.stop_signals import STOPPED_EXIT
+from trainer.run.checksums import verify_checkpoint
+from trainer.run.metrics import read_metrics
+from trainer.run.stop_signals import STOPPED_EXIT
 
 LONG = ["--max-steps", "1000", "--save-every", "1000"]
 

@@ -15,21 +15,21 @@ from safetensors.torch import save_file
 
 from common.errors import ConfigError
 from common.numbers import check_float
-from trainer.safety.checksums import (
+from trainer.run.checksums import (
     CHECKSUM_FILE,
     CorruptCheckpointError,
     verify_checkpoint,
     write_checksums,
 )
-from trainer.safety.disk_space import WriteError
-from trainer.safety.folder_write import write_folder
-from trainer.safety.run_lock import LOCK_FILE, RunBusyError, RunLock, check_run_dir
-from trainer.safety.stop_signals import StopSignals
+from trainer.run.disk_space import WriteError
+from trainer.run.folder_write import write_folder
+from trainer.run.run_lock import LOCK_FILE, RunBusyError, RunLock, check_run_dir
+from trainer.run.stop_signals import StopSignals
 
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from trainer.safety.run_lock import RunLock
+from trainer.run.run_lock import RunLock
 RunLock(Path(sys.argv[1])).acquire()
 print("held", flush=True)
 time.sleep(60)
@@ -124,7 +124,7 @@ def test_a_full_disk_is_refused_before_writing_and_an_oserror_leaves_nothing(tmp
 
 STOPPABLE = """
 import sys, time
-from trainer.safety.stop_signals import StopSignals
+from trainer.run.stop_signals import StopSignals
 with StopSignals() as stop:
     print("ready", flush=True)
     while stop.requested is None:

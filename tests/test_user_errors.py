@@ -71,12 +71,12 @@ def test_stats_verify_on_a_missing_shard_is_one_line(made, tmp_path):
 def test_bad_convert_options_are_refused_before_any_encoding(
     made, tmp_path, monkeypatch, options, fragment
 ):
-    import pipeline.convert
+    import pipeline.convert.stages
 
     def no_encoding(*args, **kwargs):
         raise AssertionError("encoding started before the options were checked")
 
-    monkeypatch.setattr(pipeline.convert, "_encode", no_encoding)
+    monkeypatch.setattr(pipeline.convert.stages, "encode_episodes", no_encoding)
     # The last --workers given counts: the cases that test it override this one.
     result = invoke("convert", made / "eps", tmp_path / "out", "--quiet", "--workers", 1, *options)
     assert_one_line_error(result, fragment)
@@ -86,7 +86,6 @@ def test_bad_convert_options_are_refused_before_any_encoding(
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["loadtest", "{set}", "--batch-size", "0", "--workers", "0"], "--batch-size"),
         (["preview", "{set}", "-n", "-3", "-o", "{tmp}/p.png"], "-n"),
         (["preview", "{set}", "-o", "{tmp}/nowhere/p.png"], "nowhere"),
         (["verify", "{set}", "--workers", "0"], "--workers must be at least 1"),
@@ -97,7 +96,7 @@ def test_bad_read_options_are_one_line(made, tmp_path, args, fragment):
     assert_one_line_error(invoke(*args), fragment)
 
 
-@pytest.mark.parametrize("command", ["verify", "info", "stats", "preview", "loadtest"])
+@pytest.mark.parametrize("command", ["verify", "info", "stats", "preview"])
 def test_a_manifest_with_splits_as_a_list_is_refused(made, tmp_path, command):
     odd = _copy(made, tmp_path, "odd")
     manifest = json.loads((odd / "manifest.json").read_text())

@@ -1,0 +1,348 @@
+"""The GPU check's parts: each measures one thing through the trainer's own code.
+
+Every part records into a Recorder as it goes, so a part stopped at its time budget still
+leaves what it had measured. Parts import what they need themselves: a package missing on
+the machine then fails only the parts that use it, and `env` still says what is there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+BASE_7B = "openvla-7b-random"
+CAMERAS = ("head", "left_wrist")  # vla-train's default --cameras: two images per sample
+# The reference loop's figures, batch 8, two images, LoRA r=32, one H100; and the goals.
+ANCHORS = {
+    "step_s": 0.698,
+    "samples_per_s": 11.5,
+    "peak_gib": 60.0,
+    "goal_step_s": 0.68,
+    "moonshot_step_s": 0.52,
+    "data_wait_goal": 0.01,
+}
+PACKAGES = (
+    "torch", "transformers", "peft", "timm", "safetensors", "tokenizers", "numpy", "h5py",
+    "pillow", "simplejpeg", "click", "rich", "urllib3", "tensorboard",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each part runs: the 7B shapes on a GPU, or tiny ones for the CPU smoke run."""
+
+    base: str
+    batch: int
+    big_batch: int  # run with gradient checkpointing
+    warmup: int
+    steps: int  # timed steps at `batch`
+    big_steps: int
+    profile_steps: int
+    loop_episodes: int  # generated episodes the vla-train part streams
+    loop_episode_steps: int
+    loop_shard_samples: int
+    loop_steps: int
+    loop_skip: int  # first vla-train steps left out of the data-wait share: workers starting
+    learn_steps: int  # tiny base on the learnable set (the CPU learning test runs 400)
+    long_steps: int  # `base` on the learnable set, with loss and gradient norm
+    reserve_s: float  # kept back from a timing loop for the probes that follow it
+
+
+GPU = Sizes(
+    base=BASE_7B, batch=8, big_batch=16, warmup=3, steps=25, big_steps=8, profile_steps=1,
+    loop_episodes=24, loop_episode_steps=100, loop_shard_samples=100, loop_steps=60,
+    loop_skip=10, learn_steps=400, long_steps=50, reserve_s=45.0,
+)  # fmt: skip
+SMOKE = Sizes(
+    base="tiny", batch=2, big_batch=4, warmup=1, steps=3, big_steps=2, profile_steps=1,
+    loop_episodes=3, loop_episode_steps=12, loop_shard_samples=4, loop_steps=6, loop_skip=2,
+    learn_steps=6, long_steps=4, reserve_s=0.0,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every part is given."""
+
+    device: torch.device
+    sizes: Sizes
+    work: Path  # scratch: shard sets, runs
+    out: Path  # what comes back: the trace goes here
+    deadline: float  # time.monotonic() at which the part is stopped
+    trace: str  # "auto" (when the 7B step is slower than the anchor), "always", "never"
+
+
+class Recorder:
+    """A part's results, rewritten to its JSON file after every change, so a kill keeps them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {}
+        self.lock = threading.Lock()  # a part may record from a watching thread too
+
+    def set(self, **values: Any) -> None:
+        with self.lock:
+            self.data.update(values)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.data, indent=1, default=plain))
+            tmp.replace(self.path)
+
+    def fail(self, exc: BaseException) -> None:
+        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        self.set(error=f"{type(exc).__name__}: {exc}", traceback="".join(lines)[-4000:])
+
+
+def env(ctx: Context, rec: Recorder) -> None:
+    """Versions, the GPU, and which SDPA backends are enabled."""
+    rec.set(
+        python=platform.python_version(),
+        executable=sys.executable,
+        platform=platform.platform(),
+        cpus=os.cpu_count(),
+        packages={name: _version(name) for name in PACKAGES},
+        torch_cuda=torch.version.cuda,
+        cuda_available=torch.cuda.is_available(),
+    )
+    if ctx.device.type != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise RuntimeError("no CUDA device is visible to torch")
+    props = torch.cuda.get_device_properties(ctx.device)
+    rec.set(
+        gpu=props.name,
+        capability=f"{props.major}.{props.minor}",
+        gpu_memory_gib=props.total_memory / 2**30,
+        multiprocessors=props.multi_processor_count,
+        cudnn=torch.backends.cudnn.version(),
+        sdpa_enabled={
+            "flash": torch.backends.cuda.flash_sdp_enabled(),
+            "efficient": torch.backends.cuda.mem_efficient_sdp_enabled(),
+            "cudnn": torch.backends.cuda.cudnn_sdp_enabled(),
+            "math": torch.backends.cuda.math_sdp_enabled(),
+        },
+        nvidia_smi=_nvidia_smi(),
+    )
+
+
+def step_b8(ctx: Context, rec: Recorder) -> None:
+    """The step at batch 8 on one synthetic batch: time, memory, SDPA backends, bf16 coverage."""
+    from bench.gpu.probes import matmul_dtypes, profile_steps
+    from bench.gpu.step import run_step
+
+    s = ctx.sizes
+    setup = _timed(ctx, rec, s.batch, s.steps, grad_checkpointing=False, reserve_s=s.reserve_s)
+    summary = rec.data
+    slow = summary.get("vs_anchor") is not None and summary["median_step_s"] > ANCHORS["step_s"]
+    write = ctx.trace == "always" or (ctx.trace == "auto" and slow)
+    trace = ctx.out / "trace_step_b8.json.gz" if write else None
+    rec.set(profile=profile_steps(lambda: run_step(setup), ctx.device, s.profile_steps, trace))
+    coverage = matmul_dtypes(lambda: run_step(setup))
+    # The step's matmul work over its median time: how far from the chip's matmul rate it is.
+    rate = coverage["matmul_gflop"] / 1000 / summary["median_step_s"]
+    rec.set(autocast=coverage, matmul_tflop_per_s=rate)
+
+
+def step_b16_gc(ctx: Context, rec: Recorder) -> None:
+    """Batch 16 with gradient checkpointing: does it fit, and how fast is it."""
+    s = ctx.sizes
+    try:
+        _timed(ctx, rec, s.big_batch, s.big_steps, grad_checkpointing=True, reserve_s=5.0)
+    except torch.cuda.OutOfMemoryError as exc:
+        rec.set(fits=False, oom=str(exc).splitlines()[0])
+        return
+    rec.set(fits=True)
+
+
+def loop(ctx: Context, rec: Recorder) -> None:
+    """vla-train itself (defaults but base, batch, steps) on a set generated and converted here."""
+    from bench.gpu.loop_figures import loop_figures, set_info, stream_set
+    from shards.loader_plan import plan_loader
+    from trainer.run.loop import train
+    from trainer.run.metrics import METRICS_FILE, read_metrics
+    from trainer.run.train_config import TrainConfig
+
+    s = ctx.sizes
+    shards = stream_set(
+        ctx.work / "loop", s.loop_episodes, s.loop_episode_steps, s.loop_shard_samples, CAMERAS
+    )
+    rec.set(shard_set=set_info(shards))
+    cfg = TrainConfig(
+        shards=(str(shards),), run_dir=ctx.work / "loop" / "run", base=s.base,
+        batch_size=s.batch, max_steps=s.loop_steps,
+    )  # fmt: skip
+    plan = plan_loader(cfg.workers, cfg.decode_threads)  # what vla-train will choose
+    rec.set(
+        options={"workers": plan.workers, "decode_threads": plan.decode_threads,
+                 "loader": plan.reason, "shuffle_buffer": cfg.shuffle_buffer,
+                 "image_aug": cfg.image_aug},
+    )  # fmt: skip
+    figures_of = (s.batch, s.loop_skip, ANCHORS["data_wait_goal"])
+    stop = threading.Event()
+
+    def watch() -> None:  # figures so far, in case the part is stopped at its budget
+        while not stop.wait(5.0):
+            if (cfg.run_dir / METRICS_FILE).exists():
+                rec.set(**loop_figures(read_metrics(cfg.run_dir), *figures_of))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    start = time.perf_counter()
+    try:
+        train(cfg)
+    finally:
+        stop.set()
+        watcher.join()
+    rec.set(train_s=time.perf_counter() - start)
+    rec.set(**loop_figures(read_metrics(cfg.run_dir), *figures_of))
+
+
+def learn_tiny(ctx: Context, rec: Recorder) -> None:
+    """The CPU learning test's two runs, on this device: learn from images, and not from blanks."""
+    import tests.learning_fixtures as lf
+    from trainer.run.metrics import read_metrics
+
+    steps = ctx.sizes.learn_steps
+    root = ctx.work / "learn"
+    shards = lf.learning_set(root / "data")
+    start = time.perf_counter()
+    cfg = lf.train_tiny(shards, root / "run", steps=steps)
+    rec.set(steps=steps, train_s=time.perf_counter() - start)
+    train_l1, held_l1 = (lf.predicted_l1(shards, cfg.run_dir, split) for split in ("train", "val"))
+    train_c, held_c = (lf.best_constant_l1(shards, split) for split in ("train", "val"))
+    logged = read_metrics(cfg.run_dir)
+    rec.set(
+        train_l1=train_l1, train_constant=train_c, train_ratio=train_l1 / train_c,
+        train_bound=lf.TRAIN_BOUND, train_pass=train_l1 < lf.TRAIN_BOUND * train_c,
+        held_l1=held_l1, held_constant=held_c, held_ratio=held_l1 / held_c,
+        held_bound=lf.HELD_BOUND, held_pass=held_l1 < lf.HELD_BOUND * held_c,
+        loss_smooth_last=logged[-1]["loss_smooth"],
+    )  # fmt: skip
+    if steps == lf.STEPS:  # the CPU reference curve is for the full run only
+        reference = json.loads(lf.CURVE_FILE.read_text())["loss_smooth"]
+        mine = lf.curve(logged)
+        gap = max(abs(a - b) for a, b in zip(mine, reference, strict=True))
+        rec.set(curve_max_gap=gap, curve_cpu_tolerance=lf.CURVE_TOLERANCE)
+    blank = lf.learning_set(root / "blank_data", blank_images=True)
+    blank_cfg = lf.train_tiny(blank, root / "blank_run", steps=steps)
+    blank_l1 = lf.predicted_l1(blank, blank_cfg.run_dir, "val")
+    blank_c = lf.best_constant_l1(blank, "val")
+    rec.set(
+        blank_held_l1=blank_l1, blank_held_constant=blank_c, blank_ratio=blank_l1 / blank_c,
+        blank_bound=lf.BLANK_BOUND, blank_pass=blank_l1 > lf.BLANK_BOUND * blank_c,
+    )  # fmt: skip
+
+
+def learn_7b(ctx: Context, rec: Recorder) -> None:
+    """`base` streaming the learnable set for some steps: loss and gradient norm stay finite."""
+    import tests.learning_fixtures as lf
+    from bench.gpu.step import step_setup, time_steps
+    from trainer.run.train_config import TrainConfig
+
+    s = ctx.sizes
+    shards = lf.learning_set(ctx.work / "learn_long")
+    setup = step_setup(
+        s.base, s.batch, CAMERAS, ctx.device, shards=str(shards), workers=TrainConfig.workers
+    )
+    rec.set(base=s.base, batch=s.batch, build_s=setup.build_s, steps_asked=s.long_steps)
+
+    def record(times) -> None:
+        rec.set(
+            steps=len(times.step_s),
+            loss=times.loss,
+            grad_norm=times.grad_norm,
+            finite=all(math.isfinite(v) for v in times.loss + times.grad_norm),
+            median_step_s=statistics.median(times.step_s) if times.step_s else None,
+        )
+
+    time_steps(setup, 0, s.long_steps, ctx.deadline - 5, grad_norm=True, on_step=record)
+    losses = rec.data["loss"]
+    ends = max(1, min(10, len(losses) // 2))  # mean of the first and of the last (up to) 10
+    rec.set(loss_first=statistics.mean(losses[:ends]), loss_last=statistics.mean(losses[-ends:]))
+
+
+PARTS: dict[str, Callable[[Context, Recorder], None]] = {
+    "env": env,
+    "step_b8": step_b8,
+    "step_b16_gc": step_b16_gc,
+    "loop": loop,
+    "learn_tiny": learn_tiny,
+    "learn_7b": learn_7b,
+}
+
+
+def _timed(
+    ctx: Context, rec: Recorder, batch: int, steps: int, grad_checkpointing: bool, reserve_s: float
+):
+    """Build, then time steps on the synthetic batch, recording as they come.
+
+    Timing stops `reserve_s` before the part's deadline, leaving that for what follows.
+    """
+    from bench.gpu.step import step_setup, time_steps
+
+    s = ctx.sizes
+    setup = step_setup(s.base, batch, CAMERAS, ctx.device, grad_checkpointing)
+    rec.set(
+        base=s.base, batch=batch, images=len(CAMERAS), grad_checkpointing=grad_checkpointing,
+        build_s=setup.build_s, parameters=setup.run.model.trainable_parameters(),
+    )  # fmt: skip
+    anchored = s.base == BASE_7B and ctx.device.type == "cuda" and batch == 8
+
+    def record(times) -> None:
+        summary = times.summary(batch)
+        rec.set(**summary, **(vs_anchors(summary) if anchored and times.step_s else {}))
+
+    record(time_steps(setup, s.warmup, steps, ctx.deadline - reserve_s, on_step=record))
+    return setup
+
+
+def vs_anchors(summary: dict[str, Any]) -> dict[str, Any]:
+    step = summary["median_step_s"]
+    return {
+        "vs_anchor": {
+            "step_ratio": step / ANCHORS["step_s"],
+            "samples_ratio": summary["samples_per_s"] / ANCHORS["samples_per_s"],
+            "peak_ratio": summary["peak_allocated_gib"] / ANCHORS["peak_gib"],
+            "goal_met": step <= ANCHORS["goal_step_s"],
+            "moonshot_met": step <= ANCHORS["moonshot_step_s"],
+        }
+    }
+
+
+def plain(value: Any) -> Any:
+    """JSON for what json cannot write: numpy and 0-d torch scalars by value, else the text."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else str(value)
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _nvidia_smi() -> str | None:
+    query = "name,driver_version,clocks.sm,clocks.max.sm,power.draw,power.limit,temperature.gpu"
+    try:
+        done = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={query}", "--format=csv"],
+            capture_output=True, text=True, timeout=20, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"unavailable: {exc}"
+    return done.stdout.strip()

@@ -1,0 +1,145 @@
+"""`vla-train export`: a step-N/ folder in OpenVLA-OFT's layout, or merged into the base weights."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.files import read_json
+from shards.format import STATS_FILE
+from trainer.inference.checkpoint_info import read_checkpoint
+from trainer.inference.policy import resolve_device
+from trainer.model import ActionModel, load_model
+from trainer.model.model_config import BASE_7B_RANDOM, BASE_TINY
+from trainer.model.model_files import ADAPTER_FILE, HEAD_FILE, PROPRIO_FILE, read_tensors
+from trainer.model.oft_files import write_oft
+from trainer.model.weights import (
+    INDEX_FILE,
+    published_shapes,
+    resolve_base_dir,
+    to_published_name,
+    write_state_dict,
+)
+from trainer.run.checkpoint import CheckpointError
+from trainer.run.disk_space import folder_bytes
+from trainer.run.folder_write import write_folder
+from trainer.run.train_config import ConfigError
+
+TARGETS = ("oft", "merged")
+ADAPTER_CONFIG = "adapter_config.json"  # written by peft beside the adapter
+_STEP = re.compile(r"step-(\d+)")
+
+
+@dataclass
+class ExportConfig:
+    """Which checkpoint to write where, in which layout."""
+
+    step_dir: Path
+    """A RUN_DIR/step-N folder."""
+    out: Path
+    """A new (or empty) folder to write."""
+    to: str = "oft"
+    """"oft": OFT's checkpoint folder (lora_adapter/, action_head--N_checkpoint.pt,
+    dataset_statistics.json) plus the merged model OFT's evaluation loads from it;
+    "merged": the LoRA merged into the base, in openvla-7b's layout."""
+    base: str | None = None
+    """Base to merge into; default the one the run trained on."""
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        self.step_dir, self.out = Path(self.step_dir), Path(self.out)
+        if self.to not in TARGETS:
+            raise ConfigError(f"--to must be one of {', '.join(TARGETS)}")
+        if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
+            raise ConfigError(f"{self.out}: exists and is not an empty folder; choose a new OUT")
+
+
+def export(cfg: ExportConfig) -> Path:
+    """Write cfg.out whole or not at all (a temporary folder renamed at the end), after
+    checking the checkpoint's checksums and the space the output needs."""
+    info = read_checkpoint(cfg.step_dir)
+    if info.oft is not None:
+        raise CheckpointError(f"{cfg.step_dir}: already an OpenVLA-OFT folder; nothing to export")
+    if info.model.film:
+        raise CheckpointError(
+            f"{cfg.step_dir}: trained with --film; exporting FiLM towers is not supported yet "
+            "(openvla-7b's layout has no place for them)"
+        )
+    if info.model.proprio_dim and cfg.to == "merged":
+        raise CheckpointError(
+            f"{cfg.step_dir}: trained with the robot state (--proprio); openvla-7b's layout "
+            "has no place for its projector: export --to oft, which writes it beside the head"
+        )
+    out_existed = cfg.out.exists()
+    policy = load_model(cfg.step_dir, cfg.base, resolve_device(cfg.device))
+    needed = sum(t.numel() * t.element_size() for t in policy.vla.state_dict().values())
+    if cfg.to == "oft":
+        needed += folder_bytes(cfg.step_dir)
+    # Unique to this process: exports running at once never share or delete each other's.
+    tmp = cfg.out.parent / f".{cfg.out.name}.export-{os.getpid()}-{secrets.token_hex(4)}"
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    write_folder(tmp, lambda folder: _write(cfg, policy, folder), needed, str(cfg.out), False)
+    _move_into_place(tmp, cfg.out, out_existed)
+    return cfg.out
+
+
+def _write(cfg: ExportConfig, policy: ActionModel, tmp: Path) -> None:
+    if cfg.to == "oft":
+        match = _STEP.fullmatch(cfg.step_dir.name)
+        config_path = cfg.step_dir / ADAPTER_CONFIG
+        read_json(config_path, CheckpointError, "export a whole step-N folder")  # copied as is
+        write_oft(
+            tmp,
+            int(match.group(1)) if match else 0,
+            adapter=read_tensors(cfg.step_dir / ADAPTER_FILE),
+            adapter_config=config_path.read_text(),
+            head=read_tensors(cfg.step_dir / HEAD_FILE),
+            stats_text=(cfg.step_dir / STATS_FILE).read_text(),
+            proprio=read_tensors(cfg.step_dir / PROPRIO_FILE) if policy.config.proprio_dim
+            else None,
+        )  # fmt: skip
+    write_merged(policy, tmp)
+
+
+def _move_into_place(tmp: Path, out: Path, out_existed: bool) -> None:
+    """Rename `tmp` to `out`: over the empty folder that was there, or where none was; OUT
+    written by someone else meanwhile is refused and left alone."""
+    try:
+        if not out_existed and out.exists():
+            raise FileExistsError(errno.EEXIST, "exists", str(out))
+        os.rename(tmp, out)  # replaces an empty folder; a filled one fails (ENOTEMPTY)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise CheckpointError(
+                f"{out}: appeared while exporting (another export into it?); left as it is, "
+                "nothing written; choose a new OUT"
+            ) from None
+        raise
+
+
+def write_merged(policy: ActionModel, out: Path) -> None:
+    """The base with LoRA folded in (W + BA * alpha/r), published names, beside the base's
+    config and tokenizer files: a folder `--base` (ours) or from_pretrained (OFT's) reads."""
+    base_name = policy.config.base
+    merged = policy.vla.merge_and_unload()
+    state = {to_published_name(k): v for k, v in merged.state_dict().items()}
+    if set(state) != set(published_shapes(merged)):
+        raise RuntimeError("merged state dict does not have the published names")
+    write_state_dict(state, out)
+    if base_name in (BASE_TINY, BASE_7B_RANDOM):
+        (out / "config.json").write_text(json.dumps(merged.spec, indent=2, sort_keys=True) + "\n")
+        policy.tokenizer.save_pretrained(out)
+        return
+    # The base's own config, tokenizer, processor and remote-code files: the weights keep
+    # every name and shape, so they still describe the merged model.
+    source = resolve_base_dir(base_name)
+    for file in sorted(source.iterdir()):
+        if file.is_file() and not file.name.endswith(".safetensors") and file.name != INDEX_FILE:
+            shutil.copy2(file, out / file.name)
