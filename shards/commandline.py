@@ -23,6 +23,10 @@ def one_line_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except (UserError, OSError) as exc:
+            code = getattr(exc, "exit_code", 1)
+            if code != 1:  # not an error: a stop on request, with a code scripts act on
+                click.echo(error_line(exc), err=True)
+                raise click.exceptions.Exit(code) from None
             raise click.ClickException(error_line(exc)) from None
 
     return wrapper

@@ -14,6 +14,7 @@ The device side (augmentation, normalization, tokens) is trainer.data.batches.
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -166,8 +167,17 @@ def make_loader(
         num_workers=cfg.workers,
         pin_memory=cfg.pin_memory,
         prefetch_factor=2 if cfg.workers else None,
+        worker_init_fn=_leave_stops_to_the_parent,
     )
     return BatchLoader(loader)
+
+
+def _leave_stops_to_the_parent(worker: int) -> None:
+    """Ctrl-C reaches every process of the terminal's group, a scheduler's SIGTERM every
+    process of the job: the training process decides when to stop and ends its workers
+    itself, so a worker takes neither as its own (no KeyboardInterrupt traceback mid-decode)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _stream_batches(

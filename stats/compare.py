@@ -77,6 +77,6 @@ def _compare_arrays(quantity: str, expected: ArrayStats, actual: ArrayStats) -> 
             same = np.array_equal(want, got)
         if not same:
             dim = int(np.argmax(np.abs(np.asarray(want, float) - np.asarray(got, float))))
-            detail = f"dim {dim}: stats.json {want[dim]!r}, samples {got[dim]!r}"
+            detail = f"dim {dim}: stats.json {float(want[dim])!r}, samples {float(got[dim])!r}"
             problems.append(StatsMismatch(quantity, key, detail))
     return problems

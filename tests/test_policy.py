@@ -21,6 +21,7 @@ from trainer.inference.checkpoint_info import read_checkpoint
 from trainer.inference.policy import Policy
 from trainer.inference.predict import PredictConfig, compare
 from trainer.run.checkpoint import CheckpointError
+from trainer.run.checksums import write_checksums
 from trainer.run.loop import train
 from trainer.run.metrics import read_metrics
 from trainer.run.train_config import TrainConfig
@@ -128,6 +129,7 @@ def test_a_checkpoint_with_several_datasets(trained, tmp_path):
     shutil.copytree(run_dir / f"step-{STEPS}", ckpt)
     entry = json.loads((ckpt / "stats.json").read_text())[TOY_DATASET]
     (ckpt / "stats.json").write_text(json.dumps({TOY_DATASET: entry, "other": entry}))
+    write_checksums(ckpt)  # as a run on a mixture saves it
     info = read_checkpoint(ckpt)
     with pytest.raises(CheckpointError, match=r"several datasets \(other, toy\)"):
         info.select()
@@ -182,4 +184,5 @@ def test_predict_refuses_nan_statistics_in_the_set_or_the_checkpoint(trained, tm
     bad_ckpt = tmp_path / "ckpt"
     shutil.copytree(ckpt, bad_ckpt)
     nan_statistic(bad_ckpt)
+    write_checksums(bad_ckpt)  # saved that way, not damaged since
     _fails_with(_predict(bad_ckpt, shards), f"{bad_ckpt / 'stats.json'}: dataset 'toy': action.q99")

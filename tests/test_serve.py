@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -251,3 +252,14 @@ def test_serve_cli_errors_are_one_line(ckpt, tmp_path):
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     wrong = runner.invoke(main, ["serve", str(ckpt), "--cameras", "head"])
     assert wrong.exit_code != 0 and "OpenVLA-OFT folders" in wrong.output
+
+
+def test_serve_refuses_a_damaged_checkpoint_naming_the_file(ckpt, tmp_path):
+    damaged = shutil.copytree(ckpt, tmp_path / "step-1")
+    adapter = damaged / "adapter_model.safetensors"
+    data = bytearray(adapter.read_bytes())
+    data[-100] ^= 0xFF  # one flipped bit pattern inside the tensor data: still parses
+    adapter.write_bytes(bytes(data))
+    result = CliRunner().invoke(main, ["serve", str(damaged), "--port", "0", "--device", "cpu"])
+    assert result.exit_code != 0 and f"{adapter}: damaged" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1

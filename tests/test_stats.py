@@ -308,3 +308,14 @@ def test_normalize_works_on_torch_tensors(norm_stats):
 def test_unknown_normalization_is_rejected(norm_stats):
     with pytest.raises(ValueError, match="unknown normalization 'zscore'"):
         bounds(norm_stats[1], "zscore")
+
+
+def test_a_statistics_mismatch_is_described_with_plain_numbers():
+    from stats.compare import compare
+
+    rows = np.array([[0.0, 1.0], [2.0, -5.51], [1.0, 3.0]])
+    expected = dataset_stats([rows], None)
+    shifted = rows.copy()
+    shifted[1, 1] = -6.0
+    details = {m.key: m.detail for m in compare(expected, dataset_stats([shifted], None))}
+    assert details["min"] == "dim 1: stats.json -5.51, samples -6.0"

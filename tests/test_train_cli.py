@@ -144,12 +144,17 @@ def test_a_checkpoint_from_before_set_digests_still_resumes(toy_shards, tmp_path
     run_dir = _one_step_run(toy_shards, tmp_path / "r")
     path = tmp_path / "r" / "step-1" / "trainer_state.pt"
     state = torch.load(path, weights_only=True)
-    state["sets"] = [{k: v for k, v in s.items() if k != "digest"} for s in state["sets"]]
+    state["sets"] = [
+        {k: v for k, v in s.items() if k not in ("digest", "stats_digest")} for s in state["sets"]
+    ]
     torch.save(state, path)
+    (path.parent / "checksums.sha256").unlink()  # nor checksums, which came later still
     caplog.set_level(logging.WARNING)
     result = run("--resume", run_dir, "--max-steps", "2")
     assert result.exit_code == 0, result.output
     assert "records no digest of its shard sets" in caplog.text
+    assert "records no digest of its sets' stats.json" in caplog.text
+    assert "records no checksums (saved by an older version)" in caplog.text
     assert [r["step"] for r in read_metrics(tmp_path / "r")] == [1, 2]
 
 

@@ -83,7 +83,7 @@ def _option(name: str, help: str, **kwargs: Any):
 )
 @click.option(
     "--allow-new-data", is_flag=True,
-    help="With --resume: go on although a set's shards differ from those the run trained on.",
+    help="With --resume: go on although a set's shards or stats.json differ from the run's.",
 )  # fmt: skip
 @_option("base", "tiny, openvla-7b-random, a local openvla-7b folder or a hub id.")
 @_option("lora_rank", "LoRA rank r (alpha = min(r, 16)).")
@@ -136,13 +136,15 @@ def train(ctx: click.Context, resume: str | None, allow_new_data: bool, **option
     """Train on --shards into --run-dir, or continue a run with --resume RUN_DIR."""
     if allow_new_data and resume is None:
         raise ConfigError("--allow-new-data goes with --resume RUN_DIR")
-    cfg = _config(ctx, resume, options)
-    train_run(cfg, resume=resume is not None, allow_new_data=allow_new_data)
-
-
-def _config(ctx: click.Context, resume: str | None, options: dict[str, Any]) -> TrainConfig:
     if resume is None:
-        return TrainConfig(**options)
+        train_run(TrainConfig(**options))
+        return
+    ckpt = latest_checkpoint(Path(resume))  # the newest whole one, said when it is not the last
+    cfg = _resumed_config(ctx, ckpt, options)
+    train_run(cfg, resume=True, allow_new_data=allow_new_data, ckpt=ckpt)
+
+
+def _resumed_config(ctx: click.Context, ckpt: Path, options: dict[str, Any]) -> TrainConfig:
     given = {
         name: value
         for name, value in options.items()
@@ -150,8 +152,7 @@ def _config(ctx: click.Context, resume: str | None, options: dict[str, Any]) -> 
     }
     if "run_dir" in given:
         raise ConfigError("--resume names the run folder; leave out --run-dir")
-    run_dir = Path(resume)
-    return load_config(latest_checkpoint(run_dir)).resumed({**given, "run_dir": run_dir})
+    return load_config(ckpt).resumed({**given, "run_dir": ckpt.parent})
 
 
 @main.command()

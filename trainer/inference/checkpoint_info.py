@@ -13,6 +13,7 @@ from trainer.model import ModelConfig
 from trainer.model.model_files import ADAPTER_FILE, HEAD_FILE, MODEL_CONFIG_FILE, read_model_config
 from trainer.model.oft_files import OftCheckpoint, OftOptions, is_oft_folder, read_oft
 from trainer.run.checkpoint import CheckpointError, checkpoints, load_config, load_jpeg_storage
+from trainer.run.checksums import check_checkpoint
 from trainer.run.train_config import TRAIN_CONFIG_FILE, TrainConfig
 
 # OFT's evaluation JPEG-encodes frames with tf.image.encode_jpeg's defaults: quality 95, 4:2:0.
@@ -71,6 +72,7 @@ def read_checkpoint(
         saved = checkpoints(ckpt)
         fix = f"one of its step-N folders, e.g. {saved[-1][1]}" if saved else "a whole step-N"
         raise CheckpointError(f"{ckpt}: missing {', '.join(missing)}; pass {fix}")
+    check_checkpoint(ckpt)  # a damaged file is named here, before anything reads it
     stats = read_stats(ckpt / STATS_FILE)
     run, model = load_config(ckpt), read_model_config(ckpt)
     info = CheckpointInfo(ckpt, run, model, stats, jpeg=load_jpeg_storage(ckpt))

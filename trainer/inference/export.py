@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.files import read_json
 from shards.format import STATS_FILE
 from trainer.inference.checkpoint_info import read_checkpoint
 from trainer.inference.policy import resolve_device
@@ -24,6 +27,8 @@ from trainer.model.weights import (
     write_state_dict,
 )
 from trainer.run.checkpoint import CheckpointError
+from trainer.run.disk_space import folder_bytes
+from trainer.run.folder_write import write_folder
 from trainer.run.train_config import ConfigError
 
 TARGETS = ("oft", "merged")
@@ -56,7 +61,8 @@ class ExportConfig:
 
 
 def export(cfg: ExportConfig) -> Path:
-    """Write cfg.out whole or not at all (a temporary folder renamed at the end)."""
+    """Write cfg.out whole or not at all (a temporary folder renamed at the end), after
+    checking the checkpoint's checksums and the space the output needs."""
     info = read_checkpoint(cfg.step_dir)
     if info.oft is not None:
         raise CheckpointError(f"{cfg.step_dir}: already an OpenVLA-OFT folder; nothing to export")
@@ -70,30 +76,52 @@ def export(cfg: ExportConfig) -> Path:
             f"{cfg.step_dir}: trained with the robot state (--proprio); openvla-7b's layout "
             "has no place for its projector: export --to oft, which writes it beside the head"
         )
-    tmp = cfg.out.parent / f".{cfg.out.name}.export-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        if cfg.to == "oft":
-            match = _STEP.fullmatch(cfg.step_dir.name)
-            write_oft(
-                tmp,
-                int(match.group(1)) if match else 0,
-                adapter=read_tensors(cfg.step_dir / ADAPTER_FILE),
-                adapter_config=(cfg.step_dir / ADAPTER_CONFIG).read_text(),
-                head=read_tensors(cfg.step_dir / HEAD_FILE),
-                stats_text=(cfg.step_dir / STATS_FILE).read_text(),
-                proprio=read_tensors(cfg.step_dir / PROPRIO_FILE) if info.model.proprio_dim
-                else None,
-            )  # fmt: skip
-        policy = load_model(cfg.step_dir, cfg.base, resolve_device(cfg.device))
-        write_merged(policy, tmp)
-        if cfg.out.exists():
-            cfg.out.rmdir()  # checked empty above
-        os.replace(tmp, cfg.out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    out_existed = cfg.out.exists()
+    policy = load_model(cfg.step_dir, cfg.base, resolve_device(cfg.device))
+    needed = sum(t.numel() * t.element_size() for t in policy.vla.state_dict().values())
+    if cfg.to == "oft":
+        needed += folder_bytes(cfg.step_dir)
+    # Unique to this process: exports running at once never share or delete each other's.
+    tmp = cfg.out.parent / f".{cfg.out.name}.export-{os.getpid()}-{secrets.token_hex(4)}"
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    write_folder(tmp, lambda folder: _write(cfg, policy, folder), needed, str(cfg.out), False)
+    _move_into_place(tmp, cfg.out, out_existed)
     return cfg.out
+
+
+def _write(cfg: ExportConfig, policy: ActionModel, tmp: Path) -> None:
+    if cfg.to == "oft":
+        match = _STEP.fullmatch(cfg.step_dir.name)
+        config_path = cfg.step_dir / ADAPTER_CONFIG
+        read_json(config_path, CheckpointError, "export a whole step-N folder")  # copied as is
+        write_oft(
+            tmp,
+            int(match.group(1)) if match else 0,
+            adapter=read_tensors(cfg.step_dir / ADAPTER_FILE),
+            adapter_config=config_path.read_text(),
+            head=read_tensors(cfg.step_dir / HEAD_FILE),
+            stats_text=(cfg.step_dir / STATS_FILE).read_text(),
+            proprio=read_tensors(cfg.step_dir / PROPRIO_FILE) if policy.config.proprio_dim
+            else None,
+        )  # fmt: skip
+    write_merged(policy, tmp)
+
+
+def _move_into_place(tmp: Path, out: Path, out_existed: bool) -> None:
+    """Rename `tmp` to `out`: over the empty folder that was there, or where none was; OUT
+    written by someone else meanwhile is refused and left alone."""
+    try:
+        if not out_existed and out.exists():
+            raise FileExistsError(errno.EEXIST, "exists", str(out))
+        os.rename(tmp, out)  # replaces an empty folder; a filled one fails (ENOTEMPTY)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise CheckpointError(
+                f"{out}: appeared while exporting (another export into it?); left as it is, "
+                "nothing written; choose a new OUT"
+            ) from None
+        raise
 
 
 def write_merged(policy: ActionModel, out: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 from peft import get_peft_model_state_dict, set_peft_model_state_dict
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from common.files import read_json
 
@@ -17,7 +17,7 @@ from .action_model import ActionModel, build_model
 from .film import film_parameters
 from .head import with_current_names
 from .model_config import ModelConfig, ModelLoadError
-from .weights import check_state_dict
+from .weights import check_state_dict, load_safetensors
 
 ADAPTER_FILE = "adapter_model.safetensors"  # written by peft's save_pretrained
 HEAD_FILE = "action_head.safetensors"
@@ -56,7 +56,7 @@ def read_model_config(ckpt_dir: Path) -> ModelConfig:
 def read_tensors(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ModelLoadError(f"{path} is missing; point at a folder save_model wrote")
-    return load_file(path, device=str(device))
+    return load_safetensors(path, device)
 
 
 def adapter_shapes(policy: ActionModel) -> dict[str, tuple[int, ...]]:

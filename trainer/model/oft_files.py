@@ -9,13 +9,14 @@ name the head `action_head--latest_checkpoint.pt` instead.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from common.files import read_json, read_text
 from stats.compute import DatasetStats
@@ -24,6 +25,7 @@ from stats.io import parse_stats
 from .action_model import ActionModel
 from .model_config import ModelLoadError
 from .model_files import adapter_shapes, load_module, load_weights
+from .weights import load_safetensors
 
 ADAPTER_DIR = "lora_adapter"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -127,7 +129,7 @@ def read_oft(path: Path) -> OftCheckpoint:
     return OftCheckpoint(
         path=path,
         step=head_path.name.split("--")[1].removesuffix("_checkpoint.pt"),
-        adapter=load_file(weights),
+        adapter=load_safetensors(weights),
         lora_rank=rank,
         base=config.get("base_model_name_or_path") or None,
         head=head,
@@ -182,11 +184,19 @@ def write_oft(
     save_file(adapter, adapter_dir / ADAPTER_WEIGHTS, metadata={"format": "pt"})
     (adapter_dir / ADAPTER_CONFIG).write_text(adapter_config)
     prefixed = {DDP_PREFIX + k: v for k, v in head.items()}
-    torch.save(prefixed, out / f"action_head--{step}_checkpoint.pt")
+    _save_torch(prefixed, out / f"action_head--{step}_checkpoint.pt")
     if proprio is not None:
         prefixed = {DDP_PREFIX + k: v for k, v in proprio.items()}
-        torch.save(prefixed, out / f"proprio_projector--{step}_checkpoint.pt")
+        _save_torch(prefixed, out / f"proprio_projector--{step}_checkpoint.pt")
     (out / STATS_FILE).write_text(stats_text)
+
+
+def _save_torch(state: dict[str, torch.Tensor], path: Path) -> None:
+    """torch.save through memory: written by Python, a full disk is an OSError naming the
+    file (torch's own writer reports it as a bare RuntimeError)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    path.write_bytes(buffer.getvalue())
 
 
 # OFT sets chunk and normalization per robot platform in prismatic/vla/constants.py, keyed

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
@@ -89,11 +90,19 @@ def _weight_files(directory: Path) -> list[Path]:
     return files
 
 
+def load_safetensors(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """A safetensors file; truncated or overwritten, a ModelLoadError naming it."""
+    try:
+        return load_file(path, device=str(device))
+    except SafetensorError as exc:  # the header no longer fits the file
+        raise ModelLoadError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
 def read_state_dict(directory: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """All shards merged, keys as published."""
     state = {}
     for path in _weight_files(directory):
-        for key, tensor in load_file(path, device=str(device)).items():
+        for key, tensor in load_safetensors(path, device).items():
             if not key.endswith(_IGNORED_SUFFIXES):
                 state[key] = tensor
     return state

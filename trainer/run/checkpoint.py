@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
-import os
 import random
 import re
 import shutil
@@ -15,10 +16,15 @@ import numpy as np
 import torch
 
 from common.errors import UserError
-from common.files import read_text
+from common.files import read_json, read_text
 from shards.format import STATS_FILE, JpegStorage, jpeg_storage
 from shards.mixture import Mixture
+from shards.source import ShardSet
 from trainer.model import ActionModel, save_model
+from trainer.run.disk_space import folder_bytes
+from trainer.run.folder_write import rename_into_place, write_folder
+from trainer.run.metrics import METRICS_FILE
+from trainer.run.run_folder import read_state, refuse_another_run, usable_checkpoint
 from trainer.run.train_config import TRAIN_CONFIG_FILE, TrainConfig
 
 STATE_FILE = "trainer_state.pt"
@@ -43,26 +49,36 @@ def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 
 def latest_checkpoint(run_dir: Path) -> Path:
-    found = checkpoints(run_dir)
-    if not found:
-        raise CheckpointError(f"{run_dir}: no step-N checkpoint to resume from")
-    return found[-1][1]
+    """The newest step-N whose files are whole (checksums, trainer state); see resumable."""
+    return resumable(run_dir)[0]
+
+
+def resumable(run_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The newest step-N whose checksums hold and whose state reads, and that state; each
+    newer one skipped is a warning naming the damaged file."""
+    return usable_checkpoint(run_dir, checkpoints(run_dir), STATE_FILE)
 
 
 def resume_point(
-    run_dir: Path, resume: bool, mixture: Mixture, world_size: int, allow_new_data: bool
+    run_dir: Path,
+    resume: bool,
+    mixture: Mixture,
+    world_size: int,
+    allow_new_data: bool,
+    ckpt: Path | None = None,
 ) -> tuple[Path | None, dict[str, Any] | None]:
-    """The run's latest step-N and its state when resuming, checked against this data; a new
-    run refuses a folder that already holds checkpoints."""
+    """The run's newest whole step-N (`ckpt` when the caller chose it) and its state when
+    resuming, checked against this data; a new run refuses a folder that already holds
+    checkpoints, or the metrics of another run."""
     if not resume:
         if checkpoints(run_dir):
             raise CheckpointError(
                 f"{run_dir} already holds checkpoints: continue it with --resume "
                 f"{run_dir}, or choose another --run-dir"
             )
+        refuse_another_run(run_dir, METRICS_FILE)
         return None, None
-    ckpt = latest_checkpoint(run_dir)
-    state = load_state(ckpt)
+    ckpt, state = (ckpt, load_state(ckpt)) if ckpt else resumable(run_dir)
     check_compatible(state, ckpt, mixture, world_size, allow_new_data)
     return ckpt, state
 
@@ -71,14 +87,21 @@ def mixture_signature(mixture: Mixture) -> list[dict[str, Any]]:
     """What the trained head, the normalization and the data order depend on, per set."""
     return [
         {
-            "dataset": m.dataset,
-            "action_dim": m.action_dim,
-            "chunk": m.chunk,
+            "dataset": s.manifest.dataset,
+            "action_dim": s.manifest.action_dim,
+            "chunk": s.manifest.chunk,
             "weight": weight,
-            "digest": m.digest(),  # the shards themselves: a re-made set of one name differs
+            "digest": s.manifest.digest(),  # the shards: a re-made set of one name differs
+            "stats_digest": stats_digest(s),  # the normalization the head learned in
         }
-        for m, weight in zip((s.manifest for s in mixture.sets), mixture.weights, strict=True)
+        for s, weight in zip(mixture.sets, mixture.weights, strict=True)
     ]
+
+
+def stats_digest(shard_set: ShardSet) -> str:
+    """sha256 of the set's own stats.json entry, key order and layout aside."""
+    entry = json.loads(shard_set.stats_text)[shard_set.manifest.dataset]
+    return hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()
 
 
 def save_checkpoint(
@@ -89,20 +112,40 @@ def save_checkpoint(
     mixture: Mixture,
     state: dict[str, Any],
 ) -> Path:
-    """Write step-N/ under a temporary name and rename it: a crash never leaves half a step-N."""
+    """Write step-N/ under a temporary name and rename it: a crash never leaves half a step-N.
+
+    The space it needs is checked first; a failure to write leaves the earlier checkpoints as
+    they were and no temporary folder (trainer.run.folder_write).
+    """
     final = run_dir / f"step-{step}"
     tmp = run_dir / f".step-{step}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_model(model, tmp)
-    (tmp / STATS_FILE).write_text(mixture.stats_text())
-    (tmp / TRAIN_CONFIG_FILE).write_text(cfg.to_json(mixture=image_records(mixture)))
-    torch.save(state, tmp / STATE_FILE)
-    if final.exists():  # re-saving a step after a resume from an older one
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    shutil.rmtree(tmp, ignore_errors=True)  # the run holds the folder's lock: no one else's
+    state_bytes = io.BytesIO()  # torch's writer reports a full disk as a bare RuntimeError
+    torch.save(state, state_bytes)
+
+    def write(folder: Path) -> None:
+        save_model(model, folder)
+        (folder / STATS_FILE).write_text(mixture.stats_text())
+        (folder / TRAIN_CONFIG_FILE).write_text(cfg.to_json(mixture=image_records(mixture)))
+        (folder / STATE_FILE).write_bytes(state_bytes.getvalue())
+
+    needed = checkpoint_bytes(run_dir, model, state_bytes.getbuffer().nbytes)
+    write_folder(tmp, write, needed, final.name)
+    # Re-saving a step after a resume from an older one replaces it.
+    rename_into_place(tmp, final, True, needed, final.name)
     for _, old in checkpoints(run_dir)[: -cfg.keep]:
         shutil.rmtree(old)
     return final
+
+
+def checkpoint_bytes(run_dir: Path, model: ActionModel, state_bytes: int) -> int:
+    """About the size of the next step-N: the last one's, else the trainer state plus the
+    trainable weights (LoRA, head) written beside it."""
+    found = checkpoints(run_dir)
+    if found:
+        return folder_bytes(found[-1][1])
+    weights = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    return state_bytes + weights
 
 
 def image_records(mixture: Mixture) -> list[dict[str, Any]]:
@@ -119,7 +162,7 @@ def image_records(mixture: Mixture) -> list[dict[str, Any]]:
 
 def load_jpeg_storage(ckpt: Path) -> dict[str, JpegStorage | None]:
     """Dataset -> how its stored images were JPEG-encoded, from train_config.json."""
-    data = json.loads((ckpt / TRAIN_CONFIG_FILE).read_text())
+    data = read_json(ckpt / TRAIN_CONFIG_FILE, CheckpointError, "pass a whole step-N folder")
     return {r["dataset"]: jpeg_storage(r) for r in data.get("mixture", [])}
 
 
@@ -129,8 +172,7 @@ def load_config(ckpt: Path) -> TrainConfig:
 
 
 def load_state(ckpt: Path) -> dict[str, Any]:
-    # weights_only: only tensors and plain containers, nothing unpickled as code.
-    return torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
+    return read_state(ckpt / STATE_FILE)
 
 
 def check_compatible(
@@ -153,24 +195,7 @@ def check_compatible(
             "resume with the run's own shard sets and weights, in the same order"
         )
     for old, new, shard_set in zip(saved, now, mixture.sets, strict=True):
-        if "digest" not in old:  # saved before digests were recorded
-            log.warning(
-                "%s records no digest of its shard sets: cannot check that %s holds the data "
-                "it was trained on", ckpt, shard_set.source,
-            )  # fmt: skip
-        elif old["digest"] != new["digest"] and allow_new_data:
-            log.warning(
-                "continuing on new data: %s holds other shards than the run's dataset %r "
-                "(digest %.12s, was %.12s)", shard_set.source, old["dataset"], new["digest"],
-                old["digest"],
-            )  # fmt: skip
-        elif old["digest"] != new["digest"]:
-            raise CheckpointError(
-                f"{shard_set.source} holds other shards than the dataset {old['dataset']!r} "
-                f"that {ckpt} was trained on (digest {new['digest']:.12}, was "
-                f"{old['digest']:.12}); resume with the run's own set, or pass "
-                "--allow-new-data to go on with this one on purpose"
-            )
+        _check_same_data(old, new, shard_set, ckpt, allow_new_data)
     if state["world_size"] != world_size:
         raise CheckpointError(
             f"{ckpt} was trained on {state['world_size']} process(es), this is {world_size}; "
@@ -178,8 +203,40 @@ def check_compatible(
         )
 
 
+# Recorded per set; the shards and statistics digests checked apart from the rest.
+_DIGESTS = {
+    "digest": ("shards", "shard sets"),
+    "stats_digest": ("statistics (stats.json)", "sets' stats.json"),
+}
+
+
+def _check_same_data(
+    old: dict[str, Any], new: dict[str, Any], shard_set: ShardSet, ckpt: Path, allow_new: bool
+) -> None:
+    """The set's shards and stats.json are those the run trained on, unless `allow_new`."""
+    for key, (what, unchecked) in _DIGESTS.items():
+        if key not in old:  # saved before this digest was recorded
+            log.warning(
+                "%s records no digest of its %s: cannot check that %s holds the data it was "
+                "trained on", ckpt, unchecked, shard_set.source,
+            )  # fmt: skip
+        elif old[key] != new[key] and allow_new:
+            log.warning(
+                "continuing on new data: %s holds other %s than the run's dataset %r "
+                "(digest %.12s, was %.12s)", shard_set.source, what, old["dataset"], new[key],
+                old[key],
+            )  # fmt: skip
+        elif old[key] != new[key]:
+            raise CheckpointError(
+                f"{shard_set.source} holds other {what} than the dataset {old['dataset']!r} "
+                f"that {ckpt} was trained on (digest {new[key]:.12}, was {old[key]:.12}); "
+                "resume with the run's own set, or pass --allow-new-data to go on with this "
+                "one on purpose"
+            )
+
+
 def _without_digest(signature: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in s.items() if k != "digest"} for s in signature]
+    return [{k: v for k, v in s.items() if k not in _DIGESTS} for s in signature]
 
 
 def _describe(signature: list[dict[str, Any]]) -> str:

@@ -2,75 +2,112 @@
 
 from __future__ import annotations
 
+import math
 import time
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from common.errors import UserError
 from shards.loader_plan import plan_loader
 from shards.reader import make_loader
 from trainer.data.batches import Prefetcher
 from trainer.run.builder import Run, build_run, open_data
-from trainer.run.checkpoint import resume_point, save_checkpoint
+from trainer.run.checkpoint import checkpoints, resume_point, save_checkpoint
 from trainer.run.distributed import init_distributed, shutdown, sum_across
 from trainer.run.metrics import MetricsLogger, truncate_metrics
+from trainer.run.run_folder import remove_stale_temps
+from trainer.run.run_lock import RunLock
 from trainer.run.step import eval_sums, l1_metrics, train_step
+from trainer.run.stop_signals import RunStopped, StopSignals
 from trainer.run.streams import run_stream
 from trainer.run.train_config import TrainConfig
 
 
-def train(cfg: TrainConfig, resume: bool = False, allow_new_data: bool = False) -> Path:
-    """Train until cfg.max_steps; with `resume`, continue exactly from the run's latest step-N.
+def train(
+    cfg: TrainConfig, resume: bool = False, allow_new_data: bool = False, ckpt: Path | None = None
+) -> Path:
+    """Train until cfg.max_steps; with `resume`, continue exactly from the run's newest whole
+    step-N (`ckpt` when the caller already chose it).
 
-    `allow_new_data` lets a resume go on with sets whose shards differ from the run's.
+    `allow_new_data` lets a resume go on with sets whose shards or statistics differ from the
+    run's. The run holds RUN_DIR's lock throughout; SIGTERM or SIGINT saves after the step in
+    progress and ends it with RunStopped.
     """
     dist = init_distributed(cfg.device)
     plan = plan_loader(cfg.workers, cfg.decode_threads)
     # Saved with the run as numbers: a resume elsewhere reads the same streams in the same order.
     cfg = replace(cfg, workers=plan.workers, decode_threads=plan.decode_threads)
     try:
-        cfg, mixture = open_data(cfg, dist)
-        ckpt, state = resume_point(cfg.run_dir, resume, mixture, dist.world_size, allow_new_data)
-        run = build_run(cfg, dist, mixture, ckpt)
-        if state is not None:
-            run.load_state_dict(state)
-            if dist.main:
-                truncate_metrics(cfg.run_dir, run.step)
-        batches = run.train_batches()
-        logger = MetricsLogger(cfg.run_dir, run.step, cfg.max_steps, dist.main)
-        try:
-            logger.message(start_line(run, ckpt))
-            logger.message(plan.line())
-            while run.step < cfg.max_steps:
-                logger.log(step_record(run, batches))
-                if cfg.val_every and run.step % cfg.val_every == 0:
-                    for record in validate(run):
-                        logger.log(record)
-                if run.step % cfg.save_every == 0 or run.step == cfg.max_steps:
-                    save(run, logger)
-        finally:
-            logger.close()
+        with ExitStack() as held:
+            if dist.main:  # before any data or model is opened: a busy folder costs nothing
+                held.enter_context(RunLock(cfg.run_dir))
+                for line in remove_stale_temps(cfg.run_dir):
+                    print(line, flush=True)
+            stop = held.enter_context(StopSignals())
+            cfg, mixture = open_data(cfg, dist)
+            ckpt, state = resume_point(
+                cfg.run_dir, resume, mixture, dist.world_size, allow_new_data, ckpt
+            )
+            run = build_run(cfg, dist, mixture, ckpt)
+            if state is not None:
+                run.load_state_dict(state)
+                if dist.main:
+                    truncate_metrics(cfg.run_dir, run.step)
+            _steps(run, ckpt, plan.line(), stop)
     finally:
         shutdown()
     return cfg.run_dir
 
 
-def step_record(run: Run, batches: Prefetcher) -> dict[str, Any]:
-    """One optimizer step over grad_accum micro-batches; its train record, summed over ranks."""
+def _steps(run: Run, ckpt: Path | None, loader_line: str, stop: StopSignals) -> None:
+    """Step, validate and save to max_steps, or until a stop is asked for."""
+    cfg = run.cfg
+    batches = run.train_batches()
+    logger = MetricsLogger(cfg.run_dir, run.step, cfg.max_steps, run.dist.main)
+    try:
+        logger.message(start_line(run, ckpt))
+        logger.message(loader_line)
+        while run.step < cfg.max_steps:
+            record, stopping = step_record(run, batches, stop.requested is not None)
+            logger.log(record)
+            if cfg.val_every and run.step % cfg.val_every == 0:
+                for val in validate(run):
+                    logger.log(val)
+            if run.step % cfg.save_every == 0 or run.step == cfg.max_steps or stopping:
+                save(run, logger)
+            if stopping:
+                raise RunStopped(
+                    f"{stop.requested or 'stop requested'}: stopped after step {run.step}, "
+                    f"saved in {cfg.run_dir / f'step-{run.step}'}; go on with: vla-train "
+                    f"--resume {cfg.run_dir}"
+                )
+    finally:
+        logger.close()
+
+
+def step_record(run: Run, batches: Prefetcher, stop: bool = False) -> tuple[dict[str, Any], bool]:
+    """One optimizer step over grad_accum micro-batches; its train record, summed over ranks,
+    and whether any rank was asked to stop (`stop` is this rank's request).
+
+    A loss that is not a number stops the run here, before it is logged or saved."""
     cfg, dist = run.cfg, run.dist
     start, waited = time.perf_counter(), batches.wait_s
     lr = run.optimizer.param_groups[0]["lr"]
     sums = train_step(
         run.trained, batches, cfg.grad_accum, run.optimizer, run.scheduler, dist.device
     )
-    bad = torch.tensor([len(run.data_state.bad_shards), len(run.data_state.bad_samples)])
-    totals = sum_across(torch.cat([sums, bad.to(sums)]))
+    # The stop request travels with the step's sums: every rank stops after the same step.
+    counts = [len(run.data_state.bad_shards), len(run.data_state.bad_samples), int(stop)]
+    totals = sum_across(torch.cat([sums, torch.tensor(counts).to(sums)]))
     run.step += 1
     elapsed = time.perf_counter() - start
     l1 = l1_metrics(totals[:6])
-    return {
+    check_finite_loss(l1["loss"], run.step, cfg)
+    record = {
         "step": run.step,
         "split": "train",
         **l1,
@@ -81,6 +118,22 @@ def step_record(run: Run, batches: Prefetcher) -> dict[str, Any]:
         "bad_shards": int(totals[6]),
         "bad_samples": int(totals[7]),
     }
+    return record, bool(totals[8])
+
+
+class TrainingDiverged(UserError):
+    """The loss stopped being a number (too high a learning rate, broken data)."""
+
+
+def check_finite_loss(loss: float, step: int, cfg: TrainConfig) -> None:
+    """Stop at the first loss that is not a number: nothing after it is worth saving."""
+    if not math.isfinite(loss):
+        saved = checkpoints(cfg.run_dir)
+        last = f"the last checkpoint, {saved[-1][1]}, is kept" if saved else "nothing was saved"
+        raise TrainingDiverged(
+            f"step {step}: the training loss is {loss}; stopped without saving ({last}); "
+            f"lower --lr (it is {cfg.lr:g}) or check the data"
+        )
 
 
 def save(run: Run, logger: MetricsLogger) -> None:

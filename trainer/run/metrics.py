@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from collections import deque
 from pathlib import Path
@@ -82,7 +83,8 @@ class MetricsLogger:
     def log(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        self.file.write(json.dumps(record) + "\n")
+        record = {k: _finite_or_none(v) for k, v in record.items()}
+        self.file.write(json.dumps(record, allow_nan=False) + "\n")
         self.file.flush()  # a crash loses at most the current line
         step, split = record["step"], record["split"]
         if self.tensorboard is not None:
@@ -113,6 +115,11 @@ class MetricsLogger:
         if self.tensorboard is not None:
             self.tensorboard.close()
         self.file.close()
+
+
+def _finite_or_none(value: Any) -> Any:
+    """JSON has no NaN or Infinity: such a figure is written as null, keeping the file JSON."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _summary(record: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import ConfigError
+from common.numbers import check_float
 from shards.loader_plan import AUTO, parse_count
 from shards.mixture import parse_source
 from stats.normalize import NORMALIZATIONS
@@ -123,6 +124,8 @@ class TrainConfig:
         if not self.shards:
             raise ConfigError("--shards is required: a shard set folder or URL")
         for spec in self.shards:
+            if not spec.strip():
+                raise ConfigError("--shards is empty: give a shard set folder or URL")
             try:
                 parse_source(spec)
             except ValueError as exc:
@@ -138,8 +141,7 @@ class TrainConfig:
         for name in ("decay_step", "warmup_steps", "seed", "shuffle_buffer", "val_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{_flag(name)} must not be negative")
-        if not self.lr > 0:
-            raise ConfigError("--lr must be positive")
+        self.lr = check_float("--lr", self.lr, above=0)
         if self.episode_tail not in EPISODE_TAILS:
             raise ConfigError(f"--episode-tail must be one of {', '.join(EPISODE_TAILS)}")
         if self.normalization not in NORMALIZATIONS:
