@@ -1,0 +1,1 @@
+"""The simulated world: gym-aloha tasks rendered headless, scripted policies, rollouts, records."""
