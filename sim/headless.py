@@ -1,8 +1,9 @@
-"""Choose MuJoCo's headless OpenGL backend (EGL, else OSMesa) before anything imports it."""
+"""Before MuJoCo loads: its headless OpenGL backend (EGL, else OSMesa), and the [sim] extra."""
 
 from __future__ import annotations
 
 import ctypes.util
+import importlib.util
 import os
 
 from common.errors import UserError
@@ -10,10 +11,21 @@ from common.errors import UserError
 # Debian packages that provide each backend's library.
 PACKAGES = {"egl": "libegl1 libgl1-mesa-dri", "osmesa": "libosmesa6"}
 _LIBRARIES = {"egl": "EGL", "osmesa": "OSMesa"}
+EXTRA = ("mujoco", "dm_control", "gym_aloha", "imageio_ffmpeg")  # what `[sim]` installs
 
 
 class RenderingError(UserError):
     """No headless OpenGL library to render the simulator's cameras with."""
+
+
+def require_extra() -> None:
+    """A user error naming the extra to install, not an ImportError deep inside."""
+    missing = [name for name in EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(
+            f"the simulator is not installed ({', '.join(missing)} missing): "
+            "pip install 'vla-shards[sim]'"
+        )
 
 
 def choose_backend() -> str:

@@ -7,17 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from dm_control import mujoco
+from dm_control.rl import control
+from gym_aloha.constants import ASSETS_DIR, DT
+from gym_aloha.tasks import sim as aloha_tasks
+from gym_aloha.utils import sample_box_pose, sample_insertion_pose
 
 from common.errors import UserError
-from sim.headless import choose_backend
-
-choose_backend()  # before dm_control picks its OpenGL backend at import
-
-from dm_control import mujoco  # noqa: E402
-from dm_control.rl import control  # noqa: E402
-from gym_aloha.constants import ASSETS_DIR, DT  # noqa: E402
-from gym_aloha.tasks import sim as aloha_tasks  # noqa: E402
-from gym_aloha.utils import sample_box_pose, sample_insertion_pose  # noqa: E402
 
 HEIGHT, WIDTH = 480, 640  # gym-aloha's `top` observation; fixed inside its tasks
 CAMERAS = ("top", "angle", "front_close", "left_pillar", "right_pillar")
@@ -132,6 +128,11 @@ class World:
     @property
     def physics(self) -> Any:
         return self._env.physics
+
+    def render(self, cameras: tuple[str, ...]) -> None:
+        """Render these cameras from the next reset or step on (none: physics only)."""
+        self.cameras = check_cameras(cameras)
+        self._env.task.cameras = self.cameras
 
     def reset(self, seed: int) -> Observation:
         task = self._env.task
