@@ -17,9 +17,9 @@ def record_demos(
     success (as the environment does) or after max_steps."""
     if episodes < 1 or max_steps < 1:
         raise SimError("--episodes and --steps must both be at least 1")
+    world = World(env)  # an unknown env stops here, before anything is written
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    world = World(env)
     paths = [out_dir / f"episode_{i}.hdf5" for i in range(episodes)]
     seeds = [seed + i for i in range(episodes)]
     results = rollouts(
