@@ -28,6 +28,15 @@ def require_extra() -> None:
         )
 
 
+def load_triton_first() -> None:
+    """Triton (torch's kernel compiler, where installed) and Mesa's EGL/OSMesa drivers each
+    carry their own LLVM; Triton loaded after Mesa's kills the process with a segfault at
+    import (transformers imports it on demand), while the other order works. So it loads
+    here, before dm_control opens the GL library."""
+    if importlib.util.find_spec("triton") is not None:
+        importlib.import_module("triton")
+
+
 def choose_backend() -> str:
     """MUJOCO_GL as the user set it, else the first headless backend whose library loads.
 

@@ -4,6 +4,8 @@ fails, episodes repeat for a seed, pixels match the stock environment's, videos 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import av
 import gym_aloha  # noqa: F401  (registers the gym ids)
@@ -127,3 +129,10 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path, options, message
     with pytest.raises(SimError, match=message):
         EvalConfig(**{"env": TRANSFER, "out_dir": tmp_path, **options})
     assert not any(tmp_path.iterdir())
+
+
+def test_the_simulator_then_transformers_in_one_process():
+    # Mesa's GL driver loaded before Triton's LLVM used to segfault this import.
+    code = "import sim.world; from transformers.models.bloom import modeling_bloom"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
