@@ -7,8 +7,12 @@ PY := $(VENV)/bin/python
 # the build made for this torch.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 DEMO := .demo
+SIM_DEMO := .eval-demo
+# Headless OpenGL for the simulator's cameras (MuJoCo through EGL). Installed when missing
+# and make runs as root (a fresh CI machine); otherwise named so a user can install them.
+SIM_DEBS := libegl1 libgl1-mesa-dri
 
-.PHONY: demo test lint venv clean
+.PHONY: demo eval-demo test lint venv clean
 
 venv: $(VENV)/.installed
 
@@ -16,7 +20,9 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
-	$(PY) -m pip install -q -e '.[train,s3,lerobot,serve,rlds,dev]' $(TORCH_PINS)
+	dpkg -s $(SIM_DEBS) >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -q && \
+		apt-get install -y -q $(SIM_DEBS); } || echo "warning: install $(SIM_DEBS) to render the simulator"
+	$(PY) -m pip install -q -e '.[train,s3,lerobot,serve,rlds,sim,dev]' $(TORCH_PINS)
 	touch $@
 
 test: venv
@@ -36,5 +42,18 @@ demo: venv
 		--max-steps 20 --batch-size 4 --val-every 10 --save-every 20
 	@echo "metrics: $(DEMO)/run/metrics.jsonl, checkpoint: $(DEMO)/run/step-20/"
 
+# The whole closed loop on CPU: scripted demonstrations in the simulator -> shards -> a tiny
+# model -> its success rate in the same simulator (a tiny CPU model is not expected to succeed).
+eval-demo: venv
+	rm -rf $(SIM_DEMO)
+	$(VENV)/bin/vla-data generate $(SIM_DEMO)/episodes --env aloha-transfer-cube --episodes 4
+	$(VENV)/bin/vla-data convert $(SIM_DEMO)/episodes $(SIM_DEMO)/shards --cameras top:head \
+		--instruction "transfer the cube" --val-episodes 1 --shard-samples 200
+	$(VENV)/bin/vla-train --shards $(SIM_DEMO)/shards --run-dir $(SIM_DEMO)/run --base tiny \
+		--max-steps 40 --batch-size 4 --val-every 20 --save-every 40
+	$(VENV)/bin/vla-train eval $(SIM_DEMO)/run/step-40 --env aloha-transfer-cube --episodes 3 \
+		--max-steps 300 --videos 1 --out $(SIM_DEMO)/eval
+	@echo "results: $(SIM_DEMO)/eval/eval_info.json, video: $(SIM_DEMO)/eval/videos/"
+
 clean:
-	rm -rf $(VENV) $(DEMO)
+	rm -rf $(VENV) $(DEMO) $(SIM_DEMO)

@@ -263,12 +263,28 @@ def preview_cmd(source: str, output: Path, samples: int, split: str) -> None:
     help="Which recorder's file layout to write.",
 )  # fmt: skip
 @click.option("--episodes", default=4, show_default=True, help="Episodes to write.")
-@click.option("--steps", default=40, show_default=True, help="Steps per episode.")
+@click.option(
+    "--steps", type=int,
+    help="Steps per episode [default: 40; with --env at most 400, ending at success].",
+)  # fmt: skip
 @click.option("--seed", default=0, show_default=True, help="Seeds the generated content.")
+@click.option(
+    "--env", help="Record the built-in scripted policy in this simulated task instead "
+    "(aloha-transfer-cube, aloha-insertion), as ALOHA's simulation recorder does.",
+)  # fmt: skip
 @one_line_errors
-def generate_cmd(out_dir: Path, layout: str, episodes: int, steps: int, seed: int) -> None:
+def generate_cmd(
+    out_dir: Path, layout: str, episodes: int, steps: int | None, seed: int, env: str | None
+) -> None:
     """Write small synthetic sample episodes (for trying the tools and for tests)."""
-    config = GenerateConfig(out_dir, layout=layout, episodes=episodes, steps=steps, seed=seed)
+    if env is not None:
+        from sim.demos import record_demos  # the simulator loads only when asked for
+
+        recorded = record_demos(env, out_dir, episodes, seed, steps or 400)
+        wins = sum(result.success for _, result in recorded)
+        click.echo(f"wrote {len(recorded)} aloha episodes of {env} to {out_dir}: {wins} succeeded")
+        return
+    config = GenerateConfig(out_dir, layout=layout, episodes=episodes, steps=steps or 40, seed=seed)
     paths = generate(config)
     click.echo(f"wrote {len(paths)} {layout} episodes to {out_dir}")
 

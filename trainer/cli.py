@@ -274,5 +274,47 @@ def serve_command(**options: Any) -> None:
     serve(ServeConfig(**options), click.echo)
 
 
+@main.command("eval")
+@click.argument("ckpt", required=False, type=click.Path(path_type=Path))
+@click.option("--env", required=True, help="aloha-transfer-cube or aloha-insertion.")
+@click.option(
+    "--policy", help="Run a built-in policy instead of CKPT: scripted (the task's script, "
+    "reads object poses) or zero (all targets 0: a floor).",
+)  # fmt: skip
+@click.option("--episodes", default=10, show_default=True, help="Episodes to run.")
+@click.option("--seed", default=0, show_default=True, help="Episode i resets with SEED + i.")
+@click.option(
+    "--max-steps", default=400, show_default=True,
+    help="Steps (50 Hz) before an episode counts as failed.",
+)  # fmt: skip
+@click.option(
+    "--execute-steps", type=int,
+    help="Actions of each predicted chunk run open-loop before the next query [default: all].",
+)  # fmt: skip
+@click.option(
+    "--cameras", default="", callback=_cameras,
+    help="SIM:RUN pairs feeding a simulator camera to a camera the policy was trained on, "
+    "e.g. top:head [default: top for a one-camera policy].",
+)  # fmt: skip
+@click.option("--instruction", help="What the policy is told [default: the task's].")
+@click.option("--videos", default=2, show_default=True, help="First episodes saved as mp4.")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(path_type=Path),
+    help="Folder for eval_info.json and videos/.",
+)  # fmt: skip
+@click.option("--base", help="Base to load the adapter onto [default: the one trained on].")
+@click.option("--dataset", help="Stats entry to denormalize with [default: the only one].")
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+    help="Where to run the model.",
+)  # fmt: skip
+def eval_command(**options: Any) -> None:
+    """Run CKPT (or --policy scripted) in a simulated ALOHA task: success rate, eval_info.json
+    and videos in --out."""
+    from trainer.inference.sim_eval import run_command  # the simulator loads only for this command
+
+    click.echo(run_command(options))
+
+
 if __name__ == "__main__":  # torchrun -m trainer.cli ...
     main()
