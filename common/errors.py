@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+
+# A disk, a quota or a file-size limit full: the writer's problem, never one input's.
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
 
 class UserError(Exception):
     """Bad input, a bad option or a missing file: the message names it and the fix.
@@ -28,3 +33,16 @@ def error_line(exc: BaseException) -> str | None:
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror or exc}"
     return None
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether an error says there is no room left to write (disk, quota or file-size limit)."""
+    return isinstance(exc, OSError) and exc.errno in _FULL
+
+
+class DiskFull(UserError):
+    """A write found no room; the message names the folder being written."""
+
+    @classmethod
+    def writing(cls, folder: object, exc: OSError) -> DiskFull:
+        return cls(f"{folder}: {exc.strerror or exc} while writing; free space there and run again")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import DiskFull, disk_full
 from pipeline.config import ConvertConfig
 from pipeline.convert.plan import EncodeResult, Plan
 from pipeline.convert.workers import WorkerPool
@@ -118,7 +119,9 @@ def encode_episode(job: EncodeJob) -> EncodeResult:
                         spool.write(data)
                         offsets[t] = (position, len(data))
                         position += len(data)
-    except Exception as exc:  # any failure is this episode's alone: see skip_reason
+    except Exception as exc:  # any failure is this episode's alone (see skip_reason) ...
+        if disk_full(exc):  # ... but a full disk is the output's, and would fail every one
+            raise DiskFull.writing(job.spool.parents[2], exc) from None
         return EncodeResult(job.spool, None, skip_reason(exc, "encoding"))
     return EncodeResult(job.spool, offsets)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.errors import UserError
+from common.errors import DiskFull, UserError, disk_full
 from pipeline.config import ConvertConfig, PlanConfig
 from pipeline.convert.decide import assign_split
 from pipeline.convert.encode import encode_episodes
@@ -66,6 +66,10 @@ def convert(config: ConvertConfig) -> ConvertSummary:
         write_set_stats(plan, config, staging)  # 5
         manifest = record_manifest(plan, config, shards, staging)
         publish(staging, target, config.overwrite)  # 6
+    except OSError as exc:
+        if disk_full(exc):  # stages 4-6 write too: name where, not just "no space left"
+            raise DiskFull.writing(target.parent, exc) from None
+        raise
     finally:
         if staging is not None:
             discard(staging)  # a no-op once published; on error or Ctrl-C nothing half-made stays
