@@ -22,9 +22,7 @@ def episodes(tmp_path_factory):
 # The spools hold every sample once and the shards copy them, so a disk with room for half the
 # set fills while encoding, and one with room for 1.5 sets fills while writing the shards.
 @pytest.mark.parametrize("room", [0.5, 1.5], ids=["while encoding", "while writing shards"])
-def test_a_full_disk_stops_the_conversion_in_one_line_and_leaves_nothing(
-    episodes, tmp_path, room
-):
+def test_a_full_disk_stops_the_conversion_in_one_line_and_leaves_nothing(episodes, tmp_path, room):
     episodes_dir, size = episodes
     with small_filesystem(tmp_path / "disk", f"{int(size * room) // 1024}k") as disk:
         result = CliRunner().invoke(main, [
