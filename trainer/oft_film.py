@@ -19,6 +19,9 @@ from __future__ import annotations
 import re
 
 import torch
+from torch import nn
+
+from trainer.model.weights import to_published_name
 
 PREFIX = "vision_backbone."
 ADAPTER_NAME = "default"  # peft's name for the one adapter OFT trains
@@ -78,3 +81,44 @@ def film_maps(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def tower_lora(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The file's LoRA tensors, keyed as our adapter file keys them."""
     return {"base_model.model." + our_lora_key(k): v for k, v in state.items() if ".lora_" in k}
+
+
+def _linear_suffixes(model: nn.Module) -> set[str]:
+    """The last name part of every Linear, as peft 0.11.1's "all-linear" collects them (before
+    LoRA and FiLM were added: their own layers and the FiLM maps are left out)."""
+    found = set()
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear) and ".lora_" not in name and not is_film_layer(name):
+            found.add(name.removesuffix(".base_layer").rsplit(".", 1)[-1])
+    return found
+
+
+def is_film_layer(name: str) -> bool:
+    return is_film_map(f"{name}.weight")
+
+
+def extra_oft_lora(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Vision-backbone layers OFT's all-linear adapts and our LoRA leaves out (they never run),
+    by their OFT key prefix, with their weight shapes. `model`: our LoRA-injected base."""
+    suffixes = _linear_suffixes(model)
+    extra = {}
+    for name, module in model.vision_backbone.named_modules():
+        full = PREFIX + name
+        if (
+            isinstance(module, (nn.Linear, nn.Conv2d))
+            and name.rsplit(".", 1)[-1] in suffixes
+            and not name.endswith(".base_layer")
+            and ".lora_" not in name
+            and not is_film_layer(full)
+        ):
+            extra[full] = tuple(module.weight.shape)
+    return extra
+
+
+def oft_vision_state(model: nn.Module, rank: int) -> dict[str, torch.Tensor]:
+    """OFT's vision_backbone--N_checkpoint.pt content for our LoRA-injected FiLM base."""
+    state = {
+        to_published_name(PREFIX + k): v.detach().cpu().contiguous()
+        for k, v in model.vision_backbone.state_dict().items()
+    }
+    return to_oft_vision_state(state, extra_oft_lora(model), rank)

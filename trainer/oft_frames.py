@@ -6,9 +6,10 @@ libjpeg's accurate integer DCT) and decoded (tf.io.decode_image: the fast intege
 TensorFlow chooses for decoding, and smooth chroma upsampling), resized to 224 with
 antialiased Lanczos-3 and rounded to uint8; then, for policies trained with random crops, the
 central 90% of the area is cropped and resized back to 224 by tf.image.crop_and_resize
-(bilinear) and converted to uint8 by tf.image.convert_image_dtype (x * 255.5, truncated). We run the same steps with libjpeg (PIL encodes, simplejpeg decodes,
-set as TensorFlow sets them) and PIL's Lanczos filter, which may differ from TensorFlow's by a
-grey level on some pixels; the crop and conversions follow TensorFlow's float32 arithmetic.
+(bilinear) and converted to uint8 by tf.image.convert_image_dtype (x * 255.5, truncated).
+We run the same steps with libjpeg (PIL encodes, simplejpeg decodes, each set as TensorFlow
+sets it) and PIL's Lanczos filter, which may differ from TensorFlow's by a grey level on some
+pixels; the crop and the conversions follow TensorFlow's float32 arithmetic exactly.
 """
 
 from __future__ import annotations
