@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from common.errors import UserError
 from stats.normalize import NORMALIZATIONS
 
 
@@ -75,6 +76,12 @@ def decode_mismatch(
 ) -> str | None:
     """What OFT would decode differently for a run with these values under `target`
     (None: nothing). `proprio_dim` 0 is a run without the robot state, which fits any."""
+    return ", ".join(_differences(target, chunk, action_dim, proprio_dim, normalization)) or None
+
+
+def _differences(
+    target: Platform, chunk: int, action_dim: int, proprio_dim: int, normalization: str
+) -> list[str]:
     wrong = []
     if chunk != target.chunk:
         wrong.append(f"chunk {chunk} (OFT's {target.name} uses {target.chunk})")
@@ -84,7 +91,7 @@ def decode_mismatch(
         wrong.append(f"{proprio_dim} proprio dims ({target.name}: {target.proprio_dim})")
     if normalization != target.normalization:
         wrong.append(f"normalization {normalization} ({target.name}: {target.normalization})")
-    return ", ".join(wrong) or None
+    return wrong
 
 
 def matching_platforms(
@@ -98,3 +105,35 @@ def matching_platforms(
         if decode_mismatch(p, chunk, action_dim, proprio_dim, normalization or p.normalization)
         is None
     ]
+
+
+class PlatformMismatch(UserError):
+    """A run OpenVLA-OFT would decode with other constants than it was trained with."""
+
+
+def oft_platform(
+    robot: str | None, chunk: int, action_dim: int, proprio_dim: int, normalization: str
+) -> Platform:
+    """The platform OFT must run a policy under: the run's recorded robot, or else the one
+    platform its values match. PlatformMismatch, one line naming what differs and the fix,
+    when OFT would decode it differently under every platform."""
+    if robot is not None:
+        target = platform(robot)
+        wrong = decode_mismatch(target, chunk, action_dim, proprio_dim, normalization)
+        if wrong:
+            raise PlatformMismatch(
+                f"OpenVLA-OFT would decode this {robot} run wrongly: {wrong}; train on a set "
+                f"converted with --robot {robot} without overriding those options"
+            )
+        return target
+    found = matching_platforms(chunk, action_dim, proprio_dim, normalization)
+    if not found:
+        values = (chunk, action_dim, proprio_dim, normalization)
+        closest = min(PLATFORMS.values(), key=lambda p: len(_differences(p, *values)))
+        wrong = decode_mismatch(closest, chunk, action_dim, proprio_dim, normalization)
+        raise PlatformMismatch(
+            f"OpenVLA-OFT would decode this run wrongly under every platform (closest, "
+            f"{closest.name}: {wrong}); convert with --robot libero, aloha or bridge and "
+            "train on that set"
+        )
+    return found[0]

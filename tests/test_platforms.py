@@ -6,8 +6,10 @@ import pytest
 
 from shards.platforms import (
     PLATFORMS,
+    PlatformMismatch,
     decode_mismatch,
     matching_platforms,
+    oft_platform,
     platform,
     platform_from_command_line,
 )
@@ -63,3 +65,20 @@ def test_matching_platforms():
         ValueError, match="unknown robot 'franka'; use one of libero, aloha, bridge"
     ):
         platform("franka")
+
+
+def test_the_platform_a_run_needs_or_one_line_saying_why_none_fits():
+    assert oft_platform("aloha", 25, 14, 14, "bounds").name == "aloha"
+    assert oft_platform(None, 5, 7, 0, "bounds_q99").name == "bridge"  # found from its values
+    with pytest.raises(PlatformMismatch) as err:
+        oft_platform("aloha", 25, 14, 14, "bounds_q99")
+    assert str(err.value) == (
+        "OpenVLA-OFT would decode this aloha run wrongly: normalization bounds_q99 "
+        "(aloha: bounds); train on a set converted with --robot aloha without overriding "
+        "those options"
+    )
+    with pytest.raises(PlatformMismatch) as err:
+        oft_platform(None, 4, 3, 0, "bounds_q99")
+    assert "\n" not in str(err.value)
+    assert "chunk 4 (OFT's libero uses 8), 3 action dims (libero: 7)" in str(err.value)
+    assert "convert with --robot libero, aloha or bridge" in str(err.value)
