@@ -27,8 +27,9 @@ from pathlib import Path
 from process_peak import run_measured
 from scratch import scratch_dir
 
-from pipeline.episodes import Episode, list_episodes
-from pipeline.generate import GenerateConfig, generate
+from pipeline.generate.synthetic import GenerateConfig, generate
+from pipeline.inputs.layout import EpisodeRef
+from pipeline.inputs.registry import input_layout
 from shards.format import JpegStorage, encode_jpeg, resize_square
 
 VLA_DATA = str(Path(sys.executable).with_name("vla-data"))
@@ -37,7 +38,7 @@ VLA_DATA = str(Path(sys.executable).with_name("vla-data"))
 def bare_episode(path: Path, size: int, quality: int) -> int:
     """The irreducible work of one episode: read every frame, resize, encode. Returns images."""
     n = 0
-    with Episode(path, "processed") as episode:
+    with input_layout("processed").open_episode(EpisodeRef(path, path.name)) as episode:
         info = episode.info()
         for cam in info.cameras:
             for start in range(0, info.steps, 32):
@@ -76,7 +77,7 @@ def main() -> None:
     generate(GenerateConfig(small, episodes=10, steps=args.steps, seed=1))
     generate_s = time.perf_counter() - start
     generate(GenerateConfig(large, episodes=40, steps=args.steps, seed=2))
-    episodes = list_episodes(small, "processed")
+    episodes = [ref.path for ref in input_layout("processed").list_episodes(small)]
     samples = 10 * args.steps
 
     convert_s, bare_s, rss_small, rss_large = [], [], [], []

@@ -262,7 +262,7 @@ def preload() -> str | None:
         import gpu_step  # noqa: F401
         import learning_fixtures  # noqa: F401
 
-        import pipeline.convert  # noqa: F401
+        import pipeline.convert.stages  # noqa: F401
         import trainer.loop  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - recorded in the report
         return f"{type(exc).__name__}: {exc}"

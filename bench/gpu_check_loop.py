@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import ConvertConfig
-from pipeline.convert import convert
-from pipeline.generate import GenerateConfig, generate
+from pipeline.convert.stages import convert
+from pipeline.generate.synthetic import GenerateConfig, generate
 from shards.manifest import read_manifest
 
 TIMING_FILE = "timing.json"

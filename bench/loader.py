@@ -44,8 +44,8 @@ from scratch import scratch_dir
 from torch.utils.data import DataLoader, Dataset
 
 from pipeline.config import ConvertConfig
-from pipeline.convert import convert
-from pipeline.generate import GenerateConfig, generate
+from pipeline.convert.stages import convert
+from pipeline.generate.synthetic import GenerateConfig, generate
 from pipeline.loadtest import LoadtestConfig, loadtest
 from shards.loader_plan import available_cores
 

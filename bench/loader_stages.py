@@ -23,8 +23,8 @@ from collections.abc import Callable
 from scratch import scratch_dir
 
 from pipeline.config import ConvertConfig
-from pipeline.convert import convert
-from pipeline.generate import GenerateConfig, generate
+from pipeline.convert.stages import convert
+from pipeline.generate.synthetic import GenerateConfig, generate
 from shards.format import decode_jpeg
 from shards.reader import StreamConfig, make_loader
 from shards.samples import iter_raw_samples

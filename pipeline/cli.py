@@ -10,22 +10,24 @@ from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.config import ConfigError, PlanConfig, parse_part, process_count
-from pipeline.convert import ConvertSummary, convert, plan_stats
-from pipeline.episodes import FILE_LAYOUTS
-from pipeline.generate import GenerateConfig, generate
-from pipeline.info import describe
-from pipeline.merge import MergeConfig, merge
-from pipeline.options import (
+from common.errors import ConfigError
+from pipeline.config import PlanConfig, parse_part, process_count
+from pipeline.convert.merge import MergeConfig, merge
+from pipeline.convert.stages import convert, plan_episodes
+from pipeline.convert.workers import WorkerPool
+from pipeline.convert.write import plan_stats
+from pipeline.convert_flags import (
     convert_config,
     convert_options,
     plan_kwargs,
     plan_options,
+    report,
     workers_option,
 )
-from pipeline.parallel import WorkerPool
-from pipeline.plan import make_plan
-from pipeline.verify import check_stats, summarize, train_rows, verify_shard
+from pipeline.generate.synthetic import LAYOUTS as GENERATED_LAYOUTS
+from pipeline.generate.synthetic import GenerateConfig, generate
+from pipeline.tools.info import describe
+from pipeline.tools.verify import check_stats, summarize, train_rows, verify_shard
 from shards.commandline import camera_list, one_line_errors, renamed
 from shards.format import STATS_FILE
 from shards.manifest import is_shard_set
@@ -67,21 +69,6 @@ def merge_cmd(paths: tuple[Path, ...], overwrite: bool, quiet: bool) -> None:
     report(merge(MergeConfig(tuple(parts), out_dir, overwrite=overwrite, progress=not quiet)))
 
 
-def report(summary: ConvertSummary) -> None:
-    m = summary.manifest
-    n_shards = sum(len(s) for s in m.splits.values())
-    click.echo(
-        f"wrote {m.samples('train') + m.samples('val')} samples in {n_shards} shards to "
-        f"{summary.shards_dir}: train {m.episode_count('train')} episodes / "
-        f"{m.samples('train')} samples, val {m.episode_count('val')} / {m.samples('val')}; "
-        f"cameras {','.join(m.cameras)}; skipped {len(summary.skipped)} episode(s)"
-    )
-    for decision in summary.decisions:
-        click.echo(f"decided: {decision}")
-    for path, reason in summary.skipped:
-        click.echo(f"skipped {path}: {reason}", err=True)
-
-
 @main.command("stats")
 @click.argument("source", metavar="SHARDS|EPISODES_DIR")
 @plan_options
@@ -105,17 +92,8 @@ def stats_cmd(
     remote = source.startswith(_REMOTE)
     folder = Path(source)
     if remote or is_shard_set(folder):
-        # A set's statistics are fixed: options that shape a conversion would be ignored.
-        given = [
-            "--" + name.replace("_", "-")
-            for name in kw
-            if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
-        ]
-        if given:
-            raise click.ClickException(
-                f"{source}: a shard set, whose statistics were fixed when it was converted; "
-                f"{', '.join(given)} apply only to an episodes folder"
-            )
+        _refuse_plan_options(ctx, source, kw)
+    rows = None
     if remote:
         if verify or plot is not None:
             raise click.ClickException(
@@ -123,32 +101,18 @@ def stats_cmd(
                 f"`vla-data verify {source}` checks it"
             )
         shard_set = open_shard_set(source)
-        stats = {shard_set.manifest.dataset: shard_set.stats}
+        name, entry = shard_set.manifest.dataset, shard_set.stats
     elif is_shard_set(folder):
-        # Opened as every reader opens a set: stats.json is checked against its manifest.
-        shard_set = open_shard_set(folder, check_files=False)
-        stats = {shard_set.manifest.dataset: shard_set.stats}
-        # One pass over the train shards serves both the plot and the check.
-        collected = train_rows(shard_set) if plot is not None or verify else None
-        if plot is not None:
-            rows = np.concatenate([np.stack(r) for r in collected.actions.values()])
-        if verify:
-            problems = check_stats(shard_set, collected)
-            for problem in problems:
-                click.echo(f"mismatch {problem.quantity}.{problem.key}: {problem.detail}", err=True)
-            if problems:
-                raise click.ClickException(f"{folder}: stats.json disagrees with the train samples")
-            click.echo(f"{folder / STATS_FILE}: matches the train samples")
+        name, entry, rows = _local_set_stats(folder, verify, plot is not None)
     else:
         if verify:
             raise click.ClickException(f"{folder}: --verify needs a shard set (no manifest.json)")
         config = PlanConfig(**plan_kwargs(folder, kw), progress=False)
-        plan = make_plan(config)
-        stats = {config.dataset_name: plan_stats(plan, config)}
+        plan = plan_episodes(config)
+        name, entry = config.dataset_name, plan_stats(plan, config)
         rows = np.concatenate([p.info.actions for p in plan.good("train")])
-    name, entry = next(iter(stats.items()))
     if plot is not None:
-        from pipeline.preview import histograms  # matplotlib: only plots need it
+        from pipeline.tools.preview import histograms  # matplotlib: only plots need it
 
         histograms(rows, entry.action, f"{name} actions", plot)
         click.echo(f"wrote {plot}")
@@ -159,6 +123,41 @@ def stats_cmd(
         click.echo(text, nl=False)
     elif not verify:
         _print_stats(name, entry)
+
+
+def _refuse_plan_options(ctx: click.Context, source: str, kw: dict) -> None:
+    """A set's statistics are fixed: options that shape a conversion would be ignored."""
+    given = [
+        "--" + name.replace("_", "-")
+        for name in kw
+        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise click.ClickException(
+            f"{source}: a shard set, whose statistics were fixed when it was converted; "
+            f"{', '.join(given)} apply only to an episodes folder"
+        )
+
+
+def _local_set_stats(
+    folder: Path, verify: bool, plot: bool
+) -> tuple[str, DatasetStats, np.ndarray | None]:
+    """A local set's name and stats.json, its train actions for a plot, checked with --verify."""
+    # Opened as every reader opens a set: stats.json is checked against its manifest.
+    shard_set = open_shard_set(folder, check_files=False)
+    rows = None
+    # One pass over the train shards serves both the plot and the check.
+    collected = train_rows(shard_set) if plot or verify else None
+    if plot:
+        rows = np.concatenate([np.stack(r) for r in collected.actions.values()])
+    if verify:
+        problems = check_stats(shard_set, collected)
+        for problem in problems:
+            click.echo(f"mismatch {problem.quantity}.{problem.key}: {problem.detail}", err=True)
+        if problems:
+            raise click.ClickException(f"{folder}: stats.json disagrees with the train samples")
+        click.echo(f"{folder / STATS_FILE}: matches the train samples")
+    return shard_set.manifest.dataset, shard_set.stats, rows
 
 
 def _print_stats(name: str, stats: DatasetStats) -> None:
@@ -243,7 +242,7 @@ def preview_cmd(source: str, output: Path, samples: int, split: str) -> None:
     """Contact sheet of -n samples of the shard set SHARDS (a folder or URL): every camera,
     the instruction, the action chunk."""
     # matplotlib is imported here, not at start-up: conversion workers re-import this module.
-    from pipeline.preview import contact_sheet, first_samples
+    from pipeline.tools.preview import contact_sheet, first_samples
 
     if samples < 1:
         raise ConfigError(f"-n must be at least 1, got {samples}")
@@ -301,7 +300,7 @@ def loadtest_cmd(source: str, workers: str, decode_threads: str, batch_size: int
 @main.command("generate")
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option(
-    "--layout", type=click.Choice(FILE_LAYOUTS), default="processed", show_default=True,
+    "--layout", type=click.Choice(GENERATED_LAYOUTS), default="processed", show_default=True,
     help="Which recorder's file layout to write.",
 )  # fmt: skip
 @click.option("--episodes", default=4, show_default=True, help="Episodes to write.")

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import ConfigError
-from pipeline.cameras import parse_cameras
-from pipeline.episodes import LAYOUTS, MAX_INSTRUCTION_CHARS
+from pipeline.inputs.cameras import parse_cameras
+from pipeline.inputs.layout import MAX_INSTRUCTION_CHARS
+from pipeline.inputs.registry import LAYOUTS
 from shards.format import SUBSAMPLINGS, JpegStorage
 from shards.loader_plan import AUTO, available_cores, parse_count
 

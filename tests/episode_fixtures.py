@@ -10,9 +10,9 @@ import h5py
 import numpy as np
 
 from pipeline.config import ConvertConfig
-from pipeline.convert import ConvertSummary, convert
-from pipeline.episodes import ACTION_PATHS, PROPRIO_PATHS
-from pipeline.generate import GenerateConfig, generate
+from pipeline.convert.stages import ConvertSummary, convert
+from pipeline.generate.synthetic import GenerateConfig, generate
+from pipeline.inputs import aloha, processed, robotwin
 from shards.format import STATS_FILE
 from shards.manifest import read_manifest
 from shards.samples import decode_sample, iter_raw_samples
@@ -21,6 +21,13 @@ SMALL = (32, 48)  # (H, W) of generated frames: small keeps every conversion wel
 STEPS = 12
 CHUNK = 8
 IMAGE = 32  # stored image side for tests that do not look at image quality
+
+ACTION_PATHS = {
+    "processed": processed.ACTION_PATH,
+    "robotwin": robotwin.ACTION_PATH,
+    "aloha": aloha.ACTION_PATH,
+}
+PROPRIO_PATHS = {"aloha": aloha.PROPRIO_PATH}
 
 
 def make_episodes(

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import simplejpeg
 
-from pipeline.encode import action_chunk
+from pipeline.convert.encode import action_chunk
 from shards.format import resize_square
 
 SIZE = 32  # stored image side in these tests; sources are made at other sizes

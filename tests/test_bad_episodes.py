@@ -9,10 +9,11 @@ import pytest
 from click.testing import CliRunner
 from episode_fixtures import make_episodes, read_split, run_convert
 
+from common.errors import ConfigError
 from pipeline.cli import main as vla_data
-from pipeline.config import ConfigError, PlanConfig
-from pipeline.convert import ConvertError
-from pipeline.episodes import MAX_INSTRUCTION_CHARS
+from pipeline.config import PlanConfig
+from pipeline.convert.stages import ConvertError
+from pipeline.inputs.layout import MAX_INSTRUCTION_CHARS
 
 
 def _skipped(summary) -> dict[str, str]:
@@ -39,16 +40,16 @@ def test_an_unreadable_file_skips_only_its_episode(tmp_path, monkeypatch):
     paths[2].chmod(0)
     if os.geteuid() == 0:
         # root reads any file: fail the first read of it as it fails for everyone else
-        import pipeline.plan
+        import pipeline.convert.probe
 
-        real = pipeline.plan.file_sha256
+        real = pipeline.convert.probe.file_sha256
 
         def denied(path):
             if path == paths[2]:
                 raise PermissionError(13, "Permission denied", str(path))
             return real(path)
 
-        monkeypatch.setattr(pipeline.plan, "file_sha256", denied)
+        monkeypatch.setattr(pipeline.convert.probe, "file_sha256", denied)
     try:
         summary = run_convert(tmp_path / "in", tmp_path / "out", val_episodes=0)
     finally:
@@ -59,17 +60,17 @@ def test_an_unreadable_file_skips_only_its_episode(tmp_path, monkeypatch):
 
 
 def test_any_exception_while_encoding_is_the_episodes_skip_reason(tmp_path, monkeypatch):
-    import pipeline.encode
+    import pipeline.convert.encode
 
     make_episodes(tmp_path / "in", episodes=3, steps=4)
-    real = pipeline.encode._sample_bytes
+    real = pipeline.convert.encode._sample_bytes
 
     def flaky(job, info, t, jpegs):
         if job.key == "episode_0":
             raise MemoryError("out of memory")
         return real(job, info, t, jpegs)
 
-    monkeypatch.setattr(pipeline.encode, "_sample_bytes", flaky)
+    monkeypatch.setattr(pipeline.convert.encode, "_sample_bytes", flaky)
     summary = run_convert(tmp_path / "in", tmp_path / "out", val_episodes=0)
     assert _skipped(summary) == {
         "episode_0.hdf5": "failed while encoding: MemoryError: out of memory"

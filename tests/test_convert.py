@@ -24,13 +24,13 @@ from episode_fixtures import (
 )
 from PIL import Image
 
-import pipeline.convert
-from pipeline.config import ConfigError, PlanConfig
-from pipeline.convert import ConvertError
-from pipeline.episodes import LayoutError
-from pipeline.generate import RED, instructions, square_box
-from pipeline.output import OutputError
-from pipeline.plan import make_plan
+import pipeline.convert.stages
+from common.errors import ConfigError
+from pipeline.config import PlanConfig
+from pipeline.convert.output import OutputError
+from pipeline.convert.stages import ConvertError, plan_episodes
+from pipeline.generate.synthetic import RED, instructions, square_box
+from pipeline.inputs.layout import LayoutError
 from shards.format import MANIFEST_FILE, JpegStorage, camera_member, jpeg_storage
 from shards.manifest import read_manifest
 from shards.samples import iter_raw_samples
@@ -440,7 +440,7 @@ def test_an_empty_target_folder_is_used(tmp_path, episodes_dir):
     assert (tmp_path / "out" / MANIFEST_FILE).is_file()
 
 
-@pytest.mark.parametrize("stage", ["write_set", "write_stats", "publish"])
+@pytest.mark.parametrize("stage", ["write_shards", "write_set_stats", "record_manifest", "publish"])
 def test_interruption_leaves_the_target_untouched(tmp_path, episodes_dir, monkeypatch, stage):
     out = tmp_path / "out"
     run_convert(episodes_dir, out, val_episodes=0)
@@ -451,7 +451,7 @@ def test_interruption_leaves_the_target_untouched(tmp_path, episodes_dir, monkey
         reached.append(stage)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline.convert, stage, interrupt)
+    monkeypatch.setattr(pipeline.convert.stages, stage, interrupt)
     with pytest.raises(KeyboardInterrupt):
         run_convert(episodes_dir, out, val_episodes=1, overwrite=True)
     assert reached == [stage]
@@ -460,7 +460,7 @@ def test_interruption_leaves_the_target_untouched(tmp_path, episodes_dir, monkey
 
 
 def test_interruption_of_a_first_conversion_leaves_nothing(tmp_path, episodes_dir, monkeypatch):
-    monkeypatch.setattr(pipeline.convert, "publish", _raise_keyboard_interrupt)
+    monkeypatch.setattr(pipeline.convert.stages, "publish", _raise_keyboard_interrupt)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         run_convert(episodes_dir, out)
@@ -505,7 +505,7 @@ def test_val_episodes_as_count_or_fraction(tmp_path, val_episodes, n_val):
 @pytest.mark.parametrize(("episodes", "n_val"), [(20, 1), (10, 0)])
 def test_default_val_fraction(tmp_path, episodes, n_val):
     make_episodes(tmp_path, episodes=episodes, steps=2, image_size=(16, 16), cameras=("head",))
-    plan = make_plan(PlanConfig(tmp_path, workers=1, progress=False))
+    plan = plan_episodes(PlanConfig(tmp_path, workers=1, progress=False))
     assert len(plan.good("val")) == n_val
     assert len(plan.good("train")) == episodes - n_val
 

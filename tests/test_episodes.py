@@ -7,14 +7,9 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from pipeline.episodes import (
-    Episode,
-    EpisodeError,
-    LayoutError,
-    detect_layout,
-    list_episodes,
-)
-from pipeline.generate import GenerateConfig, generate, instructions, square_box
+from pipeline.generate.synthetic import GenerateConfig, generate, instructions, square_box
+from pipeline.inputs.layout import EpisodeError, EpisodeRef, LayoutError
+from pipeline.inputs.registry import detect_layout, input_layout
 
 SMALL = (32, 48)
 STEPS = 6
@@ -25,6 +20,15 @@ def make(folder, layout="processed", episodes=1, **kwargs):
         folder, layout=layout, episodes=episodes, steps=STEPS, image_size=SMALL, **kwargs
     )
     return generate(config)
+
+
+def open_file(path, layout, instruction=None):
+    """The reader of one episode file of a one-file-per-episode layout."""
+    return input_layout(layout).open_episode(EpisodeRef(path, path.name), instruction)
+
+
+def list_episodes(root, layout):
+    return [ref.path for ref in input_layout(layout).list_episodes(root)]
 
 
 def write_processed(path, **datasets):
@@ -86,7 +90,7 @@ def test_robotwin_data_folder_passed_directly(tmp_path):
 
 def test_robotwin_red_stays_red(tmp_path):
     (path,) = make(tmp_path, "robotwin")
-    with Episode(path, "robotwin") as episode:
+    with open_file(path, "robotwin") as episode:
         episode.check_cameras(["head", "right_wrist"])
         frames = episode.frames("right_wrist", 2, 5)
     assert frames.shape == (3, *SMALL, 3) and frames.dtype == np.uint8
@@ -103,7 +107,7 @@ def test_robotwin_instructions_pair_by_file_index(tmp_path):
     indices = [int(re.search(r"\d+", p.stem).group()) for p in paths]
     assert indices != list(range(len(paths)))  # positions no longer match indices
     for path, index in zip(paths, indices, strict=True):
-        with Episode(path, "robotwin") as episode:
+        with open_file(path, "robotwin") as episode:
             info = episode.info()
         expected = instructions(index) if index != 7 else {"seen": [], "unseen": []}
         assert (info.instructions, info.unseen) == (expected["seen"], expected["unseen"])
@@ -113,7 +117,7 @@ def test_robotwin_malformed_instructions(tmp_path):
     (path,) = make(tmp_path, "robotwin")
     (tmp_path / "instructions" / "episode0.json").write_text("{seen: oops")
     with (
-        Episode(path, "robotwin") as episode,
+        open_file(path, "robotwin") as episode,
         pytest.raises(EpisodeError, match="not readable JSON"),
     ):
         episode.info()
@@ -121,7 +125,7 @@ def test_robotwin_malformed_instructions(tmp_path):
 
 def test_processed_info(tmp_path):
     (path,) = make(tmp_path, cameras=("head", "right_wrist"))
-    with Episode(path, "processed") as episode:
+    with open_file(path, "processed") as episode:
         info = episode.info()
     assert info.steps == STEPS and info.actions.shape == (STEPS, 14)
     assert info.actions.dtype == np.float32 and info.proprio is None
@@ -133,7 +137,7 @@ def test_processed_scalar_and_missing_instructions(tmp_path):
     path = write_processed(tmp_path / "e.hdf5")
     with h5py.File(path, "a") as f:
         f.create_dataset("seen", data="stack the cups", dtype=h5py.string_dtype("utf-8"))
-    with Episode(path, "processed") as episode:
+    with open_file(path, "processed") as episode:
         info = episode.info()
     assert info.instructions == ["stack the cups"] and info.unseen == []
 
@@ -153,7 +157,7 @@ def test_aloha_raw_and_jpeg(tmp_path, storage):
                 data = f.create_dataset(name, (STEPS,), dtype=h5py.vlen_dtype(np.uint8))
                 for i, jpeg in enumerate(jpegs):
                     data[i] = np.frombuffer(jpeg, np.uint8)
-    with Episode(path, "aloha", instruction="fold the towel") as episode:
+    with open_file(path, "aloha", instruction="fold the towel") as episode:
         info = episode.info()
         episode.check_cameras(["low"])
         frames = episode.frames("low", 1, 4)
@@ -165,13 +169,13 @@ def test_aloha_raw_and_jpeg(tmp_path, storage):
 
 def test_aloha_without_instruction(tmp_path):
     (path,) = make(tmp_path, "aloha")
-    with Episode(path, "aloha") as episode:
+    with open_file(path, "aloha") as episode:
         assert episode.info().instructions == []
 
 
 def test_frames_raw_slice(tmp_path):
     (path,) = make(tmp_path)
-    with Episode(path, "processed") as episode:
+    with open_file(path, "processed") as episode:
         frames = episode.frames("low", 0, STEPS)
         with pytest.raises(ValueError):
             episode.frames("low", 3, STEPS + 1)
@@ -193,7 +197,7 @@ def test_frames_raw_slice(tmp_path):
 )
 def test_bad_episode(tmp_path, datasets, message):
     path = write_processed(tmp_path / "e.hdf5", **datasets)
-    with Episode(path, "processed") as episode, pytest.raises(EpisodeError, match=message):
+    with open_file(path, "processed") as episode, pytest.raises(EpisodeError, match=message):
         episode.info()
 
 
@@ -202,7 +206,7 @@ def test_length_mismatch_message(tmp_path):
     with h5py.File(path, "a") as f:
         del f["head_camera_image"]
         f["head_camera_image"] = np.zeros((183, 16, 16, 3), np.uint8)
-    with Episode(path, "processed") as episode, pytest.raises(EpisodeError) as error:
+    with open_file(path, "processed") as episode, pytest.raises(EpisodeError) as error:
         episode.info()
     assert str(error.value) == "action has 180 rows but head has 183 frames"
 
@@ -212,7 +216,7 @@ def test_aloha_proprio_mismatch(tmp_path):
     with h5py.File(path, "a") as f:
         del f["observations/qpos"]
         f["observations/qpos"] = np.zeros((STEPS + 2, 14))
-    with Episode(path, "aloha") as episode, pytest.raises(EpisodeError, match="proprio has"):
+    with open_file(path, "aloha") as episode, pytest.raises(EpisodeError, match="proprio has"):
         episode.info()
 
 
@@ -221,16 +225,16 @@ def test_unreadable_files(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(EpisodeError, match="not a readable HDF5 file"):
-        Episode(path, "processed")
+        open_file(path, "processed")
     text = tmp_path / "notes.hdf5"
     text.write_text("hello")
     with pytest.raises(EpisodeError, match="not a readable HDF5 file"):
-        Episode(text, "processed")
+        open_file(text, "processed")
 
 
 def test_missing_chosen_camera(tmp_path):
     (path,) = make(tmp_path, "robotwin", cameras=("head", "left_wrist"))
-    with Episode(path, "robotwin") as episode, pytest.raises(EpisodeError) as error:
+    with open_file(path, "robotwin") as episode, pytest.raises(EpisodeError) as error:
         episode.check_cameras(["head", "low"])
     assert str(error.value) == "no camera 'low' (has head, left_wrist)"
 
@@ -240,7 +244,7 @@ def test_corrupt_jpeg_names_camera_and_frame(tmp_path):
     with h5py.File(path, "a") as f:
         rgb = f["observation/head_camera/rgb"]
         rgb[STEPS - 1] = b"\xff\xd8garbage"
-    with Episode(path, "robotwin") as episode:
+    with open_file(path, "robotwin") as episode:
         episode.info()  # cheap: does not decode frames
         with pytest.raises(EpisodeError, match=f"camera 'head' frame {STEPS - 1} is not a valid"):
             episode.check_cameras(["head"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.generate import GenerateConfig, generate, square_box
+from pipeline.generate.synthetic import GenerateConfig, generate, square_box
 
 SMALL = (32, 48)
 

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 from episode_fixtures import make_episodes, read_split, run_convert
 
-from pipeline.episodes import Episode
+from pipeline.inputs.layout import EpisodeRef
+from pipeline.inputs.registry import input_layout
 from shards.format import JpegStorage, episode_key
 from trainer.augment import pixel_values
 from trainer.config import TrainConfig
@@ -32,7 +33,8 @@ def test_policy_frames_and_shard_frames_reach_the_model_identically(tmp_path):
     paths = {episode_key(p.relative_to(tmp_path / "episodes").as_posix()): p for p in episodes}
     for sample in samples[:3]:
         meta = sample["meta"]
-        with Episode(paths[meta["episode"]], "processed") as episode:
+        path = paths[meta["episode"]]
+        with input_layout("processed").open_episode(EpisodeRef(path, path.name)) as episode:
             frames = {c: episode.frames(c, meta["t"], meta["t"] + 1)[0] for c in cameras}
         assert frames[cameras[0]].shape == (120, 160, 3)  # a raw camera frame, not a stored one
         views = policy.stored_views([frames])

@@ -21,10 +21,11 @@ from layout_fixtures import (
     write_robomimic,
 )
 
-from pipeline.cameras import CameraError, parse_cameras, set_names
-from pipeline.config import ConfigError
-from pipeline.episodes import detect_layout
-from pipeline.libero import quat_to_axis_angle, task_from_file_name
+from common.errors import ConfigError
+from pipeline.inputs.cameras import CameraError, parse_cameras, set_names
+from pipeline.inputs.demos import quat_to_axis_angle
+from pipeline.inputs.libero import task_from_file_name
+from pipeline.inputs.registry import detect_layout
 
 CHUNK = 4
 OPTIONS = {"image_size": SIZE, "chunk": CHUNK, "val_episodes": 0}
@@ -244,7 +245,7 @@ def test_a_short_train_runs_on_each_layout(tmp_path, layout, capsys):
 
 @pytest.mark.parametrize("key_chars", [10, 110])
 def test_preview_keeps_images_full_size_whatever_the_key_length(key_chars):
-    from pipeline.preview import CELL_IN, sheet_figure
+    from pipeline.tools.preview import CELL_IN, sheet_figure
 
     rng = np.random.default_rng(0)
     samples = [
@@ -293,7 +294,7 @@ def test_cli_converts_libero_and_refuses_a_bad_mapping_in_one_line(tmp_path):
 
 
 def test_rotate180_equals_reversing_both_image_axes():
-    from pipeline.frames import rotate180
+    from pipeline.inputs.frames import rotate180
 
     frames = np.random.default_rng(0).integers(0, 256, (3, 5, 7, 3), np.uint8)
     turned = rotate180(frames)
@@ -304,7 +305,7 @@ def test_rotate180_equals_reversing_both_image_axes():
 def test_libero_parts_merge_to_the_one_machine_set(tmp_path):
     import hashlib
 
-    from pipeline.merge import MergeConfig, merge
+    from pipeline.convert.merge import MergeConfig, merge
 
     write_libero(tmp_path / "in" / "TASK_do_it_demo.hdf5", [3] * 12, 0, "do it")
     options = {**OPTIONS, "val_episodes": 2, "shard_samples": 7}

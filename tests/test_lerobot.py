@@ -9,7 +9,8 @@ import pytest
 from episode_fixtures import read_split, run_convert
 from layout_fixtures import SIZE, check_samples, write_lerobot_v3
 
-from pipeline.episodes import LayoutError, detect_layout
+from pipeline.inputs.layout import LayoutError
+from pipeline.inputs.registry import detect_layout
 
 pytest.importorskip("av", reason="the lerobot extra (PyAV) is not installed")
 pytest.importorskip("pyarrow", reason="the lerobot extra (pyarrow) is not installed")
@@ -45,7 +46,7 @@ def test_hand_made_v3_folder_converts(tmp_path, wrist_as_image):
 def test_task_table_as_each_lerobot_release_writes_it(tmp_path, index_name):
     import pandas as pd
 
-    from pipeline.lerobot import _task_names
+    from pipeline.inputs.lerobot import _task_names
 
     # Earlier v3.0 writers left the index unnamed (pandas stores it as its own column).
     tasks = ["pick", "place", "stack"]

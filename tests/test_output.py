@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from episode_fixtures import file_hashes, leftovers, make_episodes, run_convert
 
 from pipeline.cli import main
-from pipeline.merge import MergeConfig, merge
-from pipeline.output import OutputError
+from pipeline.convert.merge import MergeConfig, merge
+from pipeline.convert.output import OutputError
 from shards.format import MANIFEST_FILE
 from shards.manifest import read_manifest
 
@@ -76,15 +76,15 @@ def test_overwrite_refuses_a_folder_named_like_one_of_the_sets_files(shard_set, 
 
 
 def test_a_file_added_during_the_conversion_is_never_deleted(shard_set, episodes_dir, monkeypatch):
-    import pipeline.convert
+    import pipeline.convert.stages
 
-    write_set = pipeline.convert.write_set
+    write_shards = pipeline.convert.stages.write_shards
 
     def write_and_add(*args, **kwargs):
         (shard_set / "late.txt").write_text("mine")
-        return write_set(*args, **kwargs)
+        return write_shards(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline.convert, "write_set", write_and_add)
+    monkeypatch.setattr(pipeline.convert.stages, "write_shards", write_and_add)
     before = file_hashes(shard_set)
     with pytest.raises(OutputError, match="late.txt"):
         run_convert(episodes_dir, shard_set, overwrite=True, chunk=4)
@@ -163,7 +163,7 @@ def test_merge_refuses_a_target_with_foreign_files(tmp_path, parts):
 
 
 def test_scale_out_removes_only_its_own_parts_from_the_scratch_folder(tmp_path, parts):
-    from pipeline.ray_convert import remove_parts
+    from pipeline.convert.ray_job import remove_parts
 
     (tmp_path / "notes.txt").write_text("mine")
     remove_parts(tmp_path, parts)
@@ -172,7 +172,7 @@ def test_scale_out_removes_only_its_own_parts_from_the_scratch_folder(tmp_path, 
 
 
 def test_scale_out_removes_the_scratch_folder_its_parts_leave_empty(tmp_path, parts):
-    from pipeline.ray_convert import remove_parts
+    from pipeline.convert.ray_job import remove_parts
 
     scratch = tmp_path / "scratch"
     scratch.mkdir()
@@ -215,14 +215,14 @@ def _alive(pid: int) -> bool:
 SLOW_CONVERT = """
 import os, sys, time
 from pathlib import Path
-import pipeline.plan
+import pipeline.convert.probe
 from pipeline.cli import main
 
 def stuck(path):  # a worker busy for minutes: it must still end with its parent
     Path(sys.argv[1], str(os.getpid())).touch()
     time.sleep(300)
 
-pipeline.plan.file_sha256 = stuck
+pipeline.convert.probe.file_sha256 = stuck
 main(["convert", sys.argv[2], sys.argv[3], "--workers", "2", "--quiet"])
 """
 

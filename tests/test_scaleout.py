@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from episode_fixtures import make_episodes, run_convert
 
+from common.errors import ConfigError
 from pipeline.cli import main as data_main
-from pipeline.config import ConfigError
-from pipeline.merge import MergeConfig, merge
+from pipeline.convert.merge import MergeConfig, merge
 
 
 def digests(folder: Path) -> dict[str, str]:

@@ -15,7 +15,7 @@ from episode_fixtures import (
     train_paths,
 )
 
-from pipeline.verify import verify_stats
+from pipeline.tools.verify import verify_stats
 from stats.compute import STAT_KEYS, array_stats, dataset_stats
 from stats.io import StatsError, parse_stats, read_stats, stats_to_json
 from stats.normalize import bounds, denormalize, normalize

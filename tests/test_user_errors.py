@@ -71,12 +71,12 @@ def test_stats_verify_on_a_missing_shard_is_one_line(made, tmp_path):
 def test_bad_convert_options_are_refused_before_any_encoding(
     made, tmp_path, monkeypatch, options, fragment
 ):
-    import pipeline.convert
+    import pipeline.convert.stages
 
     def no_encoding(*args, **kwargs):
         raise AssertionError("encoding started before the options were checked")
 
-    monkeypatch.setattr(pipeline.convert, "_encode", no_encoding)
+    monkeypatch.setattr(pipeline.convert.stages, "encode_episodes", no_encoding)
     # The last --workers given counts: the cases that test it override this one.
     result = invoke("convert", made / "eps", tmp_path / "out", "--quiet", "--workers", 1, *options)
     assert_one_line_error(result, fragment)

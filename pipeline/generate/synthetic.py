@@ -10,10 +10,17 @@ import h5py
 import numpy as np
 import simplejpeg
 
-from pipeline.config import ConfigError
-from pipeline.episodes import CAMERA_PATHS
-from pipeline.episodes import FILE_LAYOUTS as LAYOUTS
+from common.errors import ConfigError
+from pipeline.inputs import aloha, processed, robotwin
 from shards.format import CAMERAS
+
+LAYOUTS = ("processed", "robotwin", "aloha")  # the layouts generate writes
+# Canonical camera name -> dataset path, per layout.
+CAMERA_PATHS = {
+    "processed": processed.CAMERA_PATHS,
+    "robotwin": robotwin.CAMERA_PATHS,
+    "aloha": aloha.CAMERA_PATHS,
+}
 
 DEFAULT_IMAGE_SIZE = {"processed": (256, 256), "robotwin": (240, 320), "aloha": (480, 640)}
 ACTION_DIM = 14

@@ -1,18 +1,10 @@
-"""LIBERO and robomimic files: many demos per HDF5 file under /data/demo_N, each one episode.
-
-Layout (LIBERO's scripts/create_dataset.py, robomimic's dataset code): `/data/demo_N/actions`
-(T, 7), `/data/demo_N/obs/<camera>` uint8 (T, H, W, 3) and low-dimensional `obs/*` states.
-LIBERO names cameras `agentview_rgb`/`eye_in_hand_rgb`, keeps `ee_states` (position and
-axis-angle, 6) and `gripper_states` (2), puts the task in the JSON of `/data`'s
-`problem_info` attribute and renders frames upside down (robosuite's OpenGL convention,
-recorded in `macros_image_convention`). robomimic names cameras `agentview_image`/
-`robot0_eye_in_hand_image`, keeps `robot0_eef_pos`, `robot0_eef_quat` (x, y, z, w) and
-`robot0_gripper_qpos`, flips its frames upright when it records them, and has no language.
+"""What LIBERO and robomimic files share: many demos per HDF5 file under /data/demo_N, each one
+episode, with `/data/demo_N/actions` (T, 7), `/data/demo_N/obs/<camera>` uint8 (T, H, W, 3)
+and low-dimensional `obs/*` states. libero.py and robomimic.py say how the two differ.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,8 +12,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pipeline.frames import EpisodeError, FrameSource
-from pipeline.reader import H5Episode, check_matrix, strings
+from pipeline.inputs.frames import FrameSource
+from pipeline.inputs.hdf5_episode import H5Episode
+from pipeline.inputs.hdf5_layout import HDF5Layout
+from pipeline.inputs.layout import EpisodeError, EpisodeRef, LayoutError, check_matrix
 
 _DEMO = re.compile(r"^demo_(\d+)$")
 KNOWN_CAMERAS = {
@@ -40,6 +34,22 @@ def list_demos(path: Path) -> list[str]:
         return [n for n in data if _DEMO.match(n)] if isinstance(data, h5py.Group) else []
 
 
+def is_demo_file(f: h5py.File) -> bool:
+    """Whether an open file keeps its episodes as demo groups under /data."""
+    data = f.get("data")
+    return isinstance(data, h5py.Group) and any(name.startswith("demo_") for name in data)
+
+
+def is_libero_file(f: h5py.File) -> bool:
+    """Whether a demo file is LIBERO's: LIBERO's files carry the task in problem_info and
+    name cameras *_rgb; robomimic's carry no language and name them *_image."""
+    data = f["data"]
+    demo = next(g for name, g in data.items() if name.startswith("demo_"))
+    obs = demo.get("obs") if isinstance(demo, h5py.Group) else None
+    libero_obs = isinstance(obs, h5py.Group) and any(k.endswith("_rgb") for k in obs)
+    return "problem_info" in data.attrs or libero_obs
+
+
 def quat_to_axis_angle(quat: np.ndarray) -> np.ndarray:
     """(T, 4) unit quaternions (x, y, z, w) -> (T, 3) axis-angle, robosuite's convention.
 
@@ -56,34 +66,24 @@ def quat_to_axis_angle(quat: np.ndarray) -> np.ndarray:
     return out
 
 
-def task_from_file_name(path: Path) -> str:
-    """LIBERO names files after their task: `KITCHEN_SCENE3_turn_on_the_stove_demo.hdf5` ->
-    `turn on the stove` (scene prefix and `_demo` dropped)."""
-    stem = path.stem.removesuffix("_demo")
-    words = stem.split("_")
-    # The scene prefix is upper-case words (and the scene number), the task lower-case.
-    while words and not words[0].islower():
-        words.pop(0)
-    return " ".join(words or stem.split("_"))
-
-
 class DemoEpisode(H5Episode):
-    """One demo of a LIBERO (`layout="libero"`) or robomimic file."""
+    """One demo of a demo file; subclasses say how frames are turned and where language is."""
 
     known = KNOWN_CAMERAS
     allow_encoded = False
 
     def __init__(
         self,
-        path: Path,
-        demo: str | None,
-        layout: str,
+        ref: EpisodeRef,
         instruction: str | None = None,
         rename: Mapping[str, str] | None = None,
     ):
-        self.demo = demo
-        self.layout = layout
-        super().__init__(path, instruction, rename)
+        self.demo = ref.item  # None: a file without demos, which info() then refuses
+        super().__init__(ref, instruction, rename)
+
+    def _upside_down(self) -> bool:
+        """Whether the file's frames are stored upside down."""
+        return False
 
     def _group(self) -> h5py.Group:
         if self.demo is None:
@@ -100,13 +100,7 @@ class DemoEpisode(H5Episode):
         obs = self.file.get(f"data/{self.demo}/obs") if self.demo else None
         if not isinstance(obs, h5py.Group):
             return {}
-        # LIBERO's frames are upside down unless the file says robosuite rendered them the
-        # OpenCV way; robomimic turns its frames upright when recording.
-        data_attrs = self.file["data"].attrs
-        convention = data_attrs.get("macros_image_convention", "opengl")
-        if isinstance(convention, bytes):
-            convention = convention.decode()
-        rotate = self.layout == "libero" and convention != "opencv"
+        rotate = self._upside_down()
         return {
             own: FrameSource(own, ds, rotate180=rotate)
             for own, ds in obs.items()
@@ -125,7 +119,8 @@ class DemoEpisode(H5Episode):
         return ds[()] if isinstance(ds, h5py.Dataset) else None
 
     def _proprio(self) -> np.ndarray | None:
-        """8 dims: end-effector position and axis-angle, then the two gripper fingers."""
+        """8 dims: end-effector position and axis-angle, then the two gripper fingers, from
+        LIBERO's ee_states/gripper_states or else robomimic's robot0_eef_*."""
         ee, gripper = self._obs("ee_states"), self._obs("gripper_states")
         if ee is None:
             pos, quat = self._obs("robot0_eef_pos"), self._obs("robot0_eef_quat")
@@ -143,19 +138,27 @@ class DemoEpisode(H5Episode):
             )
         return check_matrix(np.concatenate([ee, gripper], axis=1), "proprio")
 
-    def _instructions(self) -> tuple[list[str], list[str]]:
-        if self.layout == "libero":
-            text = self.file["data"].attrs.get("problem_info")
-            if text is not None:
-                try:
-                    info = json.loads(text)
-                except (TypeError, ValueError) as e:
-                    raise EpisodeError(f"problem_info of /data is not JSON ({e})") from e
-                found = info.get("language_instruction") if isinstance(info, dict) else None
-                if found:
-                    return strings(found, "language_instruction in problem_info"), []
-        if self.instruction:
-            return [self.instruction], []
-        if self.layout == "libero":
-            return [task_from_file_name(self.path)], []
-        return [], []
+
+class DemoLayout(HDF5Layout):
+    """A layout of demo files: every demo of every file is one episode, `file#demo_N`."""
+
+    known_cameras = KNOWN_CAMERAS
+    episode_class: type[DemoEpisode]
+
+    def list_episodes(self, root: Path) -> list[EpisodeRef]:
+        """Every demo, sorted by manifest path (`f.hdf5#demo_10` before `#demo_2`): the order
+        `vla-data merge` rebuilds from manifests, so parts merge to the same set."""
+        root = Path(root)
+        refs = []
+        for path in self.episode_files(root):
+            relative = path.relative_to(root).as_posix()
+            try:
+                demos = list_demos(path)
+            except OSError:
+                demos = []
+            if not demos:  # unreadable or demo-less: one entry, which probing then skips with why
+                refs.append(EpisodeRef(path, relative))
+            refs += [EpisodeRef(path, f"{relative}#{d}", d) for d in demos]
+        if not refs:
+            raise LayoutError(f"No demos found in the *.hdf5 files of {root}.")
+        return sorted(refs, key=lambda r: r.relative)

@@ -22,14 +22,24 @@ from pathlib import Path
 import numpy as np
 
 from common.files import read_json
-from pipeline.cameras import canonical_order, set_names
-from pipeline.episodes import LayoutError
-from pipeline.frames import EpisodeError
-from pipeline.reader import MAX_INSTRUCTION_CHARS, EpisodeInfo, check_matrix
-from pipeline.sources import KNOWN_CAMERAS, EpisodeRef
+from pipeline.inputs.aloha import KNOWN_CAMERAS as ALOHA_CAMERAS
+from pipeline.inputs.cameras import canonical_order, set_names
+from pipeline.inputs.layout import (
+    MAX_INSTRUCTION_CHARS,
+    EpisodeError,
+    EpisodeInfo,
+    EpisodeRef,
+    InputLayout,
+    LayoutError,
+    check_matrix,
+)
+from pipeline.inputs.lerobot_video import EpisodeVideo
 
 IMAGE_PREFIX = "observation.images."
 CONVERT_V21 = "python -m lerobot.datasets.v30.convert_dataset_v21_to_v30 --repo-id=REPO_ID"
+# LeRobot's image features are `observation.images.<name>`: ALOHA's names, or LIBERO's
+# as its ports spell them.
+KNOWN_CAMERAS = {**ALOHA_CAMERAS, "image": "head", "wrist_image": "left_wrist"}
 
 
 def _needs_extra() -> None:
@@ -93,77 +103,6 @@ def _meta(root: Path) -> tuple[dict, dict[int, dict], list[str]]:
     return info, rows, names
 
 
-def list_lerobot(root: Path) -> list[EpisodeRef]:
-    """Every episode of a LeRobot v3.0 folder, by episode index; the file is its data parquet."""
-    _needs_extra()
-    info, rows, _ = _meta(Path(root))
-    refs = []
-    for index in sorted(rows):
-        row = rows[index]
-        relative = info["data_path"].format(
-            chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"])
-        )
-        refs.append(EpisodeRef(Path(root) / relative, f"episode_{index:06d}", str(index)))
-    if not refs:
-        raise LayoutError(f"{root}: the LeRobot dataset lists no episodes")
-    return refs
-
-
-class _Video:
-    """One camera's frames of one episode, decoded from its shared mp4 at the frame times."""
-
-    def __init__(self, path: Path, start_s: float, fps: float):
-        import av
-
-        self.path, self.start_s, self.period = path, start_s, 1.0 / fps
-        try:
-            self.container = av.open(str(path))
-        except (OSError, av.FFmpegError) as e:
-            raise EpisodeError(f"video {path.name} unreadable ({e})") from e
-        self.stream = self.container.streams.video[0]
-        # Conversion runs one process per core: one decoding thread each, or they contend.
-        self.stream.thread_count = 1
-        self._frames = None  # decoding iterator, continued while reads go forward
-        self._current: tuple[float, object] | None = None
-
-    def close(self) -> None:
-        self.container.close()
-
-    def _seek(self, t: float) -> None:
-        # Seek to the key frame at or before t, then decode forward from there.
-        self.container.seek(
-            int(max(t - self.period, 0) / self.stream.time_base), stream=self.stream
-        )
-        self._frames = self.container.decode(self.stream)
-        self._current = None
-
-    def _advance(self) -> None:
-        frame = next(self._frames, None)
-        if frame is None:
-            raise EpisodeError(f"video {self.path.name} ends before {self.start_s:.3f} s + episode")
-        self._current = (float(frame.time), frame)
-
-    def read(self, times: Sequence[float]) -> np.ndarray:
-        """RGB uint8 frames at episode times `times` (ascending), each the nearest decoded one."""
-        out = []
-        tolerance = self.period / 2
-        for t in times:
-            target = self.start_s + float(t)
-            if self._frames is None or (self._current and self._current[0] > target + tolerance):
-                self._seek(target)
-            if self._current is None:
-                self._advance()
-            while self._current[0] < target - tolerance:
-                self._advance()
-            if abs(self._current[0] - target) > tolerance:
-                raise EpisodeError(
-                    f"video {self.path.name} has no frame at {target:.3f} s "
-                    f"(nearest {self._current[0]:.3f} s)"
-                )
-            out.append(self._current[1].to_ndarray(format="rgb24"))
-        return np.stack(out)
-
-
 def _image(value: object, camera: str, t: int) -> np.ndarray:
     """An `image` feature's cell (struct of PNG/JPEG bytes and path) as RGB uint8."""
     from PIL import Image
@@ -200,10 +139,10 @@ class LerobotEpisode:
             for key, ft in features.items()
             if key.startswith(IMAGE_PREFIX) and ft.get("dtype") in ("video", "image")
         }
-        by_set = set_names(own, KNOWN_CAMERAS["lerobot"], rename or {})
+        by_set = set_names(own, KNOWN_CAMERAS, rename or {})
         self._features = {name: own[by_set[name]] for name in canonical_order(by_set)}
         self._table = None
-        self._videos: dict[str, _Video] = {}
+        self._videos: dict[str, EpisodeVideo] = {}
 
     def __enter__(self) -> LerobotEpisode:
         return self
@@ -337,7 +276,33 @@ class LerobotEpisode:
         )
         return path, start
 
-    def _video(self, camera: str, key: str) -> _Video:
+    def _video(self, camera: str, key: str) -> EpisodeVideo:
         if camera not in self._videos:
-            self._videos[camera] = _Video(*self._video_position(key), self.fps)
+            self._videos[camera] = EpisodeVideo(*self._video_position(key), self.fps)
         return self._videos[camera]
+
+
+class LerobotLayout(InputLayout):
+    """A LeRobot v3.0 dataset folder, marked by its meta/info.json."""
+
+    name = "lerobot"
+    known_cameras = KNOWN_CAMERAS
+    episode_class = LerobotEpisode
+
+    def detect(self, root: Path) -> bool:
+        return (root / "meta" / "info.json").is_file()
+
+    def list_episodes(self, root: Path) -> list[EpisodeRef]:
+        """Every episode of a LeRobot v3.0 folder by episode index; its file is its data parquet."""
+        _needs_extra()
+        info, rows, _ = _meta(Path(root))
+        refs = []
+        for index in sorted(rows):
+            row = rows[index]
+            relative = info["data_path"].format(
+                chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"])
+            )
+            refs.append(EpisodeRef(Path(root) / relative, f"episode_{index:06d}", str(index)))
+        if not refs:
+            raise LayoutError(f"{root}: the LeRobot dataset lists no episodes")
+        return refs

@@ -1,4 +1,5 @@
-"""One episode -> its samples as ready tar bytes in a spool file (runs in a worker process).
+"""Stage 3 of a conversion: each good episode -> its samples as ready tar bytes in a spool
+file, one episode per worker process.
 
 Frames are read in blocks so memory stays bounded whatever the episode's length or
 camera resolution; each sample's tar bytes are final, so the shard writer only copies.
@@ -11,8 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.episodes import EpisodeInfo, skip_reason
-from pipeline.sources import EpisodeRef, open_episode
+from pipeline.config import ConvertConfig
+from pipeline.convert.plan import EncodeResult, Plan
+from pipeline.convert.workers import WorkerPool
+from pipeline.inputs.layout import EpisodeInfo, EpisodeRef, skip_reason
+from pipeline.inputs.registry import input_layout
 from shards.format import (
     ACTIONS_MEMBER,
     META_MEMBER,
@@ -44,13 +48,6 @@ class EncodeJob:
     spool: Path
 
 
-@dataclass
-class EncodeResult:
-    spool: Path
-    offsets: np.ndarray | None  # int64 (T, 2): byte offset and length of sample t in the spool
-    reason: str | None = None  # set when the episode failed while encoding
-
-
 def action_chunk(actions: np.ndarray, t: int, chunk: int) -> tuple[np.ndarray, int]:
     """actions[t : t+chunk], rows past the end repeating the last action; and the real row count."""
     rows = actions[t : t + chunk]
@@ -60,9 +57,49 @@ def action_chunk(actions: np.ndarray, t: int, chunk: int) -> tuple[np.ndarray, i
     return rows.astype(np.float32), valid
 
 
+def encode_episodes(plan: Plan, config: ConvertConfig, spool_dir: Path, pool: WorkerPool) -> Plan:
+    """Encode every good episode into spool_dir in `pool`'s workers; returns the plan with each
+    episode's samples located (`encoded`), and those that failed here skipped, saying why."""
+    good = plan.good()
+    jobs = [
+        (
+            EncodeJob(
+                ref=EpisodeRef(p.path, p.relative, p.item),
+                layout=plan.layout,
+                instruction=p.instruction,
+                rename=plan.rename,
+                key=p.key,
+                dataset=config.dataset_name,
+                cameras=plan.cameras,
+                image_size=config.image_size,
+                jpeg=config.jpeg,
+                chunk=config.chunk,
+                spool=spool_dir / f"{i:06d}.bin",
+            ),
+        )
+        for i, p in enumerate(good)
+    ]
+    results = pool.run_ordered(
+        encode_episode,
+        jobs,
+        "encoding samples",
+        config.progress,
+        units=lambda r: 0 if r.offsets is None else len(r.offsets),
+        total=sum(p.info.steps for p in good),
+        unit_name="samples",
+    )
+    for probe, result in zip(good, results, strict=True):
+        probe.encoded = result
+        if result.reason is not None:
+            probe.reason = result.reason
+    return plan
+
+
 def encode_episode(job: EncodeJob) -> EncodeResult:
+    """One episode's samples into job.spool (in a worker); a failure is its skip reason."""
     try:
-        with open_episode(job.ref, job.layout, job.instruction, job.rename) as episode:
+        layout = input_layout(job.layout)
+        with layout.open_episode(job.ref, job.instruction, job.rename) as episode:
             info = episode.info()
             offsets = np.zeros((info.steps, 2), dtype=np.int64)
             with open(job.spool, "wb") as spool:

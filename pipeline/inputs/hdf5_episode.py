@@ -1,32 +1,23 @@
-"""The reader every HDF5 layout shares: actions, proprio, instructions and cameras, checked."""
+"""The episode reader all HDF5 layouts share: actions, proprio, instructions, cameras, checked."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from pipeline.cameras import canonical_order, set_names
-from pipeline.frames import EpisodeError, FrameSource
-
-# Longest instruction accepted, in characters: real task instructions are one or two
-# sentences, and every sample carries all of its episode's instructions in meta.json.
-MAX_INSTRUCTION_CHARS = 2000
-
-
-@dataclass
-class EpisodeInfo:
-    """The cheap facts about an episode, read without decoding its frames."""
-
-    steps: int
-    actions: np.ndarray
-    proprio: np.ndarray | None
-    cameras: tuple[str, ...]
-    instructions: list[str]
-    unseen: list[str]
+from pipeline.inputs.cameras import canonical_order, set_names
+from pipeline.inputs.frames import FrameSource
+from pipeline.inputs.layout import (
+    MAX_INSTRUCTION_CHARS,
+    EpisodeError,
+    EpisodeInfo,
+    EpisodeRef,
+    check_matrix,
+)
 
 
 def strings(value: object, what: str) -> list[str]:
@@ -43,23 +34,11 @@ def strings(value: object, what: str) -> list[str]:
     return [t for t in texts if t.strip()]
 
 
-def check_matrix(values: np.ndarray, what: str) -> np.ndarray:
-    """A float32 (T, D) copy of a numeric 2-D array without NaN or inf."""
-    if values.ndim != 2 or values.dtype.kind not in "fiu":
-        raise EpisodeError(f"{what} must be a 2-D numeric array, got {values.dtype} {values.shape}")
-    values = values.astype(np.float32)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        row = int(np.argwhere(bad)[0, 0])
-        raise EpisodeError(f"{what} has non-finite values (NaN or inf), first at row {row}")
-    return values
-
-
 class H5Episode:
     """An episode inside an HDF5 file, opened read-only; use as a context manager.
 
     Subclasses say where the actions, proprio, instructions and cameras are; cameras are
-    known here by their set names (see pipeline/cameras.py).
+    known here by their set names (see cameras.py).
     """
 
     known: dict[str, str] = {}  # the layout's own camera names -> canonical names
@@ -67,11 +46,11 @@ class H5Episode:
 
     def __init__(
         self,
-        path: Path,
+        ref: EpisodeRef,
         instruction: str | None = None,
         rename: Mapping[str, str] | None = None,
     ):
-        self.path = Path(path)
+        self.path = Path(ref.path)
         self.instruction = instruction
         if not self.path.is_file():
             raise EpisodeError("file not found")

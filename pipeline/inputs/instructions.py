@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from pipeline.config import ConfigError
-from pipeline.episodes import MAX_INSTRUCTION_CHARS
+from common.errors import ConfigError
+from pipeline.inputs.layout import MAX_INSTRUCTION_CHARS
 
 FOLDER_FILE = "instruction.txt"
 MAPPING_SUFFIXES = (".json", ".yaml", ".yml")

@@ -8,9 +8,7 @@ import h5py
 import numpy as np
 import simplejpeg
 
-
-class EpisodeError(Exception):
-    """One-line, user-facing reason an episode can't be used (the caller prefixes the file name)."""
+from pipeline.inputs.layout import EpisodeError
 
 
 def is_encoded(ds: h5py.Dataset) -> bool:

@@ -2,7 +2,7 @@
 
 No image is touched again: every sample's tar bytes are copied from the parts into one
 spool, each episode's per-timestep rows are recovered from its samples, and then the
-single-machine code decides keys and split and writes shards, stats and manifest. So the
+single-machine stages decide keys and split and write shards, stats and manifest. So the
 merged set equals a one-machine conversion of the same episodes, byte for byte.
 """
 
@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import ConfigError, ConvertConfig
-from pipeline.convert import ConvertSummary, write_set
-from pipeline.encode import EncodeResult
-from pipeline.episodes import EpisodeInfo
-from pipeline.output import check_target, discard, publish, staging_dir
-from pipeline.plan import EpisodeProbe, Plan, assign_keys, assign_split
+from common.errors import ConfigError
+from pipeline.config import ConvertConfig
+from pipeline.convert.decide import assign_keys, assign_split
+from pipeline.convert.output import check_target, discard, publish, staging_dir
+from pipeline.convert.plan import EncodeResult, EpisodeProbe, Plan
+from pipeline.convert.stages import ConvertSummary
+from pipeline.convert.write import record_manifest, write_set_stats, write_shards
+from pipeline.inputs.layout import EpisodeInfo
 from shards.format import (
     ACTIONS_MEMBER,
     META_MEMBER,
@@ -69,7 +71,10 @@ def merge(config: MergeConfig) -> ConvertSummary:
         plan = _plan(sets, episodes, spool / "samples.bin")
         assign_keys(plan.probes)
         assign_split(plan.probes, convert_config)
-        manifest = write_set(plan, convert_config, staging)
+        shards = write_shards(plan, convert_config, staging)
+        discard(spool)
+        write_set_stats(plan, convert_config, staging)
+        manifest = record_manifest(plan, convert_config, shards, staging)
         publish(staging, target, config.overwrite)
     finally:
         discard(staging)

@@ -1,5 +1,6 @@
-"""Click's declarations of a conversion's options and the configs they fill, declared once
-for `vla-data convert`, `vla-data stats EPISODES_DIR` and the Ray job so they cannot drift."""
+"""The command-line flags of a conversion and the configs they fill, declared once for
+`vla-data convert`, `vla-data stats EPISODES_DIR` and the Ray job so they cannot drift; and
+the summary both command lines print when a set is written."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 import click
 
 from pipeline.config import ConvertConfig, parse_dims, parse_val_episodes
-from pipeline.episodes import LAYOUTS
+from pipeline.convert.stages import ConvertSummary
+from pipeline.inputs.registry import LAYOUTS
 from shards.commandline import camera_list
 from shards.format import SUBSAMPLINGS
 from shards.loader_plan import AUTO
@@ -107,3 +109,19 @@ def convert_config(
         progress=not kw["quiet"],
         **fields,
     )
+
+
+def report(summary: ConvertSummary) -> None:
+    """What a written set holds, the decisions that left something out, and what was skipped."""
+    m = summary.manifest
+    n_shards = sum(len(s) for s in m.splits.values())
+    click.echo(
+        f"wrote {m.samples('train') + m.samples('val')} samples in {n_shards} shards to "
+        f"{summary.shards_dir}: train {m.episode_count('train')} episodes / "
+        f"{m.samples('train')} samples, val {m.episode_count('val')} / {m.samples('val')}; "
+        f"cameras {','.join(m.cameras)}; skipped {len(summary.skipped)} episode(s)"
+    )
+    for decision in summary.decisions:
+        click.echo(f"decided: {decision}")
+    for path, reason in summary.skipped:
+        click.echo(f"skipped {path}: {reason}", err=True)

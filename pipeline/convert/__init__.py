@@ -1,0 +1,1 @@
+"""Episodes -> shard set, stage by stage: stages.py lists the stages in order."""

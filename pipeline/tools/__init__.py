@@ -1,0 +1,1 @@
+"""What inspects a finished shard set: verify, info, preview."""
