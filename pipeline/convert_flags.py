@@ -16,6 +16,7 @@ from pipeline.inputs.registry import LAYOUTS
 from shards.commandline import camera_list
 from shards.format import SUBSAMPLINGS
 from shards.loader_plan import AUTO
+from shards.platforms import PLATFORMS
 
 
 def workers_option(work: str) -> Callable:
@@ -48,6 +49,10 @@ def plan_options(fn: Callable) -> Callable:
         click.option("--action-dim", type=int, default=None,
                      help="Keep episodes of this action width (default: most episodes')."),
         click.option("--name", help="Dataset name (default: the input folder's name)."),
+        click.option("--robot", type=click.Choice(sorted(PLATFORMS)),
+                     help="The OpenVLA-OFT platform the set trains for: its action width, masks, "
+                     "chunk and normalization; libero also drops OFT's no-op steps and clips "
+                     "and inverts the gripper as OFT does (docs/OFT.md)."),
         workers_option("working on the episodes"),
     ])  # fmt: skip
 
@@ -66,7 +71,8 @@ def convert_options(fn: Callable) -> Callable:
         click.option("--jpeg-subsampling", type=click.Choice(SUBSAMPLINGS), default="420",
                      show_default=True, help="Chroma subsampling of frames: 420 as RLDS "
                      "datasets store them (twice as fast to decode), 444 keeps full colour."),
-        click.option("--chunk", default=8, show_default=True, help="Action rows per sample."),
+        click.option("--chunk", type=int, default=None,
+                     help="Action rows per sample [default: the --robot's, else 8]."),
         click.option("--shard-samples", default=1000, show_default=True,
                      help="Samples per tar shard."),
         click.option("--strict", is_flag=True,
@@ -88,6 +94,7 @@ def plan_kwargs(episodes_dir: Path, kw: dict[str, Any]) -> dict[str, Any]:
         "no_normalize_dims": parse_dims(kw["no_normalize_dims"]),
         "action_dim": kw["action_dim"],
         "name": kw["name"],
+        "robot": kw["robot"],
         "workers": kw["workers"],
     }
 

@@ -34,6 +34,7 @@ class EpisodeEntry:
     split: str | None  # "train" | "val" | None when skipped
     status: str  # "ok" | "skipped"
     reason: str | None = None
+    dropped_steps: int = 0  # no-op steps left out by `--robot libero` (OpenVLA-OFT's rule)
 
 
 @dataclass
@@ -70,7 +71,15 @@ class Manifest:
         return hashlib.sha256("".join(lines).encode()).hexdigest()
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        data = asdict(self)
+        for entry in data["episodes"]:
+            # Only sets made with --robot libero have it: others stay readable by older tools.
+            if not entry["dropped_steps"]:
+                del entry["dropped_steps"]
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    def dropped_steps(self) -> int:
+        return sum(e.dropped_steps for e in self.episodes)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:

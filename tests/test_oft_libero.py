@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-import numpy as np
+import json
 
-from pipeline.oft_libero import noop_steps, oft_gripper
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from episode_fixtures import read_split, run_convert
+from layout_fixtures import expected_image, psnr, write_libero
+
+from common.errors import ConfigError
+from pipeline.cli import main
+from pipeline.config import ConvertConfig
+from pipeline.convert.oft_libero import noop_steps, oft_gripper
+from shards.manifest import read_manifest
 
 
 def _actions(rows):
@@ -43,3 +54,87 @@ def test_gripper_is_clipped_to_0_1_and_inverted_and_nothing_else_changes():
     assert out[:, -1].tolist() == [1.0, 0.0, 0.75]  # -1 open -> 1, +1 close -> 0
     np.testing.assert_array_equal(out[:, :6], actions[:, :6])
     assert actions[0, -1] == -1.0  # the input is not modified
+
+
+def _libero_with_noops(root):
+    """One LIBERO demo file (LIBERO's own layout) whose actions have known no-op steps."""
+    path = root / "KITCHEN_SCENE1_open_the_drawer_demo.hdf5"
+    src = write_libero(path, [10], seed=3, instruction="Open the drawer")["demo_0"]
+    rng = np.random.default_rng(0)
+    act = rng.uniform(-0.5, 0.5, (10, 7)).astype(np.float32)
+    act[:, 6] = [-1, -1, -1, 1, 1, 1, 1, -1, -1, -1]  # LIBERO: -1 open, +1 close
+    act[[0, 2, 5, 6, 9], :6] = 0  # still at 0, 2, 5, 6, 9; 3 (gripper closes) kept anyway
+    act[3, :6] = 0
+    with h5py.File(path, "r+") as f:
+        f["data/demo_0/actions"][...] = act
+    src["action"] = act
+    return src, np.array([0, 2, 5, 6, 9])
+
+
+def test_robot_libero_drops_exactly_ofts_noops_and_inverts_the_gripper(tmp_path):
+    src, noops = _libero_with_noops(tmp_path / "in")
+    summary = run_convert(tmp_path / "in", tmp_path / "out", robot="libero", chunk=None,
+                          val_episodes=0)  # fmt: skip
+    kept = np.setdiff1d(np.arange(10), noops)
+    assert noop_steps(src["action"]).tolist() == [t in noops for t in range(10)]
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest.chunk == 8 and manifest.options["robot"] == "libero"
+    assert manifest.episodes[0].steps == len(kept) and manifest.dropped_steps() == len(noops)
+    samples = sorted(read_split(tmp_path / "out", "train"), key=lambda s: s["meta"]["t"])
+    assert [s["meta"]["t"] for s in samples] == list(range(len(kept)))
+    expected = src["action"][kept].copy()
+    expected[:, 6] = 1 - np.clip(expected[:, 6], 0, 1)  # OFT: 1 open, 0 closed
+    for s in samples:
+        t = s["meta"]["t"]
+        rows = min(8, len(kept) - t)
+        np.testing.assert_array_equal(s["actions"][:rows], expected[t : t + rows])
+        assert s["meta"]["proprio"] == [float(v) for v in src["proprio"][kept[t]]]
+        # The frame is the kept step's own: of all the demo's frames, it is the closest.
+        scores = [psnr(s["images"]["head"], expected_image(f)) for f in src["images"]["head"]]
+        assert int(np.argmax(scores)) == kept[t]
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats[manifest.dataset]["action"]["mask"] == [True] * 6 + [False]
+    assert summary.manifest.dropped_steps() == 5
+
+
+def test_without_robot_conversion_stays_faithful(tmp_path):
+    src, _ = _libero_with_noops(tmp_path / "in")
+    run_convert(tmp_path / "in", tmp_path / "out", val_episodes=0, chunk=None)
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest.chunk == 8 and "robot" not in manifest.options
+    assert manifest.episodes[0].steps == 10 and manifest.dropped_steps() == 0
+    assert "dropped_steps" not in (tmp_path / "out" / "manifest.json").read_text()
+    samples = read_split(tmp_path / "out", "train")
+    first = next(s for s in samples if s["meta"]["t"] == 0)
+    np.testing.assert_array_equal(first["actions"], src["action"][:8])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"robot": "aloha", "chunk": 8}, "--chunk 8 conflicts with --robot aloha"),
+        ({"robot": "libero", "action_dim": 14}, "--action-dim 14 conflicts with --robot libero"),
+        ({"robot": "aloha", "no_normalize_dims": (6, 13)}, "--no-normalize-dims conflicts"),
+    ],
+)
+def test_options_oft_would_decode_differently_from_the_robot_are_refused(tmp_path, options,
+                                                                          message):  # fmt: skip
+    with pytest.raises(ConfigError, match=message):
+        ConvertConfig(tmp_path, shards_dir=tmp_path / "out", **options)
+
+
+def test_robot_sets_chunk_masks_and_width_and_info_names_the_platform(tmp_path):
+    cfg = ConvertConfig(tmp_path, shards_dir=tmp_path / "out", robot="aloha")
+    assert (cfg.chunk, cfg.action_dim, cfg.no_normalize_dims) == (25, 14, ())
+    assert ConvertConfig(tmp_path, shards_dir=tmp_path / "o").chunk == 8  # the default stays
+    _libero_with_noops(tmp_path / "in")
+    run_convert(tmp_path / "in", tmp_path / "out", robot="libero", chunk=None, val_episodes=0)
+    result = CliRunner().invoke(main, ["info", str(tmp_path / "out")])
+    assert "OpenVLA-OFT libero (made with --robot libero; 5 no-op steps dropped)" in result.output
+    run_convert(tmp_path / "in", tmp_path / "plain", chunk=None, val_episodes=0)
+    result = CliRunner().invoke(main, ["info", str(tmp_path / "plain")])
+    assert "OpenVLA-OFT fits libero by its dims" in result.output
+    # Bridge's chunk, but LIBERO's 8-dim state: OFT's bridge takes 7.
+    run_convert(tmp_path / "in", tmp_path / "five", chunk=5, val_episodes=0)
+    result = CliRunner().invoke(main, ["info", str(tmp_path / "five")])
+    assert "OpenVLA-OFT no platform fits" in result.output

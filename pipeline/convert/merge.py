@@ -125,6 +125,7 @@ def _convert_config(sets: list[ShardSet], config: MergeConfig) -> ConvertConfig:
         jpeg_quality=jpeg.quality,
         jpeg_subsampling=jpeg.subsampling,
         chunk=o["chunk"],
+        robot=o.get("robot"),  # absent from sets made without --robot
         shard_samples=o["shard_samples"],
         strict=o["strict"],
         overwrite=config.overwrite,

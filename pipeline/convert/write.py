@@ -141,4 +141,5 @@ def _episode_entry(p: EpisodeProbe) -> EpisodeEntry:
         split=p.split if p.ok else None,
         status="ok" if p.ok else "skipped",
         reason=p.reason,
+        dropped_steps=p.info.dropped_steps if p.info is not None and p.ok else 0,
     )

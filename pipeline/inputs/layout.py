@@ -51,6 +51,7 @@ class EpisodeInfo:
     cameras: tuple[str, ...]  # set names of the cameras present, canonical ones first
     instructions: list[str]  # language instructions seen in training
     unseen: list[str]  # held-out instructions (RoboTwin's `unseen`), kept for evaluation
+    dropped_steps: int = 0  # steps `--robot libero` left out as OpenVLA-OFT's no-ops
 
 
 class EpisodeReader(Protocol):
