@@ -1,6 +1,6 @@
 """Conversion speed against the bare image work, and peak memory as the input grows.
 
-    .venv/bin/python bench/convert.py [--workers 2 --steps 50 --repeats 3]
+    .venv/bin/python -m bench.convert [--workers 2 --steps 50 --repeats 3]
 
 Prints, measured side by side in one run (alternating, medians):
 - samples/s of `vla-data convert --workers N` on a 10-episode input, and samples/s of the
@@ -24,9 +24,8 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from process_peak import run_measured
-from scratch import scratch_dir
-
+from bench.process_peak import run_measured
+from bench.scratch import scratch_dir
 from pipeline.generate.synthetic import GenerateConfig, generate
 from pipeline.inputs.layout import EpisodeRef
 from pipeline.inputs.registry import input_layout

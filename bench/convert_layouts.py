@@ -1,6 +1,6 @@
 """Conversion speed of LIBERO and LeRobot v3 inputs against the processed layout, same content.
 
-    PYTHONPATH=. .venv/bin/python bench/convert_layouts.py [--workers 2 --episodes 10 --steps 100]
+    .venv/bin/python -m bench.convert_layouts [--workers 2 --episodes 10 --steps 100]
 
 Writes the same episodes (two 256x256 cameras, 7-dim actions) three ways, as the public
 tools lay them out (tests/layout_fixtures.py): RoboTwin's processed files (one per episode,
@@ -20,12 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from scratch import scratch_dir
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the layout writers the tests check against
-
-from layout_fixtures import write_lerobot_v3, write_libero, write_processed  # noqa: E402
+from bench.scratch import scratch_dir
+from tests.layout_fixtures import (  # the layout writers the tests check against
+    write_lerobot_v3,
+    write_libero,
+    write_processed,
+)
 
 VLA_DATA = str(Path(sys.executable).with_name("vla-data"))
 SIZE = 256  # OpenVLA-OFT's regenerated LIBERO frames

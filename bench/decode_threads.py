@@ -1,6 +1,6 @@
 """Prototype, not the shipped loader: decode a batch's JPEGs with a thread pool in one process.
 
-    .venv/bin/python bench/decode_threads.py SHARDS [--samples 4000]
+    .venv/bin/python -m bench.decode_threads SHARDS [--samples 4000]
 
 simplejpeg releases the GIL while decoding, so threads decode in parallel with no worker
 processes and no per-batch shared-memory segment. Reads the train split in shard order

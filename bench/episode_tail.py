@@ -11,7 +11,6 @@ nothing on whole chunks, not a precise figure.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,16 +18,12 @@ from pathlib import Path
 import click
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the learning set is defined once, with its test
-
-from learning_fixtures import BATCH, STEPS, learning_set  # noqa: E402
-
-from shards.reader import StreamConfig, make_loader  # noqa: E402
-from shards.source import open_shard_set  # noqa: E402
-from trainer.config import TrainConfig  # noqa: E402
-from trainer.loop import train  # noqa: E402
-from trainer.policy import Policy  # noqa: E402
+from shards.reader import StreamConfig, make_loader
+from shards.source import open_shard_set
+from tests.learning_fixtures import BATCH, STEPS, learning_set  # the set its test defines
+from trainer.inference.policy import Policy
+from trainer.run.loop import train
+from trainer.run.train_config import TrainConfig
 
 
 def held_out_l1(shards: Path, ckpt: Path) -> tuple[float, float]:

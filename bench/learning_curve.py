@@ -12,17 +12,13 @@ It prints the final train and held-out L1, each beside the best constant's, and 
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import click
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the learning set is defined once, with its test
-
-from learning_fixtures import (  # noqa: E402
+from tests.learning_fixtures import (
     CURVE_EVERY,
     CURVE_FILE,
     best_constant_l1,
@@ -31,8 +27,9 @@ from learning_fixtures import (  # noqa: E402
     predicted_l1,
     train_tiny,
 )
+from trainer.run.metrics import read_metrics
 
-from trainer.metrics import read_metrics  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @click.command()

@@ -1,11 +1,11 @@
 """Our shard loader against the common alternative, a map-style HDF5 Dataset, side by side.
 
-    .venv/bin/python bench/loader.py [--episodes 20 --steps 100 --batch-size 8
+    .venv/bin/python -m bench.loader [--episodes 20 --steps 100 --batch-size 8
                                       --samples 3000 --rounds 3 --compare-workers 2]
 
 Both sides load the same episodes, two cameras (head, left_wrist), up to a batch ready to go
 to the device:
-- shards, default: `vla-data loadtest`'s loader (pipeline.loadtest: the trainer's loader and
+- shards, default: `vla-train loadtest`'s loader (trainer.run.loadtest: the trainer's loader and
   its prompt tokenization) with no flags, i.e. the worker processes and decode threads that
   `auto` chooses for this machine, over a set converted from the episodes;
 - shards with N worker processes, and with N decode threads in this process
@@ -21,7 +21,7 @@ to the device:
   action chunks, one worker process per core.
 Rounds alternate the variants; it prints each one's median samples/s, bytes read per
 sample, and the ratios to the hdf5 baseline (and to LeRobot). Last, the peak RSS of
-`vla-data loadtest` with its defaults (its whole process tree) on the set and on one 4x
+`vla-train loadtest` with its defaults (its whole process tree) on the set and on one 4x
 larger, and their ratio.
 """
 
@@ -35,22 +35,22 @@ import time
 from pathlib import Path
 
 import h5py
-import lerobot_loader
 import numpy as np
 import torch
 from PIL import Image
-from process_peak import run_measured
-from scratch import scratch_dir
 from torch.utils.data import DataLoader, Dataset
 
+from bench import lerobot_loader
+from bench.process_peak import run_measured
+from bench.scratch import scratch_dir
 from pipeline.config import ConvertConfig
 from pipeline.convert.stages import convert
 from pipeline.generate.synthetic import GenerateConfig, generate
-from pipeline.loadtest import LoadtestConfig, loadtest
 from shards.loader_plan import available_cores
+from trainer.run.loadtest import LoadtestConfig, loadtest
 
 CAMERAS = ("head_camera_image", "left_wrist_image")
-VLA_DATA = str(Path(sys.executable).with_name("vla-data"))
+VLA_TRAIN = str(Path(sys.executable).with_name("vla-train"))
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 
@@ -104,6 +104,22 @@ def samples_per_s(loader: DataLoader, samples: int, key: str) -> float:
     return seen / (time.perf_counter() - start)
 
 
+def loadtest_variants(shards: str, args: argparse.Namespace) -> dict[str, LoadtestConfig]:
+    """The trainer's loader as auto sets it up, and with worker processes or threads alone."""
+    n = args.compare_workers
+    return {
+        "shards, default (auto)": LoadtestConfig(shards, batch_size=args.batch_size,
+                                                 samples=args.samples),
+        f"shards, {n} worker processes": LoadtestConfig(
+            shards, n, args.batch_size, samples=args.samples, decode_threads=0),
+        f"shards, {n} worker processes, reused buffers": LoadtestConfig(
+            shards, n, args.batch_size, samples=args.samples, decode_threads=0,
+            pin_memory=True),
+        f"shards, {n} decode threads": LoadtestConfig(
+            shards, 0, args.batch_size, samples=args.samples, decode_threads=n),
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=20)
@@ -119,19 +135,8 @@ def main() -> None:
     two_cameras = ("head", "left_wrist")
     convert(ConvertConfig(root / "eps", shards_dir=root / "shards", val_episodes=0,
                           cameras=two_cameras, shard_samples=250, progress=False))  # fmt: skip
-    shards, n = str(root / "shards"), args.compare_workers
     cores, source = available_cores()
-    variants = {
-        "shards, default (auto)": LoadtestConfig(shards, batch_size=args.batch_size,
-                                                 samples=args.samples),
-        f"shards, {n} worker processes": LoadtestConfig(
-            shards, n, args.batch_size, samples=args.samples, decode_threads=0),
-        f"shards, {n} worker processes, reused buffers": LoadtestConfig(
-            shards, n, args.batch_size, samples=args.samples, decode_threads=0,
-            pin_memory=True),
-        f"shards, {n} decode threads": LoadtestConfig(
-            shards, 0, args.batch_size, samples=args.samples, decode_threads=n),
-    }  # fmt: skip
+    variants = loadtest_variants(str(root / "shards"), args)
     hdf5 = DataLoader(HDF5Frames(paths), batch_size=args.batch_size, shuffle=True,
                       num_workers=cores)  # fmt: skip
     others = {"hdf5": (hdf5, "actions")}
@@ -170,7 +175,7 @@ def main() -> None:
 
 
 def peak_rss(root: Path, args: argparse.Namespace) -> None:
-    """Peak RSS of `vla-data loadtest` (defaults) on the set and on a 4x larger one."""
+    """Peak RSS of `vla-train loadtest` (defaults) on the set and on a 4x larger one."""
     larger = root / "shards-4x"
     generate(GenerateConfig(root / "eps-4x", episodes=4 * args.episodes, steps=args.steps))
     convert(ConvertConfig(root / "eps-4x", shards_dir=larger, val_episodes=0,
@@ -178,11 +183,11 @@ def peak_rss(root: Path, args: argparse.Namespace) -> None:
                           progress=False))  # fmt: skip
     peaks = []
     for shards in (root / "shards", larger):
-        cmd = [VLA_DATA, "loadtest", str(shards), "--batch-size", str(args.batch_size),
+        cmd = [VLA_TRAIN, "loadtest", str(shards), "--batch-size", str(args.batch_size),
                "--samples", str(args.samples)]  # fmt: skip
         peaks.append(run_measured(cmd)[1])
     mib = 1 << 20
-    print(f"peak RSS of vla-data loadtest: {args.episodes} episodes {peaks[0] / mib:.0f} MiB, "
+    print(f"peak RSS of vla-train loadtest: {args.episodes} episodes {peaks[0] / mib:.0f} MiB, "
           f"{4 * args.episodes} episodes {peaks[1] / mib:.0f} MiB, "
           f"ratio {peaks[1] / peaks[0]:.2f}")  # fmt: skip
 

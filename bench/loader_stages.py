@@ -1,6 +1,6 @@
 """Where the shard loader's time goes, stage by stage, in one process and then with workers.
 
-    .venv/bin/python bench/loader_stages.py [--episodes 20 --steps 100 --rounds 3]
+    .venv/bin/python -m bench.loader_stages [--episodes 20 --steps 100 --rounds 3]
 
 Each line adds one stage to the one before, over the same two-camera shard set:
   read      the shard files' bytes (page cache warm)
@@ -20,8 +20,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from scratch import scratch_dir
-
+from bench.scratch import scratch_dir
 from pipeline.config import ConvertConfig
 from pipeline.convert.stages import convert
 from pipeline.generate.synthetic import GenerateConfig, generate

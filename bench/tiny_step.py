@@ -14,8 +14,8 @@ import time
 import click
 import torch
 
-from trainer.batches import DeviceBatch
-from trainer.model import ModelConfig, VLAPolicy, build_policy
+from trainer.data.batches import DeviceBatch
+from trainer.model import ActionModel, ModelConfig, build_model
 from trainer.model.bases import random_base
 from trainer.model.head import L1RegressionHead
 from trainer.model.lora import add_lora
@@ -26,7 +26,7 @@ from trainer.model.model_config import (
     tiny_spec,
 )
 from trainer.model.tokenizer import tiny_tokenizer
-from trainer.step import build_optimizer, build_scheduler, train_step
+from trainer.run.step import build_optimizer, build_scheduler, train_step
 
 CHUNK, ACTION_DIM, CAMERAS = 8, 14, 2
 # The tiny base before it could learn from images: 2 Llama layers at HF's 0.02 init, towers
@@ -44,7 +44,7 @@ OLD_TINY_TOWERS = {
 }
 
 
-def old_tiny(config: ModelConfig) -> VLAPolicy:
+def old_tiny(config: ModelConfig) -> ActionModel:
     tokenizer = tiny_tokenizer()
     spec = tiny_spec(tokenizer.pad_token_id)
     spec["text_config"].update(OLD_TINY_TEXT)
@@ -53,10 +53,10 @@ def old_tiny(config: ModelConfig) -> VLAPolicy:
     cpu = torch.device("cpu")
     base = random_base(spec, cpu, torch.float32, cpu)
     head = L1RegressionHead(config.action_dim, base.hidden_size)
-    return VLAPolicy(config, add_lora(base, config.lora_rank), head, tokenizer)
+    return ActionModel(config, add_lora(base, config.lora_rank), head, tokenizer)
 
 
-def synthetic_batch(policy: VLAPolicy, batch_size: int) -> DeviceBatch:
+def synthetic_batch(policy: ActionModel, batch_size: int) -> DeviceBatch:
     generator = torch.Generator().manual_seed(0)
     ids = policy.tokenize(["put the shoe on the mat"] * batch_size)
     return DeviceBatch(
@@ -70,7 +70,7 @@ def synthetic_batch(policy: VLAPolicy, batch_size: int) -> DeviceBatch:
     )
 
 
-def samples_per_s(policy: VLAPolicy, batch: DeviceBatch, steps: int) -> float:
+def samples_per_s(policy: ActionModel, batch: DeviceBatch, steps: int) -> float:
     optimizer = build_optimizer(policy, lr=5e-4)
     scheduler = build_scheduler(optimizer, warmup_steps=0, decay_step=10**9)
     cpu = torch.device("cpu")
@@ -89,7 +89,7 @@ def main(rounds: int, steps: int, batch_size: int) -> None:
     torch.manual_seed(0)
     config = ModelConfig(base="tiny", action_dim=ACTION_DIM, chunk=CHUNK, num_images=CAMERAS)
     variants = {
-        "tiny": build_policy(config),
+        "tiny": build_model(config),
         "tiny before (2 layers)": old_tiny(config),
     }
     batch = synthetic_batch(variants["tiny"], batch_size)

@@ -28,7 +28,7 @@ from pipeline.generate.synthetic import LAYOUTS as GENERATED_LAYOUTS
 from pipeline.generate.synthetic import GenerateConfig, generate
 from pipeline.tools.info import describe
 from pipeline.tools.verify import check_stats, summarize, train_rows, verify_shard
-from shards.commandline import camera_list, one_line_errors, renamed
+from shards.commandline import one_line_errors
 from shards.format import STATS_FILE
 from shards.manifest import is_shard_set
 from shards.source import open_shard_set
@@ -254,47 +254,6 @@ def preview_cmd(source: str, output: Path, samples: int, split: str) -> None:
         raise click.ClickException(f"{source}: the {split} split has no samples")
     contact_sheet(picked, shard_set.manifest.cameras, output)
     click.echo(f"wrote {output} ({len(picked)} {split} samples)")
-
-
-@main.command("loadtest")
-@click.argument("source", metavar="SHARDS")
-@click.option(
-    "--workers", default="auto", show_default=True,
-    help="DataLoader worker processes (0: read in this process; auto: as vla-train chooses).",
-)  # fmt: skip
-@click.option(
-    "--decode-threads", default="auto", show_default=True,
-    help="Threads decoding JPEGs in each loading process (0: inline; auto).",
-)  # fmt: skip
-@click.option("--batch-size", default=8, show_default=True, help="Samples per batch.")
-@click.option(
-    "--cameras", default="head,left_wrist", show_default=True,
-    help="Comma-separated cameras to load, as vla-train --cameras.",
-)  # fmt: skip
-@renamed("--images", "--cameras")
-@click.option("-n", "--samples", default=4000, show_default=True, help="Samples to time.")
-@click.option(
-    "--shuffle-buffer", default=1000, show_default=True,
-    help="Samples held per reading stream for shuffling.",
-)  # fmt: skip
-@one_line_errors
-def loadtest_cmd(source: str, workers: str, decode_threads: str, batch_size: int, cameras: str,
-                 samples: int, shuffle_buffer: int) -> None:  # fmt: skip
-    """Time the trainer's CPU-side loader alone on the shard set SHARDS (a folder or URL):
-    samples/s and MB/s of shard data."""
-    from pipeline.loadtest import LoadtestConfig, loadtest  # torch: only this command needs it
-
-    config = LoadtestConfig(
-        source, workers, batch_size, camera_list(cameras), samples,
-        shuffle_buffer=shuffle_buffer, decode_threads=decode_threads,
-    )  # fmt: skip
-    result = loadtest(config)
-    click.echo(result.plan.line())
-    click.echo(
-        f"{result.samples_per_s:.1f} samples/s, {result.mb_per_s:.1f} MB/s "
-        f"({result.samples} samples in {result.seconds:.2f} s, batch {batch_size}, "
-        f"cameras {cameras}, tokenization included)"
-    )
 
 
 @main.command("generate")

@@ -1,6 +1,6 @@
 """How many loading processes and decode threads a rank gets: `auto` from the cores it has.
 
-One rule for `vla-train`, `vla-data loadtest` and the benchmarks. JPEG decoding is most of
+One rule for `vla-train`, `vla-train loadtest` and the benchmarks. JPEG decoding is most of
 the loader's work and simplejpeg releases the GIL, so threads in the training process decode
 in parallel without any inter-process traffic: on few cores that is the fastest way. With
 many cores one process's Python (tar parsing, collation) becomes the limit, so worker

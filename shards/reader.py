@@ -8,7 +8,7 @@ The path of a sample from shard to batch, each stage in its own module:
    (buffers.BatchBuffers), in threads if asked; bad samples counted and skipped;
 4. assemble.PendingBatch: collated, with the position and the bad shards and samples;
 5. here, BatchLoader: the batch in the training process, its small arrays as tensors.
-The device side (augmentation, normalization, tokens) is trainer.batches.
+The device side (augmentation, normalization, tokens) is trainer.data.batches.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def bounds(stats: ArrayStats, normalization: str) -> Bounds:
     return Bounds(low, high, np.asarray(stats.mask, bool), constant)
 
 
-def normalize(x, b: Bounds, low=None, high=None, mask=None, constant=None):
+def normalize(x, b: Bounds):
     """clip(2(x - low)/(high - low + eps) - 1, -1, 1) where mask; x elsewhere; 0 where the
     dimension is constant and masked.
 
@@ -53,22 +53,14 @@ def normalize(x, b: Bounds, low=None, high=None, mask=None, constant=None):
     value here, where OFT makes it 0. OFT's denormalization passes unmasked dims through,
     so its robot would be sent 0 instead of the constant; ours is sent the constant.
 
-    `low`, `high`, `mask`, `constant` may be given as tensors already on x's device;
-    otherwise the numpy arrays of `b` are used.
+    `b` holds numpy arrays, or tensors on x's device (the trainer's per-set bounds).
     """
-    low = b.low if low is None else low
-    high = b.high if high is None else high
-    mask = b.mask if mask is None else mask
-    constant = b.constant if constant is None else constant
-    y = (2 * (x - low) / (high - low + _EPS) - 1).clip(-1, 1)
-    y = y * ~constant
-    return y * mask + x * ~mask
+    y = (2 * (x - b.low) / (b.high - b.low + _EPS) - 1).clip(-1, 1)
+    y = y * ~b.constant
+    return y * b.mask + x * ~b.mask
 
 
-def denormalize(y, b: Bounds, low=None, high=None, mask=None):
+def denormalize(y, b: Bounds):
     """0.5 (y + 1)(high - low + eps) + low where mask; y elsewhere."""
-    low = b.low if low is None else low
-    high = b.high if high is None else high
-    mask = b.mask if mask is None else mask
-    x = 0.5 * (y + 1) * (high - low + _EPS) + low
-    return x * mask + y * ~mask
+    x = 0.5 * (y + 1) * (b.high - b.low + _EPS) + b.low
+    return x * b.mask + y * ~b.mask

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from episode_fixtures import make_episodes, run_convert
 
 from shards.reader import StreamConfig, make_loader
 from shards.source import open_shard_set
 from stats.normalize import bounds, normalize
-from trainer.checkpoint import latest_checkpoint
-from trainer.config import TrainConfig
-from trainer.loop import train
-from trainer.predict import PredictConfig, compare
+from tests.episode_fixtures import make_episodes, run_convert
+from trainer.inference.predict import PredictConfig, compare
+from trainer.run.checkpoint import latest_checkpoint
+from trainer.run.loop import train
+from trainer.run.train_config import TrainConfig
 
 EPISODES = 9  # 8 to train on, 1 held out as the val split
 EPISODE_STEPS = 24

@@ -1,4 +1,4 @@
-"""bench/gpu_check.py: the CPU smoke run's report, part isolation and budgets, and its probes."""
+"""The GPU check (bench/gpu): the CPU smoke run's report, part isolation, budgets, probes."""
 
 from __future__ import annotations
 
@@ -18,15 +18,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from bench.gpu import check as gpu_check
+from bench.gpu.loop_figures import loop_figures
+from bench.gpu.parts import PARTS, SMOKE, Context
+from bench.gpu.probes import matmul_dtypes, profile_steps
+from shards.loader_plan import plan_loader
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-
-import gpu_check  # noqa: E402
-from gpu_check_loop import loop_figures  # noqa: E402
-from gpu_check_parts import PARTS, SMOKE, Context  # noqa: E402
-from gpu_check_probes import matmul_dtypes, profile_steps  # noqa: E402
-
-from shards.loader_plan import plan_loader  # noqa: E402
 
 
 def _positive(value) -> bool:
@@ -41,7 +39,7 @@ def test_cpu_smoke_runs_every_part_and_reports_finite_figures(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "bench/gpu_check.py", "--cpu-smoke", "--out", str(out),
+        [sys.executable, "-m", "bench.gpu.check", "--cpu-smoke", "--out", str(out),
          "--work", str(tmp_path / "work")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
@@ -177,15 +175,15 @@ def test_wheels_install_offline_into_the_scratch_folder(tmp_path):
     wheels.mkdir()
     _write_wheel(wheels / "gpucheckdemo-1.0-py3-none-any.whl")
     site = tmp_path / "site"
-    try:
-        info = gpu_check.install_wheels(wheels, site)
-        import gpucheckdemo
-
-        assert gpucheckdemo.VALUE == 42
-        assert info["installed"] == ["gpucheckdemo-1.0-py3-none-any.whl"]
-    finally:
-        sys.path.remove(str(site))
-        sys.modules.pop("gpucheckdemo", None)
+    info = gpu_check.install_wheels(wheels, site)
+    assert info["installed"] == ["gpucheckdemo-1.0-py3-none-any.whl"]
+    # Importable by a process that has the folder on PYTHONPATH, as the check's child has.
+    env = {**os.environ, "PYTHONPATH": info["site"]}
+    done = subprocess.run(
+        [sys.executable, "-c", "import gpucheckdemo; print(gpucheckdemo.VALUE)"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.stdout.strip() == "42", done.stderr
     with pytest.raises(SystemExit, match="no .whl files"):
         gpu_check.install_wheels(tmp_path / "empty", site)
 

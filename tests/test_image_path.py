@@ -9,10 +9,10 @@ from episode_fixtures import make_episodes, read_split, run_convert
 from pipeline.inputs.layout import EpisodeRef
 from pipeline.inputs.registry import input_layout
 from shards.format import JpegStorage, episode_key
-from trainer.augment import pixel_values
-from trainer.config import TrainConfig
-from trainer.loop import train
-from trainer.policy import Policy
+from trainer.data.augment import pixel_values
+from trainer.inference.policy import Policy
+from trainer.run.loop import train
+from trainer.run.train_config import TrainConfig
 
 QUALITY = 80  # not the default, so the checkpoint must carry the set's own
 

@@ -222,10 +222,10 @@ def _build_for_training(layout: str, root) -> tuple[dict, tuple[str, ...]]:
     "layout", ["act_top", "aloha_compressed", "libero", "robomimic", "lerobot"]
 )
 def test_a_short_train_runs_on_each_layout(tmp_path, layout, capsys):
-    from trainer.checkpoint import load_config
-    from trainer.config import TrainConfig
-    from trainer.loop import train
-    from trainer.metrics import read_metrics
+    from trainer.run.checkpoint import load_config
+    from trainer.run.loop import train
+    from trainer.run.metrics import read_metrics
+    from trainer.run.train_config import TrainConfig
 
     options, expected = _build_for_training(layout, tmp_path / "in")
     # The tiny base takes the model's own 224-pixel images.

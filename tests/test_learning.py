@@ -18,7 +18,7 @@ from learning_fixtures import (
     train_tiny,
 )
 
-from trainer.metrics import read_metrics
+from trainer.run.metrics import read_metrics
 
 
 def test_learns_actions_that_only_the_image_tells(tmp_path):

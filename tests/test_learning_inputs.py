@@ -15,7 +15,7 @@ from learning_fixtures import (
     train_tiny,
 )
 
-from trainer.policy import Policy
+from trainer.inference.policy import Policy
 
 STEPS = 200
 ALOHA_IMAGES = ("observations/images/cam_high", "observations/images/cam_left_wrist")

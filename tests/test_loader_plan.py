@@ -12,7 +12,7 @@ from shards.loader_plan import (
     plan_counts,
     plan_loader,
 )
-from trainer.config import ConfigError, TrainConfig
+from trainer.run.train_config import ConfigError, TrainConfig
 
 
 @pytest.mark.parametrize("cores", [1, 2, FEW_CORES])

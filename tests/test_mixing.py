@@ -16,11 +16,11 @@ from shards.mixture import open_mixture, parse_source
 from shards.reader import StreamConfig, StreamState, make_loader
 from shards.source import open_shard_set
 from stats.normalize import bounds, normalize
-from trainer.batches import BatchPrep
 from trainer.cli import main
-from trainer.config import ConfigError, TrainConfig
-from trainer.loop import train
-from trainer.metrics import read_metrics
+from trainer.data.batches import BatchPrep
+from trainer.run.loop import train
+from trainer.run.metrics import read_metrics
+from trainer.run.train_config import ConfigError, TrainConfig
 
 TINY = {"base": "tiny", "lora_rank": 4, "device": "cpu", "workers": 0}
 

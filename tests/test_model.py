@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer.model import ModelConfig, ModelLoadError, build_policy, normalize_images
+from trainer.model import ModelConfig, ModelLoadError, build_model, normalize_images
 from trainer.model.bases import build_base, loaded_base
 from trainer.model.head import L1RegressionHead
 from trainer.model.model_config import OPENVLA_7B_SPEC
@@ -31,7 +31,7 @@ def make_batch(policy, seed=0):
 
 def tiny_policy(**kwargs):
     torch.manual_seed(0)
-    return build_policy(ModelConfig(**kwargs))
+    return build_model(ModelConfig(**kwargs))
 
 
 def test_7b_names_and_shapes_match_published_checkpoint(base_7b_meta):
@@ -57,7 +57,7 @@ def test_7b_names_and_shapes_match_published_checkpoint(base_7b_meta):
 
 
 def test_7b_trainable_counts_on_meta(base_7b_meta):
-    policy = build_policy(ModelConfig(base="openvla-7b-random", dtype="bfloat16"), "meta")
+    policy = build_model(ModelConfig(base="openvla-7b-random", dtype="bfloat16"), "meta")
     counts = policy.trainable_parameters()
     assert counts["head"] == 268_644_366
     assert counts["lora"] == 107_969_280

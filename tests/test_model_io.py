@@ -9,7 +9,7 @@ from peft import PeftModel
 from safetensors.torch import load_file, save_file
 from test_model import make_batch, tiny_policy  # pytest puts tests/ on sys.path
 
-from trainer.model import ModelConfig, ModelLoadError, build_policy, load_policy, save_policy
+from trainer.model import ModelConfig, ModelLoadError, build_model, load_model, save_model
 from trainer.model.bases import build_base
 from trainer.model.model_config import tiny_spec
 from trainer.model.tokenizer import tiny_tokenizer
@@ -34,18 +34,18 @@ def trained_policy():
 
 def test_save_load_round_trip(tmp_path):
     policy = trained_policy()
-    save_policy(policy, tmp_path)
+    save_model(policy, tmp_path)
     names = {"adapter_config.json", "adapter_model.safetensors", "action_head.safetensors"}
     assert names | {"model_config.json"} <= {p.name for p in tmp_path.iterdir()}
     torch.manual_seed(123)  # a different RNG state must not matter
-    loaded = load_policy(tmp_path)
+    loaded = load_model(tmp_path)
     assert loaded.config == policy.config
     torch.testing.assert_close(outputs(loaded), outputs(policy), rtol=0, atol=0)
 
 
 def test_peft_from_pretrained_loads_saved_adapter(tmp_path):
     policy = trained_policy()
-    save_policy(policy, tmp_path)
+    save_model(policy, tmp_path)
     base, _ = build_base("tiny", "cpu", torch.float32)
     peft_model = PeftModel.from_pretrained(base, tmp_path).eval()
     pixels, batch, _ = make_batch(policy)
@@ -55,14 +55,14 @@ def test_peft_from_pretrained_loads_saved_adapter(tmp_path):
 
 
 def test_load_policy_errors(tmp_path):
-    save_policy(trained_policy(), tmp_path)
+    save_model(trained_policy(), tmp_path)
     config = json.loads((tmp_path / "model_config.json").read_text())
     (tmp_path / "model_config.json").write_text(json.dumps({**config, "action_dim": 7}))
     with pytest.raises(ModelLoadError, match="action_head.safetensors.*shape mismatch"):
-        load_policy(tmp_path)
+        load_model(tmp_path)
     (tmp_path / "adapter_model.safetensors").unlink()
     with pytest.raises(ModelLoadError, match="adapter_model.safetensors is missing"):
-        load_policy(tmp_path)
+        load_model(tmp_path)
 
 
 def write_openvla_layout(directory, shards=2):
@@ -90,7 +90,7 @@ def test_load_base_directory_strictly(tmp_path):
     source, state = write_openvla_layout(tmp_path / "base")
     assert "vision_backbone.featurizer.blocks.0.ls1.scale_factor" in state
     torch.manual_seed(0)
-    policy = build_policy(ModelConfig(base=str(tmp_path / "base")))
+    policy = build_model(ModelConfig(base=str(tmp_path / "base")))
     loaded = policy.vla.get_base_model()
     q_proj = "language_model.model.layers.1.self_attn.q_proj"
     expected = source.get_parameter(f"{q_proj}.weight")
@@ -116,22 +116,22 @@ def test_corrupted_base_directory_is_a_clear_error(tmp_path, damage):
     save_file(state, path)
     pattern = "missing key" if damage == "missing" else "shape mismatch"
     with pytest.raises(ModelLoadError, match=f"{pattern}.*{key}.*re-download"):
-        build_policy(ModelConfig(base=str(directory)))
+        build_model(ModelConfig(base=str(directory)))
 
 
 def test_unreachable_hub_id_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ModelLoadError, match="openvla/openvla-7b.*base=DIR"):
-        build_policy(ModelConfig(base="openvla/openvla-7b"))
+        build_model(ModelConfig(base="openvla/openvla-7b"))
     with pytest.raises(ModelLoadError, match="not 'tiny'"):
-        build_policy(ModelConfig(base="no_such_dir"))
+        build_model(ModelConfig(base="no_such_dir"))
 
 
 def test_a_head_saved_under_the_earlier_names_still_loads(tmp_path):
     # Checkpoints saved before the head took OFT's parameter names (in_norm, in_proj,
     # blocks.N.{norm,fc}, out_norm, out_proj) hold the same layers under other keys.
-    policy = build_policy(ModelConfig(base="tiny", action_dim=3, chunk=2, lora_rank=4))
-    save_policy(policy, tmp_path / "ckpt")
+    policy = build_model(ModelConfig(base="tiny", action_dim=3, chunk=2, lora_rank=4))
+    save_model(policy, tmp_path / "ckpt")
     head_file = tmp_path / "ckpt" / "action_head.safetensors"
     earlier = {
         "model.layer_norm1": "in_norm", "model.fc1": "in_proj", "model.layer_norm2": "out_norm",
@@ -143,6 +143,6 @@ def test_a_head_saved_under_the_earlier_names_still_loads(tmp_path):
     head = load_file(head_file)
     old = {earlier[k.rsplit(".", 1)[0]] + "." + k.rsplit(".", 1)[1]: v for k, v in head.items()}
     save_file(old, head_file)
-    loaded = load_policy(tmp_path / "ckpt")
+    loaded = load_model(tmp_path / "ckpt")
     for key, tensor in policy.action_head.state_dict().items():
         assert torch.equal(loaded.action_head.state_dict()[key], tensor), key

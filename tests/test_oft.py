@@ -15,15 +15,17 @@ from shard_fixtures import write_toy_shards
 
 from shards.format import JpegStorage
 from trainer.cli import main
-from trainer.config import TrainConfig
-from trainer.export import ExportConfig, export
-from trainer.loop import init_weights, train
-from trainer.metrics import read_metrics
-from trainer.model import ModelConfig, ModelLoadError, build_policy
+from trainer.inference.checkpoint_info import read_checkpoint
+from trainer.inference.export import ExportConfig, export
+from trainer.inference.policy import Policy
+from trainer.inference.predict import PredictConfig, compare
+from trainer.model import ModelConfig, ModelLoadError, build_model
 from trainer.model.model_files import read_tensors
-from trainer.oft import OftOptions, read_oft, write_oft
-from trainer.policy import Policy, read_checkpoint
-from trainer.predict import PredictConfig, compare
+from trainer.model.oft_files import OftOptions, read_oft, write_oft
+from trainer.run.builder import init_weights
+from trainer.run.loop import train
+from trainer.run.metrics import read_metrics
+from trainer.run.train_config import TrainConfig
 
 STEPS = 2
 CAMERAS = ("head", "left_wrist")
@@ -160,7 +162,7 @@ def test_merged_export_is_the_adapted_model(run, tmp_path):
     assert not (merged / "lora_adapter").exists()
     ours = Policy.load(step_dir, device="cpu")
     # The merged base with a fresh LoRA (lora_B starts at zero) and the trained head.
-    net = build_policy(ModelConfig(base=str(merged), action_dim=3, chunk=4, lora_rank=4))
+    net = build_model(ModelConfig(base=str(merged), action_dim=3, chunk=4, lora_rank=4))
     net.action_head.load_state_dict(load_file(step_dir / "action_head.safetensors"))
     on_merged = Policy(net, read_checkpoint(step_dir), "toy", torch.device("cpu"))
     stored = np.stack(_images(1))[None]
@@ -175,7 +177,7 @@ def test_merged_export_is_the_adapted_model(run, tmp_path):
 def test_init_from_an_oft_folder(run, tmp_path):
     shards, step_dir = run
     oft_dir = _oft_folder_by_hand(step_dir, tmp_path / "oft", prefix=True)
-    policy = build_policy(ModelConfig(base="tiny", action_dim=3, chunk=4, lora_rank=4))
+    policy = build_model(ModelConfig(base="tiny", action_dim=3, chunk=4, lora_rank=4))
     init_weights(policy, oft_dir, torch.device("cpu"))
     trained = Policy.load(step_dir, device="cpu").net.state_dict()
     for key, tensor in policy.state_dict().items():
@@ -237,7 +239,7 @@ def test_a_proprio_projector_goes_to_oft_and_back(run, tmp_path):
     projector strictly, and the policy predicts from the state as the same network does."""
     _, step_dir = run
     oft_dir = _oft_folder_by_hand(step_dir, tmp_path / "oft", prefix=True)
-    net = build_policy(ModelConfig(base="tiny", action_dim=3, chunk=4, lora_rank=4, proprio_dim=5))
+    net = build_model(ModelConfig(base="tiny", action_dim=3, chunk=4, lora_rank=4, proprio_dim=5))
     projector = {"module." + k: v for k, v in net.proprio_projector.state_dict().items()}
     torch.save(projector, oft_dir / "proprio_projector--150000_checkpoint.pt")
     oft = read_oft(oft_dir)

@@ -15,14 +15,15 @@ from shards.format import resize_square
 from shards.stream import choose_instruction
 from stats.compute import array_stats
 from stats.normalize import bounds, denormalize, normalize
-from trainer.batches import BatchPrep
-from trainer.checkpoint import CheckpointError
 from trainer.cli import main
-from trainer.config import TrainConfig
-from trainer.loop import train
-from trainer.metrics import read_metrics
-from trainer.policy import Policy, read_checkpoint
-from trainer.predict import PredictConfig, compare
+from trainer.data.batches import BatchPrep
+from trainer.inference.checkpoint_info import read_checkpoint
+from trainer.inference.policy import Policy
+from trainer.inference.predict import PredictConfig, compare
+from trainer.run.checkpoint import CheckpointError
+from trainer.run.loop import train
+from trainer.run.metrics import read_metrics
+from trainer.run.train_config import TrainConfig
 
 STEPS = 4
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from trainer.model import ModelConfig, build_policy, load_policy, save_policy
+from trainer.model import ModelConfig, build_model, load_model, save_model
 from trainer.model.film import FiLMBlock, film_features, film_parameters
 from trainer.model.vision import tower_features
 
@@ -20,8 +20,8 @@ def _inputs(policy, batch: int = 2):
 
 
 def test_film_with_zero_maps_gives_the_plain_towers_features():
-    policy = build_policy(ModelConfig(base="tiny", film=True))
-    plain = build_policy(ModelConfig(base="tiny"))
+    policy = build_model(ModelConfig(base="tiny", film=True))
+    plain = build_model(ModelConfig(base="tiny"))
     tower, plain_tower = (
         p.vla.get_base_model().vision_backbone.featurizer for p in (policy, plain)
     )  # fmt: skip
@@ -37,7 +37,7 @@ def test_film_with_zero_maps_gives_the_plain_towers_features():
 
 
 def test_film_makes_the_image_features_depend_on_the_instruction():
-    base = build_policy(ModelConfig(base="tiny", film=True)).vla.get_base_model().eval()
+    base = build_model(ModelConfig(base="tiny", film=True)).vla.get_base_model().eval()
     pixels = torch.randn(1, 12, 224, 224)
     with torch.no_grad():
         a, b = (base.embed_images(pixels, c) for c in (torch.zeros(1, 64), torch.ones(1, 64)))
@@ -45,7 +45,7 @@ def test_film_makes_the_image_features_depend_on_the_instruction():
 
 
 def test_film_maps_train_in_full_and_only_where_blocks_run():
-    policy = build_policy(ModelConfig(base="tiny", film=True))
+    policy = build_model(ModelConfig(base="tiny", film=True))
     pixels, ids, mask = _inputs(policy)
     policy(pixels, ids, mask).sum().backward()
     params = film_parameters(policy.vla.get_base_model())
@@ -58,7 +58,7 @@ def test_film_maps_train_in_full_and_only_where_blocks_run():
 
 
 def test_the_state_token_changes_the_prediction_and_is_required():
-    policy = build_policy(ModelConfig(base="tiny", proprio_dim=14)).eval()
+    policy = build_model(ModelConfig(base="tiny", proprio_dim=14)).eval()
     pixels, ids, mask = _inputs(policy)
     with torch.no_grad():
         a = policy(pixels, ids, mask, torch.zeros(2, 14))
@@ -74,13 +74,13 @@ def test_the_state_token_changes_the_prediction_and_is_required():
 
 def test_checkpoints_keep_the_state_projector_and_film_maps(tmp_path):
     config = ModelConfig(base="tiny", proprio_dim=8, film=True)
-    policy = build_policy(config).eval()
+    policy = build_model(config).eval()
     with torch.no_grad():
         for param in [*policy.proprio_projector.parameters(),
                       *film_parameters(policy.vla).values()]:  # fmt: skip
             param.add_(0.1)
-    save_policy(policy, tmp_path / "ckpt")
-    loaded = load_policy(tmp_path / "ckpt").eval()
+    save_model(policy, tmp_path / "ckpt")
+    loaded = load_model(tmp_path / "ckpt").eval()
     pixels, ids, mask = _inputs(policy)
     state = torch.randn(2, 8)
     with torch.no_grad():
@@ -88,7 +88,7 @@ def test_checkpoints_keep_the_state_projector_and_film_maps(tmp_path):
 
 
 def test_7b_shapes_with_both_inputs_build_on_meta_and_count_as_oft_defines_them():
-    policy = build_policy(
+    policy = build_model(
         ModelConfig(base="openvla-7b-random", dtype="bfloat16", proprio_dim=8, film=True), "meta"
     )
     counts = policy.trainable_parameters()

@@ -117,7 +117,7 @@ def test_verify_and_info_read_a_remote_set(remote_url: str, shard_set: Path) -> 
 
 def test_loadtest_streams_a_remote_set(remote_url: str) -> None:
     args = ["loadtest", remote_url, "--workers", "1", "--batch-size", "4", "--samples", "16"]
-    result = CliRunner().invoke(vla_data, args)
+    result = CliRunner().invoke(vla_train, args)
     assert result.exit_code == 0, result.output
     assert "samples/s" in result.output
 

@@ -10,13 +10,10 @@ import pytest
 from click.testing import CliRunner
 from episode_fixtures import IMAGE, make_episodes, read_split, run_convert
 from PIL import Image
-from shard_fixtures import nan_statistic, no_sample_decodes, write_toy_shards
+from shard_fixtures import nan_statistic, write_toy_shards
 
 from pipeline.cli import main
-from pipeline.loadtest import LoadtestConfig, trainer_stream
-from shards.loader_plan import plan_loader
 from shards.manifest import read_manifest
-from shards.source import open_shard_set
 
 
 @pytest.fixture
@@ -124,18 +121,7 @@ def test_info_of_a_folder_that_is_no_shard_set_is_one_line(tmp_path: Path) -> No
     assert result.output.count("\n") == 1
 
 
-@pytest.mark.parametrize("workers", ["0", "2"])
-def test_loadtest_of_a_set_where_no_sample_decodes_stops_with_one_line(
-    tmp_path: Path, workers: str, deadline
-) -> None:
-    shards = no_sample_decodes(write_toy_shards(tmp_path / "toy"))
-    result = invoke("loadtest", shards, "--workers", workers, "--samples", "16")
-    assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.output.strip().splitlines() == [result.output.strip()]
-    assert result.output.startswith(f"Error: {shards}: 64 train samples in a row did not decode")
-
-
-@pytest.mark.parametrize("command", ["verify", "stats", "info", "loadtest", "preview"])
+@pytest.mark.parametrize("command", ["verify", "stats", "info", "preview"])
 def test_a_nan_statistic_is_refused_when_the_set_is_opened(tmp_path: Path, command: str) -> None:
     shards = nan_statistic(write_toy_shards(tmp_path / "toy"))
     extra = ["-o", tmp_path / "p.png"] if command == "preview" else []
@@ -145,22 +131,3 @@ def test_a_nan_statistic_is_refused_when_the_set_is_opened(tmp_path: Path, comma
         f"Error: {shards / 'stats.json'}: dataset 'toy': action.q99[1] is nan; "
         "refusing to normalize with it (re-convert the set, or restore its stats.json)\n"
     )
-
-
-def test_loadtest_takes_cameras_and_n_and_refuses_the_old_images(shard_set: Path) -> None:
-    args = ["--workers", "0", "--decode-threads", "0", "--batch-size", "4", "--cameras", "head"]
-    result = invoke("loadtest", shard_set, *args, "-n", "8")
-    assert result.exit_code == 0, result.output
-    assert "batch 4, cameras head, tokenization included" in result.output
-    old = invoke("loadtest", shard_set, *args[:-2], "--images", "head")
-    assert old.exit_code == 2 and "Error: --images is now --cameras" in old.output
-
-
-def test_loadtest_reads_what_vla_train_reads_by_default(shard_set: Path) -> None:
-    config = LoadtestConfig(str(shard_set), workers=0, decode_threads=0, cameras=("head",))
-    opened = open_shard_set(str(shard_set))
-    stream = trainer_stream(config, opened, plan_loader(0, 0))
-    assert stream.cameras == ("head",) and stream.batch_size == config.batch_size
-    assert stream.drop_tail and not stream.finite and stream.seed == 0  # vla-train's defaults
-    assert stream.proprio == (opened.manifest.proprio_dim is not None)
-    assert (stream.workers, stream.decode_threads) == (0, 0)

@@ -18,7 +18,7 @@ from episode_fixtures import (
 from pipeline.tools.verify import verify_stats
 from stats.compute import STAT_KEYS, array_stats, dataset_stats
 from stats.io import StatsError, parse_stats, read_stats, stats_to_json
-from stats.normalize import bounds, denormalize, normalize
+from stats.normalize import Bounds, bounds, denormalize, normalize
 
 NO_NORMALIZE = (6, 13)  # the grippers
 
@@ -294,16 +294,13 @@ def test_normalize_matches_ofts_formula_on_its_edge_cases(normalization):
 def test_normalize_works_on_torch_tensors(norm_stats):
     rows, stats = norm_stats
     b = bounds(stats, "bounds_q99")
-    as_tensors = {
-        "low": torch.from_numpy(b.low),
-        "high": torch.from_numpy(b.high),
-        "mask": torch.from_numpy(b.mask),
-    }
+    # Bounds of tensors, as the trainer builds them on the device.
+    on_device = Bounds(**{name: torch.from_numpy(v) for name, v in vars(b).items()})
     x = torch.from_numpy(rows * 1.5)
-    y = normalize(x, b, constant=torch.from_numpy(b.constant), **as_tensors)
+    y = normalize(x, on_device)
     assert isinstance(y, torch.Tensor) and y.dtype == torch.float32
     np.testing.assert_allclose(y.numpy(), normalize(rows * 1.5, b), atol=1e-6)
-    back = denormalize(y, b, **as_tensors)
+    back = denormalize(y, on_device)
     assert isinstance(back, torch.Tensor)
     np.testing.assert_allclose(back.numpy(), denormalize(y.numpy(), b), atol=1e-6)
 

@@ -9,12 +9,12 @@ import torch
 from shard_fixtures import write_toy_shards
 from train_fixtures import straight_and_resumed, stream_epochs
 
-from trainer import metrics
-from trainer.checkpoint import STATE_FILE, checkpoints
-from trainer.config import ConfigError, TrainConfig
-from trainer.loop import train
-from trainer.metrics import read_metrics
-from trainer.step import build_scheduler
+from trainer.run import metrics
+from trainer.run.checkpoint import STATE_FILE, checkpoints
+from trainer.run.loop import train
+from trainer.run.metrics import read_metrics
+from trainer.run.step import build_scheduler
+from trainer.run.train_config import ConfigError, TrainConfig
 
 TINY = {"base": "tiny", "lora_rank": 8, "device": "cpu", "workers": 0}
 

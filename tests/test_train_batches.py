@@ -10,9 +10,9 @@ import torch
 
 from shards.reader import StreamConfig, make_loader
 from shards.source import open_shard_set
-from trainer.augment import CROP_AREA, augment, center_crop, crop_resize, jitter_hsv
-from trainer.batches import BatchPrep, Prefetcher
-from trainer.model import ModelConfig, build_policy
+from trainer.data.augment import CROP_AREA, augment, center_crop, crop_resize, jitter_hsv
+from trainer.data.batches import BatchPrep, Prefetcher
+from trainer.model import ModelConfig, build_model
 
 
 def test_augment_is_seeded_per_image_and_stays_in_range():
@@ -82,7 +82,7 @@ def test_colour_jitter_is_ofts_hsv_saturation_and_hue():
 
 def test_prefetched_batches_are_normalized_and_mask_rows_past_the_end(toy_shards):
     shard_set = open_shard_set(toy_shards)
-    policy = build_policy(ModelConfig(base="tiny", action_dim=3, chunk=4, lora_rank=4))
+    policy = build_model(ModelConfig(base="tiny", action_dim=3, chunk=4, lora_rank=4))
     prep = BatchPrep(
         [shard_set.stats.action], "bounds", torch.device("cpu"), True, torch.Generator()
     )

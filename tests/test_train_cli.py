@@ -12,7 +12,7 @@ from shard_fixtures import nan_statistic, no_sample_decodes, write_toy_shards
 
 from shards.loader_plan import plan_loader
 from trainer.cli import main
-from trainer.metrics import read_metrics
+from trainer.run.metrics import read_metrics
 
 TINY = ["--base", "tiny", "--lora-rank", "4", "--device", "cpu", "--workers", "0"]
 
@@ -179,7 +179,7 @@ def test_help_teaches_the_training_options_and_a_typo_is_not_a_training_run():
 
 
 def test_a_run_saved_before_newer_options_resumes_as_it_trained():
-    from trainer.config import TrainConfig
+    from trainer.run.train_config import TrainConfig
 
     saved = json.loads(TrainConfig(shards=("s",)).to_json())
     for name in ("episode_tail", "proprio", "film"):
@@ -190,7 +190,7 @@ def test_a_run_saved_before_newer_options_resumes_as_it_trained():
 
 
 def test_a_run_saved_with_images_for_its_cameras_still_loads():
-    from trainer.config import TrainConfig
+    from trainer.run.train_config import TrainConfig
 
     saved = json.loads(TrainConfig(shards=("s",), cameras=("head", "low")).to_json())
     saved["images"] = saved.pop("cameras")  # the key's name before --images became --cameras

@@ -8,7 +8,7 @@ import socket
 import torch
 import torch.multiprocessing as mp
 
-from trainer.config import TrainConfig
+from trainer.run.train_config import TrainConfig
 
 
 def test_two_ranks_read_disjoint_samples_and_end_identical(toy_shards, tmp_path):
@@ -36,24 +36,24 @@ def _rank_main(rank: int, world: int, port: int, cfg_json: str, out: str) -> Non
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
     )  # fmt: skip
     torch.set_num_threads(1)  # two processes on a two-core machine
-    from trainer import loop
+    from trainer.run import builder, loop
 
     keys, policies = [], []
 
-    class Recording(loop.Prefetcher):
+    class Recording(builder.Prefetcher):
         def __next__(self):
             batch = super().__next__()
             keys.extend(batch.keys)
             return batch
 
-    build = loop.build_policy
+    build = builder.build_model
 
     def recording_build(*args, **kwargs):
         policies.append(build(*args, **kwargs))
         return policies[-1]
 
-    loop.Prefetcher = Recording
-    loop.build_policy = recording_build
+    builder.Prefetcher = Recording
+    builder.build_model = recording_build
     loop.train(TrainConfig.from_json(cfg_json, "test"))
     trained = {n: p.detach() for n, p in policies[0].named_parameters() if p.requires_grad}
     torch.save({"keys": keys, "weights": trained}, f"{out}/rank{rank}.pt")

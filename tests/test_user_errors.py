@@ -86,7 +86,6 @@ def test_bad_convert_options_are_refused_before_any_encoding(
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["loadtest", "{set}", "--batch-size", "0", "--workers", "0"], "--batch-size"),
         (["preview", "{set}", "-n", "-3", "-o", "{tmp}/p.png"], "-n"),
         (["preview", "{set}", "-o", "{tmp}/nowhere/p.png"], "nowhere"),
         (["verify", "{set}", "--workers", "0"], "--workers must be at least 1"),
@@ -97,7 +96,7 @@ def test_bad_read_options_are_one_line(made, tmp_path, args, fragment):
     assert_one_line_error(invoke(*args), fragment)
 
 
-@pytest.mark.parametrize("command", ["verify", "info", "stats", "preview", "loadtest"])
+@pytest.mark.parametrize("command", ["verify", "info", "stats", "preview"])
 def test_a_manifest_with_splits_as_a_list_is_refused(made, tmp_path, command):
     odd = _copy(made, tmp_path, "odd")
     manifest = json.loads((odd / "manifest.json").read_text())

@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
-from trainer.checkpoint import STATE_FILE
-from trainer.config import TrainConfig
-from trainer.loop import train
-from trainer.metrics import read_metrics
+from trainer.run.checkpoint import STATE_FILE
+from trainer.run.loop import train
+from trainer.run.metrics import read_metrics
+from trainer.run.train_config import TrainConfig
 
 
 def straight_and_resumed(tmp_path: Path, total: int, **options: Any) -> tuple[list, list]:

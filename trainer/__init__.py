@@ -1,1 +1,1 @@
-"""Fine-tuning OpenVLA on shard sets: config, device-side batches, step, loop, checkpoints, CLI."""
+"""Fine-tuning OpenVLA on shard sets: model/, data/ (device-side batches), run/, inference/."""

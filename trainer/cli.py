@@ -13,11 +13,12 @@ from click.core import ParameterSource
 from shards.commandline import camera_list, one_line_errors, renamed
 from shards.format import SPLITS
 from stats.normalize import NORMALIZATIONS
-from trainer.checkpoint import latest_checkpoint, load_config
-from trainer.config import EPISODE_TAILS, ConfigError, TrainConfig
-from trainer.export import TARGETS, ExportConfig, export
-from trainer.loop import train as train_run
-from trainer.predict import PredictConfig, compare, print_report
+from trainer.inference.export import TARGETS, ExportConfig, export
+from trainer.inference.predict import PredictConfig, compare, print_report
+from trainer.run.checkpoint import latest_checkpoint, load_config
+from trainer.run.loadtest import LoadtestConfig, loadtest
+from trainer.run.loop import train as train_run
+from trainer.run.train_config import EPISODE_TAILS, ConfigError, TrainConfig
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
@@ -201,6 +202,44 @@ def export_command(**options: Any) -> None:
     """Write STEP_DIR (RUN_DIR/step-N) as OUT in another project's layout."""
     out = export(ExportConfig(**options))
     click.echo(f"wrote {out}")
+
+
+@main.command("loadtest")
+@click.argument("source", metavar="SHARDS")
+@click.option(
+    "--workers", default="auto", show_default=True,
+    help="DataLoader worker processes (0: read in this process; auto: as vla-train chooses).",
+)  # fmt: skip
+@click.option(
+    "--decode-threads", default="auto", show_default=True,
+    help="Threads decoding JPEGs in each loading process (0: inline; auto).",
+)  # fmt: skip
+@click.option("--batch-size", default=8, show_default=True, help="Samples per batch.")
+@click.option(
+    "--cameras", default="head,left_wrist", show_default=True,
+    help="Comma-separated cameras to load, as vla-train --cameras.",
+)  # fmt: skip
+@renamed("--images", "--cameras")
+@click.option("-n", "--samples", default=4000, show_default=True, help="Samples to time.")
+@click.option(
+    "--shuffle-buffer", default=1000, show_default=True,
+    help="Samples held per reading stream for shuffling.",
+)  # fmt: skip
+def loadtest_command(source: str, workers: str, decode_threads: str, batch_size: int,
+                     cameras: str, samples: int, shuffle_buffer: int) -> None:  # fmt: skip
+    """Time the trainer's CPU-side loader alone on the shard set SHARDS (a folder or URL):
+    samples/s and MB/s of shard data."""
+    config = LoadtestConfig(
+        source, workers, batch_size, camera_list(cameras), samples,
+        shuffle_buffer=shuffle_buffer, decode_threads=decode_threads,
+    )  # fmt: skip
+    result = loadtest(config)
+    click.echo(result.plan.line())
+    click.echo(
+        f"{result.samples_per_s:.1f} samples/s, {result.mb_per_s:.1f} MB/s "
+        f"({result.samples} samples in {result.seconds:.2f} s, batch {batch_size}, "
+        f"cameras {cameras}, tokenization included)"
+    )
 
 
 if __name__ == "__main__":  # torchrun -m trainer.cli ...

@@ -13,10 +13,10 @@ from safetensors.torch import load_file, save_file
 
 from common.files import read_json
 
+from .action_model import ActionModel, build_model
 from .film import film_parameters
 from .head import with_current_names
 from .model_config import ModelConfig, ModelLoadError
-from .vla_policy import VLAPolicy, build_policy
 from .weights import check_state_dict
 
 ADAPTER_FILE = "adapter_model.safetensors"  # written by peft's save_pretrained
@@ -26,7 +26,7 @@ FILM_FILE = "film.safetensors"  # with film: the FiLM maps, named as in the base
 MODEL_CONFIG_FILE = "model_config.json"
 
 
-def save_policy(policy: VLAPolicy, out_dir: Path) -> None:
+def save_model(policy: ActionModel, out_dir: Path) -> None:
     """Adapter as peft writes it (PeftModel.from_pretrained loads it), head, and ModelConfig."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -45,7 +45,7 @@ def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def read_model_config(ckpt_dir: Path) -> ModelConfig:
     path = ckpt_dir / MODEL_CONFIG_FILE
-    fix = "point at a folder save_policy wrote"
+    fix = "point at a folder save_model wrote"
     fields = read_json(path, ModelLoadError, fix)
     try:
         return ModelConfig(**fields)
@@ -55,23 +55,16 @@ def read_model_config(ckpt_dir: Path) -> ModelConfig:
 
 def read_tensors(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     if not path.is_file():
-        raise ModelLoadError(f"{path} is missing; point at a folder save_policy wrote")
+        raise ModelLoadError(f"{path} is missing; point at a folder save_model wrote")
     return load_file(path, device=str(device))
 
 
-def policy_tensors(policy: VLAPolicy) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """(adapter, head) state dicts on the CPU, keyed as they are saved."""
-    return _tensors(get_peft_model_state_dict(policy.vla)), _tensors(
-        policy.action_head.state_dict()
-    )
-
-
-def adapter_shapes(policy: VLAPolicy) -> dict[str, tuple[int, ...]]:
+def adapter_shapes(policy: ActionModel) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in get_peft_model_state_dict(policy.vla).items()}
 
 
 def load_weights(
-    policy: VLAPolicy,
+    policy: ActionModel,
     adapter: dict[str, torch.Tensor],
     head: dict[str, torch.Tensor],
     sources: tuple[Path, Path],
@@ -92,21 +85,21 @@ def load_module(
     module.load_state_dict(state)
 
 
-def load_policy(
+def load_model(
     ckpt_dir: Path, base: str | None = None, device: torch.device | str = "cpu"
-) -> VLAPolicy:
+) -> ActionModel:
     """Rebuild the saved policy (on `base` when given) and load adapter and head strictly."""
     ckpt_dir = Path(ckpt_dir)
     config = read_model_config(ckpt_dir)
     if base is not None:
         config = replace(config, base=base)
-    policy = build_policy(config, device)
+    policy = build_model(config, device)
     load_saved_weights(policy, ckpt_dir, device)
     return policy
 
 
-def load_saved_weights(policy: VLAPolicy, ckpt_dir: Path, device: torch.device | str) -> None:
-    """A folder save_policy wrote, into an already built policy of the same shape."""
+def load_saved_weights(policy: ActionModel, ckpt_dir: Path, device: torch.device | str) -> None:
+    """A folder save_model wrote, into an already built policy of the same shape."""
     fix = "the checkpoint was saved with a different base or ModelConfig: pass the right base"
     sources = (ckpt_dir / ADAPTER_FILE, ckpt_dir / HEAD_FILE)
     adapter, head = (read_tensors(path, device) for path in sources)

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shards.format import STATS_FILE
-from trainer.checkpoint import CheckpointError
-from trainer.config import ConfigError
-from trainer.model import VLAPolicy, load_policy
+from trainer.inference.checkpoint_info import read_checkpoint
+from trainer.inference.policy import resolve_device
+from trainer.model import ActionModel, load_model
 from trainer.model.model_config import BASE_7B_RANDOM, BASE_TINY
 from trainer.model.model_files import ADAPTER_FILE, HEAD_FILE, PROPRIO_FILE, read_tensors
+from trainer.model.oft_files import write_oft
 from trainer.model.weights import (
     INDEX_FILE,
     published_shapes,
@@ -22,8 +23,8 @@ from trainer.model.weights import (
     to_published_name,
     write_state_dict,
 )
-from trainer.oft import write_oft
-from trainer.policy import read_checkpoint, resolve_device
+from trainer.run.checkpoint import CheckpointError
+from trainer.run.train_config import ConfigError
 
 TARGETS = ("oft", "merged")
 ADAPTER_CONFIG = "adapter_config.json"  # written by peft beside the adapter
@@ -85,7 +86,7 @@ def export(cfg: ExportConfig) -> Path:
                 proprio=read_tensors(cfg.step_dir / PROPRIO_FILE) if info.model.proprio_dim
                 else None,
             )  # fmt: skip
-        policy = load_policy(cfg.step_dir, cfg.base, resolve_device(cfg.device))
+        policy = load_model(cfg.step_dir, cfg.base, resolve_device(cfg.device))
         write_merged(policy, tmp)
         if cfg.out.exists():
             cfg.out.rmdir()  # checked empty above
@@ -95,7 +96,7 @@ def export(cfg: ExportConfig) -> Path:
     return cfg.out
 
 
-def write_merged(policy: VLAPolicy, out: Path) -> None:
+def write_merged(policy: ActionModel, out: Path) -> None:
     """The base with LoRA folded in (W + BA * alpha/r), published names, beside the base's
     config and tokenizer files: a folder `--base` (ours) or from_pretrained (OFT's) reads."""
     base_name = policy.config.base

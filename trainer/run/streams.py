@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from shards.mixture import Mixture
 from shards.stream import StreamConfig
-from trainer.config import ConfigError, TrainConfig
-from trainer.distributed import Dist
+from trainer.run.distributed import Dist
+from trainer.run.train_config import ConfigError, TrainConfig
 
 
 def run_stream(cfg: TrainConfig, split: str, dist: Dist | None = None) -> StreamConfig:

@@ -1,13 +1,47 @@
-"""report.txt of the GPU check: each part's figures in a few lines, beside the anchors."""
+"""The GPU check's report: report.json whole, report.txt each part's figures beside the anchors."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 Part = dict[str, Any]
 Anchors = dict[str, float]
+
+
+class Report:
+    """report.json (everything) and report.txt (one paragraph per part), rewritten on update."""
+
+    def __init__(self, out: Path, meta: dict[str, Any], budgets: dict[str, float]) -> None:
+        from bench.gpu.parts import ANCHORS
+
+        self.out = out
+        self.meta = meta
+        self.anchors = ANCHORS
+        self.parts = {name: {"status": "pending", "budget_s": b} for name, b in budgets.items()}
+        self.write()
+
+    def update(self, name: str, **fields: Any) -> None:
+        self.parts[name].update(fields)
+        self.write()
+
+    def write(self) -> None:
+        data = {"meta": self.meta, "anchors": self.anchors, "parts": self.parts}
+        text = json.dumps(data, indent=1, default=str)  # parts wrote plain JSON already
+        _atomic_write(self.out / "report.json", text + "\n")
+        _atomic_write(self.out / "report.txt", self.text())
+
+    def text(self) -> str:
+        return render(self.meta, self.anchors, self.parts)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def render(meta: dict[str, Any], anchors: Anchors, parts: dict[str, Part]) -> str:

@@ -1,4 +1,4 @@
-"""`vla-data loadtest`: drive the trainer's CPU-side loader alone and measure samples/s and MB/s.
+"""`vla-train loadtest`: drive the trainer's CPU-side loader alone and measure samples/s and MB/s.
 
 It runs exactly what `vla-train` runs up to the point where a batch is ready to go to the
 device (shard reading, JPEG decoding and collation, in worker processes or decode threads as
@@ -14,11 +14,15 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline.config import ConfigError
 from shards.loader_plan import AUTO, LoaderPlan, parse_count, plan_loader
 from shards.mixture import Mixture
 from shards.reader import StreamConfig, make_loader
-from shards.source import ShardSet, open_shard_set
+from trainer.model.prompt import PromptTokens, sequence_ids
+from trainer.model.tokenizer import tiny_tokenizer
+from trainer.run.builder import open_data
+from trainer.run.distributed import Dist
+from trainer.run.streams import run_stream
+from trainer.run.train_config import ConfigError, TrainConfig
 
 
 @dataclass
@@ -67,13 +71,13 @@ class LoadtestResult:
 
 
 def loadtest(config: LoadtestConfig) -> LoadtestResult:
-    shard_set = open_shard_set(config.source)
     plan = plan_loader(config.workers, config.decode_threads)
-    stream = trainer_stream(config, shard_set, plan)
-    tokenize = _prompt_tokens(shard_set.manifest.chunk * shard_set.manifest.action_dim)
-    shards = shard_set.manifest.shards(config.split)
+    mixture, stream = trainer_stream(config, plan)
+    manifest = mixture.sets[0].manifest
+    tokenize = _prompt_tokens(manifest.chunk * manifest.action_dim)
+    shards = manifest.shards(config.split)
     bytes_per_sample = sum(s.bytes for s in shards) / max(1, sum(s.samples for s in shards))
-    batches = iter(make_loader(shard_set, stream))
+    batches = iter(make_loader(mixture, stream))
     for _ in range(config.warmup_batches):
         next(batches)
     seen = 0
@@ -86,29 +90,23 @@ def loadtest(config: LoadtestConfig) -> LoadtestResult:
     return LoadtestResult(seen, elapsed, int(bytes_per_sample * seen), plan)
 
 
-def trainer_stream(config: LoadtestConfig, shard_set: ShardSet, plan: LoaderPlan) -> StreamConfig:
-    """The stream `vla-train --shards SOURCE` with these options would read, derived by the
-    trainer's own rule (its defaults: episode tails, robot state when the set carries it)."""
-    from trainer.config import TrainConfig
-    from trainer.distributed import Dist
-    from trainer.inputs import run_stream, uses_proprio
-
+def trainer_stream(config: LoadtestConfig, plan: LoaderPlan) -> tuple[Mixture, StreamConfig]:
+    """The set, opened as `vla-train --shards SOURCE` with these options opens it, and the
+    stream it would read, by the run builder's own rules (its defaults: episode tails, robot
+    state when the set carries it)."""
     run = TrainConfig(
         shards=(config.source,), cameras=config.cameras, batch_size=config.batch_size,
         shuffle_buffer=config.shuffle_buffer, workers=plan.workers,
         decode_threads=plan.decode_threads,
-        proprio=uses_proprio(None, Mixture.of(shard_set)),
     )  # fmt: skip
     # One process, on the device vla-train would pick: CUDA (batches pinned) when present.
-    device = torch.device("cuda" if config.pin_memory else "cpu")
-    return run_stream(run, config.split, Dist(rank=0, world_size=1, device=device))
+    dist = Dist(rank=0, world_size=1, device=torch.device("cuda" if config.pin_memory else "cpu"))
+    run, mixture = open_data(run, dist)
+    return mixture, run_stream(run, config.split, dist)
 
 
 def _prompt_tokens(num_slots: int) -> Callable[[list[str]], dict[str, torch.Tensor]]:
     """The trainer's prompt tokenization (with its cache); the tiny base's tokenizer stands in
     for the base's, since a run tokenizes each distinct instruction only once either way."""
-    from trainer.model.prompt import PromptTokens, sequence_ids
-    from trainer.model.tokenizer import tiny_tokenizer
-
     tokenizer = tiny_tokenizer()
     return PromptTokens(tokenizer, num_slots, sequence_ids(tokenizer, tokenizer.pad_token_id))

@@ -20,7 +20,10 @@ from safetensors.torch import load_file, save_file
 from common.files import read_json, read_text
 from stats.compute import DatasetStats
 from stats.io import parse_stats
-from trainer.model.model_config import ModelLoadError
+
+from .action_model import ActionModel
+from .model_config import ModelLoadError
+from .model_files import adapter_shapes, load_module, load_weights
 
 ADAPTER_DIR = "lora_adapter"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -223,3 +226,15 @@ class OftOptions:
             )
         normalization = self.normalization or PLATFORM_NORMALIZATION.get(action_dim, "bounds_q99")
         return OftOptions(tuple(self.cameras), chunk, normalization, self.image_aug, self.dtype)
+
+
+def load_oft_weights(model: ActionModel, oft: OftCheckpoint) -> None:
+    """OFT's adapter (less the modules that never run, named) and head, strictly."""
+    adapter = usable_adapter(oft.adapter, set(adapter_shapes(model)), oft.adapter_source)
+    fix = (
+        "the OFT run used another base, LoRA rank or action width: pass the base it was trained on"
+    )
+    load_weights(model, adapter, oft.head, (oft.adapter_source, oft.head_source), fix)
+    if oft.proprio is not None:
+        source = oft.path / f"proprio_projector--{oft.step}_checkpoint.pt"
+        load_module(model.proprio_projector, oft.proprio, source, fix)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from trainer.batches import DeviceBatch
+from trainer.data.batches import DeviceBatch
 
 WEIGHT_DECAY = 0.01  # PyTorch's AdamW default, which OFT keeps
 DECAY_FACTOR = 0.1

@@ -14,7 +14,7 @@ import torch
 from shards.stream import StreamState
 from stats.compute import ArrayStats
 from stats.normalize import Bounds, bounds, normalize
-from trainer.augment import pixel_values
+from trainer.data.augment import pixel_values
 
 Tokenize = Callable[[list[str]], dict[str, torch.Tensor]]
 _TO_DEVICE = ("images", "actions", "valid", "sets", "proprio")  # proprio: when the run uses it

@@ -18,8 +18,8 @@ from common.errors import UserError
 from common.files import read_text
 from shards.format import STATS_FILE, JpegStorage, jpeg_storage
 from shards.mixture import Mixture
-from trainer.config import TRAIN_CONFIG_FILE, TrainConfig
-from trainer.model import VLAPolicy, save_policy
+from trainer.model import ActionModel, save_model
+from trainer.run.train_config import TRAIN_CONFIG_FILE, TrainConfig
 
 STATE_FILE = "trainer_state.pt"
 log = logging.getLogger(__name__)
@@ -49,6 +49,24 @@ def latest_checkpoint(run_dir: Path) -> Path:
     return found[-1][1]
 
 
+def resume_point(
+    run_dir: Path, resume: bool, mixture: Mixture, world_size: int, allow_new_data: bool
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """The run's latest step-N and its state when resuming, checked against this data; a new
+    run refuses a folder that already holds checkpoints."""
+    if not resume:
+        if checkpoints(run_dir):
+            raise CheckpointError(
+                f"{run_dir} already holds checkpoints: continue it with --resume "
+                f"{run_dir}, or choose another --run-dir"
+            )
+        return None, None
+    ckpt = latest_checkpoint(run_dir)
+    state = load_state(ckpt)
+    check_compatible(state, ckpt, mixture, world_size, allow_new_data)
+    return ckpt, state
+
+
 def mixture_signature(mixture: Mixture) -> list[dict[str, Any]]:
     """What the trained head, the normalization and the data order depend on, per set."""
     return [
@@ -66,7 +84,7 @@ def mixture_signature(mixture: Mixture) -> list[dict[str, Any]]:
 def save_checkpoint(
     run_dir: Path,
     step: int,
-    policy: VLAPolicy,
+    model: ActionModel,
     cfg: TrainConfig,
     mixture: Mixture,
     state: dict[str, Any],
@@ -75,7 +93,7 @@ def save_checkpoint(
     final = run_dir / f"step-{step}"
     tmp = run_dir / f".step-{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_policy(policy, tmp)
+    save_model(model, tmp)
     (tmp / STATS_FILE).write_text(mixture.stats_text())
     (tmp / TRAIN_CONFIG_FILE).write_text(cfg.to_json(mixture=image_records(mixture)))
     torch.save(state, tmp / STATE_FILE)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from trainer.config import ConfigError
+from trainer.run.train_config import ConfigError
 
 
 @dataclass(frozen=True)

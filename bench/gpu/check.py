@@ -1,16 +1,19 @@
 """The GPU check in one command: the 7B step, batch 16, vla-train's data wait, learning on the GPU.
 
-    python3 bench/gpu_check.py --out OUT [--wheels DIR]     # one CUDA GPU, under 8 minutes
-    python3 bench/gpu_check.py --out OUT --cpu-smoke        # same code, tiny sizes, on a CPU
+    python3 -m bench.gpu.check --out OUT [--wheels DIR]     # one CUDA GPU, under 8 minutes
+    python3 -m bench.gpu.check --out OUT --cpu-smoke        # same code, tiny sizes, on a CPU
 
-Each part (gpu_check_parts.PARTS) runs in a child process of its own, with its own time
+(from the repository root; bench/gpu/check.sh OUT does that).
+
+Each part (bench.gpu.parts.PARTS) runs in a child process of its own, with its own time
 budget: one that fails, runs out of memory or outlives its budget is recorded as such and
 the next part starts on a clean device. Children are forked from a parent that has imported
 everything but never touched CUDA, so they start at once; if a forked child cannot use CUDA
 after all (an import initialized it), they are spawned instead. OUT/report.json and
 OUT/report.txt are rewritten while the parts run, so a run killed from outside still leaves
 what it had measured. Only the standard library is imported before --wheels is installed
-(pip --no-index, into the scratch folder): nothing is fetched from the network.
+(pip --no-index, into the scratch folder; the check then runs again in a child process
+with that folder first on PYTHONPATH): nothing is fetched from the network.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench"
+from bench.gpu.report import Report
+
+ROOT = Path(__file__).resolve().parents[2]
+WHEELS_SITE = "GPU_CHECK_WHEELS"  # set in the child that runs with the installed wheels
 PART_BUDGET_S = {  # the H200's expected times are about half of these
     "env": 30,
     "step_b8": 150,
@@ -57,22 +62,22 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work or tempfile.mkdtemp(prefix="gpu_check_"))
     work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    wheels = install_wheels(args.wheels, work / "site") if args.wheels else None
-    for path in (ROOT / "tests", BENCH, ROOT):  # learning_fixtures, gpu_step, the packages
-        sys.path.insert(0, str(path))
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # for any spawned child
+    if args.wheels and WHEELS_SITE not in os.environ:
+        return _with_wheels(args, argv, work)
+    wheels = json.loads(os.environ[WHEELS_SITE]) if args.wheels else None
     # A library asking torch.cuda.is_available() while we import would initialize CUDA in
     # the parent, and forked children could then not use it; NVML answers without that.
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     preload_error = preload()
 
     import torch  # after the wheels, and only now: a child forks from here
-    from gpu_check_parts import GPU, PARTS, SMOKE, Context
+
+    from bench.gpu.parts import GPU, PARTS, SMOKE, Context
 
     names = args.parts.split(",") if args.parts else list(PARTS)
     unknown = [n for n in [*names, *args.budget] if n not in PARTS]
     if unknown:
-        raise SystemExit(f"gpu_check.py: unknown part(s) {', '.join(unknown)}; use {list(PARTS)}")
+        raise SystemExit(f"gpu check: unknown part(s) {', '.join(unknown)}; use {list(PARTS)}")
     budgets = {n: SMOKE_PART_BUDGET_S if args.cpu_smoke else PART_BUDGET_S[n] for n in names}
     budgets.update(args.budget)
     report = Report(
@@ -155,7 +160,7 @@ def _child(part: Any, ctx: Any, results: Path, log: Path) -> None:
     with open(log, "w") as stream:
         os.dup2(stream.fileno(), 1)
         os.dup2(stream.fileno(), 2)
-    from gpu_check_parts import Recorder
+    from bench.gpu.parts import Recorder
 
     rec = Recorder(results)
     code = 0
@@ -205,39 +210,25 @@ def _kill(child: multiprocessing.Process) -> None:
     child.join()
 
 
-class Report:
-    """report.json (everything) and report.txt (one paragraph per part), rewritten on update."""
-
-    def __init__(self, out: Path, meta: dict[str, Any], budgets: dict[str, float]) -> None:
-        from gpu_check_parts import ANCHORS
-
-        self.out = out
-        self.meta = meta
-        self.anchors = ANCHORS
-        self.parts = {name: {"status": "pending", "budget_s": b} for name, b in budgets.items()}
-        self.write()
-
-    def update(self, name: str, **fields: Any) -> None:
-        self.parts[name].update(fields)
-        self.write()
-
-    def write(self) -> None:
-        data = {"meta": self.meta, "anchors": self.anchors, "parts": self.parts}
-        text = json.dumps(data, indent=1, default=str)  # parts wrote plain JSON already
-        _atomic_write(self.out / "report.json", text + "\n")
-        _atomic_write(self.out / "report.txt", self.text())
-
-    def text(self) -> str:
-        from gpu_check_report import render
-
-        return render(self.meta, self.anchors, self.parts)
+def _with_wheels(args: argparse.Namespace, argv: list[str] | None, work: Path) -> int:
+    """Install --wheels into the scratch folder, then run the check again in a child that has
+    them first on PYTHONPATH (and so do the parts' processes it starts)."""
+    wheels = install_wheels(args.wheels, work / "site")
+    path = [wheels["site"], os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, WHEELS_SITE: json.dumps(wheels), "PYTHONPATH": os.pathsep.join(path)}
+    again = [*(sys.argv[1:] if argv is None else argv), "--work", str(work)]
+    code = subprocess.run([sys.executable, "-m", "bench.gpu.check", *again], env=env).returncode
+    if not args.keep_work and not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+    return code
 
 
 def install_wheels(folder: Path, site: Path) -> dict[str, Any]:
-    """pip --no-index --no-deps the folder's wheels into `site`, then put it first on sys.path."""
+    """pip --no-index --no-deps the folder's wheels into `site` (importable with `site` first
+    on PYTHONPATH)."""
     wheels = sorted(folder.glob("*.whl")) if folder.is_dir() else []
     if not wheels:
-        raise SystemExit(f"gpu_check.py: {folder}: no .whl files (bench/gpu_check_wheels.txt)")
+        raise SystemExit(f"gpu check: {folder}: no .whl files (bench/gpu/wheels.txt)")
     command = [
         sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
         "--no-cache-dir", "--disable-pip-version-check", "--upgrade", "--target", str(site),
@@ -245,8 +236,7 @@ def install_wheels(folder: Path, site: Path) -> dict[str, Any]:
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"gpu_check.py: installing the wheels in {folder} failed:\n{done.stderr}")
-    sys.path.insert(0, str(site))
+        raise SystemExit(f"gpu check: installing the wheels in {folder} failed:\n{done.stderr}")
     return {"folder": str(folder), "installed": [w.name for w in wheels], "site": str(site)}
 
 
@@ -257,13 +247,12 @@ def preload() -> str | None:
     each part imports what it needs again and fails, or not, on its own.
     """
     try:
-        import gpu_check_loop  # noqa: F401
-        import gpu_check_probes  # noqa: F401
-        import gpu_step  # noqa: F401
-        import learning_fixtures  # noqa: F401
-
+        import bench.gpu.loop_figures  # noqa: F401
+        import bench.gpu.probes  # noqa: F401
+        import bench.gpu.step  # noqa: F401
         import pipeline.convert.stages  # noqa: F401
-        import trainer.loop  # noqa: F401
+        import tests.learning_fixtures  # noqa: F401
+        import trainer.run.loop  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - recorded in the report
         return f"{type(exc).__name__}: {exc}"
     return None
@@ -317,12 +306,6 @@ def _tail(path: Path, chars: int = 3000) -> str:
     with contextlib.suppress(OSError):
         return path.read_text(errors="replace")[-chars:]
     return ""
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _utc_now() -> str:

@@ -13,10 +13,11 @@ from shards.format import SPLITS
 from shards.reader import make_loader
 from shards.source import ShardSet, ShardSetError, open_shard_set
 from stats.normalize import NORMALIZATIONS
-from trainer.config import ConfigError
-from trainer.inputs import run_stream
-from trainer.oft import OftOptions, is_oft_folder
-from trainer.policy import CheckpointInfo, Policy, read_checkpoint
+from trainer.inference.checkpoint_info import CheckpointInfo, read_checkpoint
+from trainer.inference.policy import Policy
+from trainer.model.oft_files import OftOptions, is_oft_folder
+from trainer.run.streams import run_stream
+from trainer.run.train_config import ConfigError
 
 SHOWN_DIMS = 4  # of the first row in the table; the L1 columns cover every dim and valid row
 PIPED_WIDTH = 160  # rich's 80 columns off a terminal would squeeze the table unreadable

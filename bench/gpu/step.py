@@ -1,7 +1,10 @@
 """Time training steps on one CUDA GPU: median step time, samples/s, peak memory and data wait.
 
-The functions here are also what bench/gpu_check.py runs: `step_setup` builds the policy,
-optimizer and the trainer's device-side data path, `time_steps` runs and times its steps.
+    python -m bench.gpu.step [--shards SHARDS] [--batch-size 8] [--steps 20]
+
+The functions here are also what the GPU check (bench.gpu.check) runs: `step_setup` builds the
+run through vla-train's own builder (model, optimizer, schedule, device-side data path),
+`time_steps` runs and times its steps.
 """
 
 from __future__ import annotations
@@ -22,29 +25,31 @@ from torch import nn
 
 from shards.commandline import camera_list
 from shards.loader_plan import AUTO, parse_count, plan_loader
-from shards.reader import StreamConfig, make_loader
-from shards.source import open_shard_set
-from stats.compute import ArrayStats, array_stats
-from trainer.batches import BatchPrep, Prefetcher
-from trainer.model import ModelConfig, VLAPolicy, build_policy
-from trainer.model.model_config import base_dtype
-from trainer.step import build_optimizer, build_scheduler, l1_metrics, train_step
+from shards.manifest import Manifest
+from shards.mixture import Mixture
+from shards.source import ShardSet
+from stats.compute import ArrayStats, DatasetStats, array_stats
+from trainer.data.batches import Prefetcher
+from trainer.run.builder import Run, build_run, open_data
+from trainer.run.distributed import Dist
+from trainer.run.step import l1_metrics, train_step
+from trainer.run.train_config import TrainConfig
 
 CHUNK, ACTION_DIM = 8, 14  # the synthetic batch's chunk: RoboTwin's 8 x 14
+SYNTHETIC = "synthetic"  # the --shards of a run fed one synthetic batch
 
 
 @dataclass
 class StepSetup:
-    """Everything one timed run needs, built the way vla-train builds it."""
+    """Everything one timed run needs: the run as vla-train builds it, and its batches."""
 
-    policy: VLAPolicy
-    model: nn.Module  # the policy, or its torch.compile wrapper
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
+    run: Run
     batches: Prefetcher
-    device: torch.device
-    batch_size: int
-    build_s: float  # policy build (base, LoRA, head), the 7B's random init included
+    build_s: float  # run build (base, LoRA, head, optimizer), the 7B's random init included
+
+    @property
+    def device(self) -> torch.device:
+        return self.run.dist.device
 
 
 @dataclass
@@ -88,48 +93,33 @@ def step_setup(
     compile_model: bool = False,
     fused_adamw: bool = False,
 ) -> StepSetup:
-    """Policy, AdamW, schedule and the Prefetcher over real shards or one synthetic batch."""
-    torch.manual_seed(0)
-    pin = device.type == "cuda"
+    """vla-train's run (its defaults but these options) over real shards or one synthetic batch."""
+    plan = plan_loader(workers)  # vla-train's rule for "auto"
+    cfg = TrainConfig(
+        shards=(shards or SYNTHETIC,), base=base, batch_size=batch_size, cameras=cameras,
+        grad_checkpointing=grad_checkpointing, workers=plan.workers,
+        decode_threads=plan.decode_threads, proprio=None if shards else False,
+    )  # fmt: skip
+    dist = Dist(rank=0, world_size=1, device=device)
+    loader = None
     if shards:
-        shard_set = open_shard_set(shards)
-        chunk, action_dim = shard_set.manifest.chunk, shard_set.manifest.action_dim
-        action_stats = shard_set.stats.action
-        plan = plan_loader(workers)  # vla-train's rule for "auto"
-        cfg = StreamConfig(
-            cameras=cameras, batch_size=batch_size, workers=plan.workers,
-            decode_threads=plan.decode_threads, pin_memory=pin,
-        )  # fmt: skip
-        loader = make_loader(shard_set, cfg)
+        cfg, mixture = open_data(cfg, dist)
     else:
-        chunk, action_dim = CHUNK, ACTION_DIM
-        action_stats = synthetic_stats(action_dim)
-        loader = synthetic_batches(batch_size, len(cameras), chunk, action_dim, pin)
+        mixture = synthetic_mixture(cameras)
+        loader = synthetic_batches(
+            batch_size, len(cameras), CHUNK, ACTION_DIM, device.type == "cuda"
+        )
     start = time.perf_counter()
-    policy = build_policy(
-        ModelConfig(
-            base=base,
-            action_dim=action_dim,
-            chunk=chunk,
-            num_images=len(cameras),
-            grad_checkpointing=grad_checkpointing,
-            dtype=base_dtype(device),
-        ),
-        device,
-    )
+    run = build_run(cfg, dist, mixture, compile_model=compile_model, fused_adamw=fused_adamw)
     _synchronize(device)
     build_s = time.perf_counter() - start
-    model = torch.compile(policy) if compile_model else policy
-    optimizer = build_optimizer(policy, lr=5e-4, fused=fused_adamw)
-    scheduler = build_scheduler(optimizer, warmup_steps=0, decay_step=10**9)
-    prep = BatchPrep([action_stats], "bounds_q99", device, True, torch.Generator().manual_seed(0))
-    batches = Prefetcher(loader, policy.tokenize, prep, device)
-    return StepSetup(policy, model, optimizer, scheduler, batches, device, batch_size, build_s)
+    return StepSetup(run, run.train_batches(loader), build_s)
 
 
 def run_step(setup: StepSetup) -> torch.Tensor:
     """One optimizer step of the trainer's own train_step; returns its l1_sums."""
-    return train_step(setup.model, setup.batches, 1, setup.optimizer, setup.scheduler, setup.device)
+    run = setup.run
+    return train_step(run.trained, setup.batches, 1, run.optimizer, run.scheduler, setup.device)
 
 
 def time_steps(
@@ -162,7 +152,7 @@ def time_steps(
             times.data_wait.append((setup.batches.wait_s - waited) / elapsed)
             times.loss.append(loss)
             if grad_norm:
-                times.grad_norm.append(gradient_norm(setup.policy))
+                times.grad_norm.append(gradient_norm(setup.run.model))
             times.peak_allocated_gib, times.peak_reserved_gib = peak_memory_gib(setup.device)
         if on_step is not None:
             on_step(times)
@@ -204,6 +194,16 @@ def _weighted_share(shares: list[float], seconds: list[float]) -> float:
 
 def synthetic_stats(action_dim: int) -> ArrayStats:
     return array_stats(np.random.default_rng(0).uniform(-1, 1, (1000, action_dim)))
+
+
+def synthetic_mixture(cameras: tuple[str, ...]) -> Mixture:
+    """What the run builder reads of a shard set (shapes, cameras, statistics), with no files."""
+    manifest = Manifest(
+        dataset=SYNTHETIC, tool_version="", layout=SYNTHETIC, cameras=list(cameras), chunk=CHUNK,
+        action_dim=ACTION_DIM, proprio_dim=None, image_size=224, options={},
+    )  # fmt: skip
+    stats = DatasetStats(synthetic_stats(ACTION_DIM), None, 1000, 1)
+    return Mixture((ShardSet(SYNTHETIC, manifest, stats, ""),), (1.0,))
 
 
 def synthetic_batches(
@@ -251,7 +251,7 @@ def main(
 ) -> None:
     """Run --warmup + --steps optimizer steps through the trainer's own step and data path."""
     if not torch.cuda.is_available():
-        raise click.ClickException("bench/gpu_step.py needs a CUDA GPU and none is visible")
+        raise click.ClickException("bench.gpu.step needs a CUDA GPU and none is visible")
     device = torch.device("cuda")
     cameras = camera_list(camera_names)
     setup = step_setup(
@@ -260,7 +260,7 @@ def main(
         compile_model, fused_adamw,
     )  # fmt: skip
     result = time_steps(setup, warmup, steps).summary(batch_size)
-    counts = setup.policy.trainable_parameters()
+    counts = setup.run.model.trainable_parameters()
     print(f"{torch.cuda.get_device_name(device)}, base {base}, batch {batch_size}, {counts}")
     print(
         f"median step {result['median_step_s']:.3f} s, {result['samples_per_s']:.1f} samples/s, "

@@ -1,4 +1,4 @@
-"""VLAPolicy: the LoRA-wrapped OpenVLA base plus the L1 regression head, predicting chunks."""
+"""ActionModel: the LoRA-wrapped OpenVLA base plus the L1 regression head, predicting chunks."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .prompt import PromptTokens, sequence_ids
 from .proprio import ProprioProjector
 
 
-class VLAPolicy(nn.Module):
+class ActionModel(nn.Module):
     """pixel_values + prompt ids -> normalized actions (B, chunk, action_dim), float32."""
 
     def __init__(
@@ -82,7 +82,7 @@ class VLAPolicy(nn.Module):
         return {**counts, "total": sum(counts.values()), "all": count_parameters(self, False)}
 
 
-def build_policy(config: ModelConfig, device: torch.device | str = "cpu") -> VLAPolicy:
+def build_model(config: ModelConfig, device: torch.device | str = "cpu") -> ActionModel:
     """Base (tiny / random 7B / loaded, frozen, config.dtype) + LoRA + float32 head on device."""
     base, tokenizer = build_base(config.base, device, config.torch_dtype)
     if config.film:
@@ -100,4 +100,4 @@ def build_policy(config: ModelConfig, device: torch.device | str = "cpu") -> VLA
         proprio = None
         if config.proprio_dim:
             proprio = ProprioProjector(config.proprio_dim, base.hidden_size)
-    return VLAPolicy(config, vla, head, tokenizer, proprio)
+    return ActionModel(config, vla, head, tokenizer, proprio)

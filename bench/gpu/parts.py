@@ -141,8 +141,8 @@ def env(ctx: Context, rec: Recorder) -> None:
 
 def step_b8(ctx: Context, rec: Recorder) -> None:
     """The step at batch 8 on one synthetic batch: time, memory, SDPA backends, bf16 coverage."""
-    from gpu_check_probes import matmul_dtypes, profile_steps
-    from gpu_step import run_step
+    from bench.gpu.probes import matmul_dtypes, profile_steps
+    from bench.gpu.step import run_step
 
     s = ctx.sizes
     setup = _timed(ctx, rec, s.batch, s.steps, grad_checkpointing=False, reserve_s=s.reserve_s)
@@ -170,12 +170,11 @@ def step_b16_gc(ctx: Context, rec: Recorder) -> None:
 
 def loop(ctx: Context, rec: Recorder) -> None:
     """vla-train itself (defaults but base, batch, steps) on a set generated and converted here."""
-    from gpu_check_loop import loop_figures, set_info, stream_set
-
+    from bench.gpu.loop_figures import loop_figures, set_info, stream_set
     from shards.loader_plan import plan_loader
-    from trainer.config import TrainConfig
-    from trainer.loop import train
-    from trainer.metrics import METRICS_FILE, read_metrics
+    from trainer.run.loop import train
+    from trainer.run.metrics import METRICS_FILE, read_metrics
+    from trainer.run.train_config import TrainConfig
 
     s = ctx.sizes
     shards = stream_set(
@@ -214,9 +213,8 @@ def loop(ctx: Context, rec: Recorder) -> None:
 
 def learn_tiny(ctx: Context, rec: Recorder) -> None:
     """The CPU learning test's two runs, on this device: learn from images, and not from blanks."""
-    import learning_fixtures as lf
-
-    from trainer.metrics import read_metrics
+    import tests.learning_fixtures as lf
+    from trainer.run.metrics import read_metrics
 
     steps = ctx.sizes.learn_steps
     root = ctx.work / "learn"
@@ -251,10 +249,9 @@ def learn_tiny(ctx: Context, rec: Recorder) -> None:
 
 def learn_7b(ctx: Context, rec: Recorder) -> None:
     """`base` streaming the learnable set for some steps: loss and gradient norm stay finite."""
-    import learning_fixtures as lf
-    from gpu_step import step_setup, time_steps
-
-    from trainer.config import TrainConfig
+    import tests.learning_fixtures as lf
+    from bench.gpu.step import step_setup, time_steps
+    from trainer.run.train_config import TrainConfig
 
     s = ctx.sizes
     shards = lf.learning_set(ctx.work / "learn_long")
@@ -295,13 +292,13 @@ def _timed(
 
     Timing stops `reserve_s` before the part's deadline, leaving that for what follows.
     """
-    from gpu_step import step_setup, time_steps
+    from bench.gpu.step import step_setup, time_steps
 
     s = ctx.sizes
     setup = step_setup(s.base, batch, CAMERAS, ctx.device, grad_checkpointing)
     rec.set(
         base=s.base, batch=batch, images=len(CAMERAS), grad_checkpointing=grad_checkpointing,
-        build_s=setup.build_s, parameters=setup.policy.trainable_parameters(),
+        build_s=setup.build_s, parameters=setup.run.model.trainable_parameters(),
     )  # fmt: skip
     anchored = s.base == BASE_7B and ctx.device.type == "cuda" and batch == 8
 

@@ -1,0 +1,1 @@
+"""The device side of a run's data: batches moved, augmented and normalized."""

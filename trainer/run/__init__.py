@@ -1,0 +1,1 @@
+"""A training run: its config, the builder, the loop and step, checkpoints, ranks, metrics."""

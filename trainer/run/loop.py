@@ -1,0 +1,129 @@
+"""vla-train's loop, top to bottom: build the run, step, validate, save, log."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from shards.loader_plan import plan_loader
+from shards.reader import make_loader
+from trainer.data.batches import Prefetcher
+from trainer.run.builder import Run, build_run, open_data
+from trainer.run.checkpoint import resume_point, save_checkpoint
+from trainer.run.distributed import init_distributed, shutdown, sum_across
+from trainer.run.metrics import MetricsLogger, truncate_metrics
+from trainer.run.step import eval_sums, l1_metrics, train_step
+from trainer.run.streams import run_stream
+from trainer.run.train_config import TrainConfig
+
+
+def train(cfg: TrainConfig, resume: bool = False, allow_new_data: bool = False) -> Path:
+    """Train until cfg.max_steps; with `resume`, continue exactly from the run's latest step-N.
+
+    `allow_new_data` lets a resume go on with sets whose shards differ from the run's.
+    """
+    dist = init_distributed(cfg.device)
+    plan = plan_loader(cfg.workers, cfg.decode_threads)
+    # Saved with the run as numbers: a resume elsewhere reads the same streams in the same order.
+    cfg = replace(cfg, workers=plan.workers, decode_threads=plan.decode_threads)
+    try:
+        cfg, mixture = open_data(cfg, dist)
+        ckpt, state = resume_point(cfg.run_dir, resume, mixture, dist.world_size, allow_new_data)
+        run = build_run(cfg, dist, mixture, ckpt)
+        if state is not None:
+            run.load_state_dict(state)
+            if dist.main:
+                truncate_metrics(cfg.run_dir, run.step)
+        batches = run.train_batches()
+        logger = MetricsLogger(cfg.run_dir, run.step, cfg.max_steps, dist.main)
+        try:
+            logger.message(start_line(run, ckpt))
+            logger.message(plan.line())
+            while run.step < cfg.max_steps:
+                logger.log(step_record(run, batches))
+                if cfg.val_every and run.step % cfg.val_every == 0:
+                    for record in validate(run):
+                        logger.log(record)
+                if run.step % cfg.save_every == 0 or run.step == cfg.max_steps:
+                    save(run, logger)
+        finally:
+            logger.close()
+    finally:
+        shutdown()
+    return cfg.run_dir
+
+
+def step_record(run: Run, batches: Prefetcher) -> dict[str, Any]:
+    """One optimizer step over grad_accum micro-batches; its train record, summed over ranks."""
+    cfg, dist = run.cfg, run.dist
+    start, waited = time.perf_counter(), batches.wait_s
+    lr = run.optimizer.param_groups[0]["lr"]
+    sums = train_step(
+        run.trained, batches, cfg.grad_accum, run.optimizer, run.scheduler, dist.device
+    )
+    bad = torch.tensor([len(run.data_state.bad_shards), len(run.data_state.bad_samples)])
+    totals = sum_across(torch.cat([sums, bad.to(sums)]))
+    run.step += 1
+    elapsed = time.perf_counter() - start
+    l1 = l1_metrics(totals[:6])
+    return {
+        "step": run.step,
+        "split": "train",
+        **l1,
+        "loss_smooth": run.window.add(l1["loss"]),
+        "lr": lr,
+        "samples_per_s": cfg.batch_size * cfg.grad_accum * dist.world_size / elapsed,
+        "data_wait": (batches.wait_s - waited) / elapsed,
+        "bad_shards": int(totals[6]),
+        "bad_samples": int(totals[7]),
+    }
+
+
+def save(run: Run, logger: MetricsLogger) -> None:
+    """RUN_DIR/step-N/: the model, stats, options and the run's state_dict (written by rank 0)."""
+    state = run.state_dict()  # on every rank: it gathers each rank's stream and RNGs
+    if run.dist.main:
+        path = save_checkpoint(run.cfg.run_dir, run.step, run.model, run.cfg, run.mixture, state)
+        logger.message(f"saved {path}")
+
+
+def validate(run: Run) -> list[dict[str, Any]]:
+    """L1 over every set's whole val split, each rank reading its own part of it.
+
+    One pooled "val" record, then with several sets one "val/DATASET" record per set.
+    """
+    mixture, device = run.mixture, run.dist.device
+    loader = make_loader(mixture, run_stream(run.cfg, "val", run.dist))
+    batches = Prefetcher(loader, run.model.tokenize, run.prep, device, train=False)
+    sums = sum_across(eval_sums(run.model, batches, device, len(mixture.sets)))
+    records = [_val_record(run.step, "val", sums.sum(0), mixture.action_dim)]
+    if len(mixture.sets) > 1:
+        records += [
+            _val_record(run.step, f"val/{name}", set_sums, mixture.action_dim)
+            for name, set_sums in zip(mixture.datasets, sums, strict=True)
+        ]
+    return records
+
+
+def _val_record(step: int, split: str, sums: torch.Tensor, action_dim: int) -> dict[str, Any]:
+    samples = int(sums[3]) // action_dim  # row 0 counts D values per sample
+    return {"step": step, "split": split, **l1_metrics(sums), "samples": samples}
+
+
+def start_line(run: Run, ckpt: Path | None) -> str:
+    counts = run.model.trainable_parameters()
+    mixture = run.mixture
+    sets = ", ".join(
+        f"{s.manifest.dataset} (weight {w:g}, {s.manifest.samples('train'):,} train samples)"
+        for s, w in zip(mixture.sets, mixture.weights, strict=True)
+    )
+    return (
+        f"{f'resuming {ckpt}' if ckpt else 'training'}: {counts['total']:,} trainable "
+        f"parameters (LoRA {counts['lora']:,}, head {counts['head']:,}"
+        + "".join(f", {name} {counts[name]:,}" for name in ("proprio", "film") if counts[name])
+        + f") on {run.dist.world_size} x {run.dist.device.type}; {sets}"
+    )
