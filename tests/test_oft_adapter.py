@@ -19,7 +19,7 @@ import torch
 from peft import LoraConfig
 from safetensors.torch import load_file, save_file
 
-from trainer.adapter_config import (
+from trainer.model.adapter_config import (
     PEFT_011_LORA_FIELDS,
     AdapterConfigError,
     config_for_peft_011,

@@ -13,7 +13,7 @@ from torch import nn
 from trainer.model import ModelConfig, build_policy
 from trainer.model.bases import build_base
 from trainer.model.film import film_parameters
-from trainer.oft_film import film_maps, oft_vision_state
+from trainer.model.oft_film import film_maps, oft_vision_state
 
 RANK = 4
 

@@ -8,7 +8,7 @@ import numpy as np
 import simplejpeg
 from PIL import Image
 
-from trainer.oft_frames import oft_frame
+from trainer.inference.oft_frames import oft_frame
 
 
 def _reference_crop(image: np.ndarray) -> np.ndarray:

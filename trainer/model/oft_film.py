@@ -21,7 +21,8 @@ import re
 import torch
 from torch import nn
 
-from trainer.model.weights import to_published_name
+from .film import film_parameters
+from .weights import check_state_dict, to_published_name
 
 PREFIX = "vision_backbone."
 ADAPTER_NAME = "default"  # peft's name for the one adapter OFT trains
@@ -122,3 +123,22 @@ def oft_vision_state(model: nn.Module, rank: int) -> dict[str, torch.Tensor]:
         for k, v in model.vision_backbone.state_dict().items()
     }
     return to_oft_vision_state(state, extra_oft_lora(model), rank)
+
+
+_FILM_BLOCK = re.compile(r"^(vision_backbone\.\w+\.blocks\.\d+)\.block\.")
+
+
+def without_film(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A FiLM model's published state dict as openvla-7b's layout has it: the FiLM maps left
+    out (OFT keeps them in the vision_backbone file) and each block back at `blocks.N.*`."""
+    return {_FILM_BLOCK.sub(r"\1.", k): v for k, v in state.items() if not is_film_map(k)}
+
+
+def load_film_maps(base: nn.Module, state: dict[str, torch.Tensor], source, fix: str) -> None:
+    """OFT's FiLM maps into our FiLM towers, strictly (every map, every shape)."""
+    params = film_parameters(base)
+    maps = film_maps(state)
+    check_state_dict({k: tuple(p.shape) for k, p in params.items()}, maps, source, fix)
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(maps[name])
