@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from oft_fixtures import platform_step_dir
 from peft import LoraConfig
 from safetensors.torch import load_file, save_file
 
+from trainer.inference.export import ExportConfig, export
 from trainer.model.adapter_config import (
     PEFT_011_LORA_FIELDS,
     AdapterConfigError,
@@ -26,17 +28,25 @@ from trainer.model.adapter_config import (
 )
 
 ASSETS = Path(__file__).parent / "assets"
+
+
+@pytest.fixture
+def oft_run(tmp_path):
+    """A LIBERO-shaped step-N folder exported to OFT's layout (with the merged model)."""
+    step_dir = platform_step_dir(tmp_path, chunk=8, action_dim=7, robot="libero")
+    return {"exported": export(ExportConfig(step_dir, tmp_path / "oft"))}
+
+
 HERE = Path(__file__).parent
 
 
-def _written_by_our_peft(**options) -> str:
-    """adapter_config.json as the peft installed here writes it (save_pretrained's to_dict)."""
+def _written_by_our_peft(folder: Path, **options) -> str:
+    """adapter_config.json as the peft installed here writes it (its save_pretrained)."""
     target = ["language_model.model.layers.0.mlp.up_proj"]
     config = LoraConfig(r=4, lora_alpha=4, lora_dropout=0.0, init_lora_weights="gaussian",
                         target_modules=target, **options)  # fmt: skip
-    data = config.to_dict()
-    data["target_modules"] = sorted(data["target_modules"])
-    return json.dumps(data)
+    config.save_pretrained(folder)
+    return (folder / "adapter_config.json").read_text()
 
 
 def test_the_field_list_is_peft_0_11_1s_as_recorded():
@@ -46,7 +56,7 @@ def test_the_field_list_is_peft_0_11_1s_as_recorded():
 
 
 def test_only_keys_peft_0_11_1_knows_are_kept_with_their_values(tmp_path):
-    text = _written_by_our_peft()
+    text = _written_by_our_peft(tmp_path)
     assert set(json.loads(text)) - PEFT_011_LORA_FIELDS  # newer peft writes more keys
     kept = json.loads(config_for_peft_011(text, tmp_path / "adapter_config.json"))
     assert set(kept) <= PEFT_011_LORA_FIELDS
@@ -56,8 +66,10 @@ def test_only_keys_peft_0_11_1_knows_are_kept_with_their_values(tmp_path):
 
 
 def test_an_adapter_that_needs_a_newer_option_is_refused(tmp_path):
-    text = _written_by_our_peft(lora_bias=True)
-    with pytest.raises(AdapterConfigError, match=r"adapter_config.json: sets lora_bias, which"):
+    text = _written_by_our_peft(tmp_path, exclude_modules=["language_model.lm_head"])
+    with pytest.raises(
+        AdapterConfigError, match=r"adapter_config.json: sets exclude_modules, which"
+    ):
         config_for_peft_011(text, tmp_path / "adapter_config.json")
 
 
@@ -87,4 +99,6 @@ def test_peft_0_11_1_loads_our_exported_adapter_and_merges_it_as_we_do(oft_run, 
     for key, tensor in ours.items():
         torch.testing.assert_close(theirs[key], tensor, rtol=1e-5, atol=1e-6, msg=key)
         changed += not torch.equal(tensor, state[key])
-    assert changed > 50  # the LoRA moved the adapted weights: the merge did something
+    # Every adapted layer's weight moved, nothing else: the merge did what LoRA says.
+    adapter = load_file(exported / "lora_adapter" / "adapter_model.safetensors")
+    assert changed == sum(".lora_A." in k for k in adapter) > 0

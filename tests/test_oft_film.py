@@ -7,15 +7,17 @@ import copy
 
 import pytest
 import torch
+from oft_fixtures import RANK, platform_step_dir
 from peft import LoraConfig, get_peft_model
 from torch import nn
 
-from trainer.model import ModelConfig, build_policy
+from trainer.inference.export import ExportConfig, export
+from trainer.inference.policy import Policy
+from trainer.model import ModelConfig, ModelLoadError, build_model
 from trainer.model.bases import build_base
 from trainer.model.film import film_parameters
-from trainer.model.oft_film import film_maps, oft_vision_state
-
-RANK = 4
+from trainer.model.oft_files import OftOptions
+from trainer.model.oft_film import oft_vision_state
 
 
 class FiLMedBlock(nn.Module):
@@ -59,7 +61,7 @@ def _layerscale_published(key: str) -> str:
 @pytest.fixture(scope="module")
 def film_policy():
     config = ModelConfig(base="tiny", action_dim=7, chunk=8, lora_rank=RANK, film=True)
-    return build_policy(config, "cpu")
+    return build_model(config, "cpu")
 
 
 def test_our_film_towers_write_exactly_the_keys_and_shapes_ofts_wrapper_saves(film_policy):
@@ -72,7 +74,12 @@ def test_our_film_towers_write_exactly_the_keys_and_shapes_ofts_wrapper_saves(fi
     assert any(k.endswith("patch_embed.proj.base_layer.weight") for k in ours)
 
 
-def test_an_ofts_film_file_loads_into_our_towers_and_ours_back(film_policy):
+def test_an_ofts_film_file_loads_into_our_towers_and_ours_back(tmp_path):
+    """A vision_backbone file laid out by OFT's wrapper, its FiLM maps drawn at random, in an
+    OFT folder: a Policy loads exactly those maps; exporting the policy writes them back."""
+    step_dir = platform_step_dir(tmp_path, chunk=25, action_dim=14, film=True,
+                                 normalization="bounds", robot="aloha")  # fmt: skip
+    folder = export(ExportConfig(step_dir, tmp_path / "oft"))
     oft = _ofts_structure()
     torch.manual_seed(3)
     with torch.no_grad():
@@ -80,7 +87,19 @@ def test_an_ofts_film_file_loads_into_our_towers_and_ours_back(film_policy):
             if ".scale." in name or ".shift." in name:
                 param.normal_()
     saved = {_layerscale_published(k): v for k, v in oft.state_dict().items()}
-    maps = film_maps(saved)
-    params = film_parameters(film_policy.vla.get_base_model())
-    assert set(maps) == set(params)  # the FiLM maps keep their names: 2 towers x blocks x 4
-    assert len(maps) == 4 * (3 + 3)
+    torch.save(saved, folder / "vision_backbone--3_checkpoint.pt")
+    policy = Policy.load(folder, base="tiny", device="cpu", oft=OftOptions(("head", "left_wrist")))
+    params = film_parameters(policy.net.vla.get_base_model())
+    assert len(params) == 4 * (3 + 3)  # scale and shift, weight and bias, 2 towers x 3 blocks
+    for name, param in params.items():
+        assert torch.equal(param, saved[name]), name
+    # Written back in the same layout: our vision file for this policy holds OFT's maps.
+    back = oft_vision_state(policy.net.vla.get_base_model(), RANK)
+    assert set(back) == set(saved)
+    for name in params:
+        assert torch.equal(back[name], saved[name])
+    # A FiLM file whose maps do not fit (another base) is refused, naming the file.
+    saved[next(iter(params))] = torch.zeros(3, 3)
+    torch.save(saved, folder / "vision_backbone--3_checkpoint.pt")
+    with pytest.raises(ModelLoadError, match="vision_backbone--3_checkpoint.pt.*shape mismatch"):
+        Policy.load(folder, base="tiny", device="cpu", oft=OftOptions(("head", "left_wrist")))
