@@ -16,6 +16,10 @@ from pipeline.cli import main
 from pipeline.config import ConvertConfig
 from pipeline.convert.oft_libero import noop_steps, oft_gripper
 from shards.manifest import read_manifest
+from shards.platforms import PlatformMismatch
+from trainer.inference.export import ExportConfig, export
+from trainer.run.loop import train
+from trainer.run.train_config import TrainConfig
 
 
 def _actions(rows):
@@ -138,3 +142,34 @@ def test_robot_sets_chunk_masks_and_width_and_info_names_the_platform(tmp_path):
     run_convert(tmp_path / "in", tmp_path / "five", chunk=5, val_episodes=0)
     result = CliRunner().invoke(main, ["info", str(tmp_path / "five")])
     assert "OpenVLA-OFT no platform fits" in result.output
+
+
+def test_a_run_on_a_robot_set_records_the_platform_and_exports_for_it(tmp_path):
+    """convert --robot libero -> vla-train (LIBERO's normalization by default, the platform
+    in train_config.json) -> export --to oft for OFT's libero; --normalization bounds is not
+    what OFT's libero decodes with, so that run's export is refused."""
+    write_libero(
+        tmp_path / "in" / "TASK_open_it_demo.hdf5", [24, 24], seed=5, instruction="open it"
+    )
+    run_convert(
+        tmp_path / "in",
+        tmp_path / "set",
+        robot="libero",
+        chunk=None,
+        val_episodes=0,
+        image_size=224,
+    )
+    common = dict(shards=str(tmp_path / "set"), base="tiny", lora_rank=4, device="cpu",
+                  workers=0, batch_size=2, max_steps=1, save_every=1)  # fmt: skip
+    cfg = TrainConfig(run_dir=tmp_path / "run", **common)
+    train(cfg)
+    saved = json.loads((cfg.run_dir / "step-1" / "train_config.json").read_text())
+    assert (saved["robot"], saved["normalization"], saved["proprio"]) == (
+        "libero", "bounds_q99", True)  # fmt: skip
+    out = export(ExportConfig(cfg.run_dir / "step-1", tmp_path / "oft"))
+    assert json.loads((out / "oft_platform.json").read_text())["platform"] == "libero"
+    assert (out / "proprio_projector--1_checkpoint.pt").is_file()
+    other = TrainConfig(run_dir=tmp_path / "other", normalization="bounds", **common)
+    train(other)
+    with pytest.raises(PlatformMismatch, match="normalization bounds .libero: bounds_q99."):
+        export(ExportConfig(other.run_dir / "step-1", tmp_path / "oft2"))
