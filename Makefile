@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
-	$(PY) -m pip install -q -e '.[train,s3,lerobot,dev]' $(TORCH_PINS)
+	$(PY) -m pip install -q -e '.[train,s3,lerobot,serve,dev]' $(TORCH_PINS)
 	touch $@
 
 test: venv

@@ -206,7 +206,6 @@ def _build_for_training(layout: str, root) -> tuple[dict, tuple[str, ...]]:
         write_robomimic(root / "image.hdf5", [5, 4], 0)
         return {"instruction": "lift the cube"}, ("head", "left_wrist")
     if layout == "lerobot":
-        pytest.importorskip("av", reason="the lerobot extra (PyAV) is not installed")
         from layout_fixtures import write_lerobot_v3
 
         write_lerobot_v3(root, [6, 5], ["pick the cube", "place the cube"])

@@ -21,6 +21,7 @@ from trainer.run.checkpoint import latest_checkpoint, load_config
 from trainer.run.loadtest import LoadtestConfig, loadtest
 from trainer.run.loop import train as train_run
 from trainer.run.train_config import EPISODE_TAILS, ConfigError, TrainConfig
+from trainer.serving.server import DEFAULT_PORT, ServeConfig, serve
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
@@ -249,6 +250,36 @@ def loadtest_command(source: str, workers: str, decode_threads: str, batch_size:
         f"({result.samples} samples in {result.seconds:.2f} s, batch {batch_size}, "
         f"cameras {cameras}, tokenization included)"
     )
+
+
+@main.command("serve")
+@click.argument("ckpt", type=click.Path(path_type=Path))
+@click.option(
+    "--host", default="127.0.0.1", show_default=True,
+    help="Address to listen on; 0.0.0.0 opens it to the network (trusted networks only).",
+)  # fmt: skip
+@click.option(
+    "--port", default=DEFAULT_PORT, show_default=True,
+    help="Port (OpenVLA-OFT's clients use 8777; 0: any free one).",
+)  # fmt: skip
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+    help="Where to run the model.",
+)  # fmt: skip
+@click.option("--base", help="Base to load the adapter onto [default: the one trained on].")
+@click.option("--dataset", help="Stats entry to normalize with [default: the only one].")
+@click.option(
+    "--cameras", default="", callback=_cameras,
+    help="OpenVLA-OFT folders: cameras in the run's order, primary first.",
+)  # fmt: skip
+@click.option(
+    "--normalization", type=click.Choice(NORMALIZATIONS),
+    help="OpenVLA-OFT folders: [default: OFT's for the width, bounds for 14 dims].",
+)  # fmt: skip
+def serve_command(**options: Any) -> None:
+    """Serve CKPT (RUN_DIR/step-N or an OpenVLA-OFT folder) to OpenVLA-OFT's deploy clients:
+    POST /act, GET /health."""
+    serve(ServeConfig(**options), click.echo)
 
 
 if __name__ == "__main__":  # torchrun -m trainer.cli ...
