@@ -20,7 +20,7 @@ from trainer.model.oft_files import PLATFORM_FILE
 from trainer.run.checkpoint import latest_checkpoint, load_config
 from trainer.run.loadtest import LoadtestConfig, loadtest
 from trainer.run.loop import train as train_run
-from trainer.run.train_config import EPISODE_TAILS, ConfigError, TrainConfig
+from trainer.run.train_config import EPISODE_TAILS, PRECISIONS, ConfigError, TrainConfig
 from trainer.serving.server import DEFAULT_PORT, ServeConfig, serve
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
@@ -136,6 +136,12 @@ def _option(name: str, help: str, **kwargs: Any):
     help="Feed the robot state as one token (OFT). [default: when every set carries it]",
 )  # fmt: skip
 @click.option("--film", is_flag=True, help="The instruction modulates the vision towers (OFT+).")
+@_option(
+    "precision",
+    "fp32: LoRA, head and targets in float32; bf16: OpenVLA-OFT's bf16 forward and targets on "
+    "any device, float32 master weights.",
+    type=click.Choice(PRECISIONS),
+)
 @_option("device", "Where to train.", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.pass_context
 def train(ctx: click.Context, resume: str | None, allow_new_data: bool, **options: Any) -> None:

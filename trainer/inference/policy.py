@@ -155,7 +155,7 @@ class Policy:
         """Normalized output for images already as a shard holds them (e.g. read from one)."""
         state = self._state(proprio, len(stored))
         tokens = {k: v.to(self.device) for k, v in self.net.tokenize(list(instructions)).items()}
-        with autocast(self.device):
+        with autocast(self.device, self.run.precision):
             out = self.net(self.model_input(stored), **tokens, proprio=state)
         return out.float().cpu().numpy()
 

@@ -188,5 +188,5 @@ def model_config(cfg: TrainConfig, mixture: Mixture, device: torch.device) -> Mo
         grad_checkpointing=cfg.grad_checkpointing,
         proprio_dim=(mixture.sets[0].manifest.proprio_dim or 0) if cfg.proprio else 0,
         film=cfg.film,
-        dtype=base_dtype(device),
+        dtype="bfloat16" if cfg.precision == "bf16" else base_dtype(device),
     )

@@ -15,6 +15,7 @@ from stats.normalize import NORMALIZATIONS
 TRAIN_CONFIG_FILE = "train_config.json"
 DEFAULT_NORMALIZATION = "bounds_q99"  # OFT's LIBERO bounds, for sets made without --robot
 EPISODE_TAILS = ("pad", "drop")
+PRECISIONS = ("fp32", "bf16")
 # What --resume may change: where the run and the shards are now (checked against the run's
 # datasets, dims and weights), how long to go on, how often to save or validate, and the
 # device, and decode threads (they change how fast the same batches come, not which). Anything
@@ -117,6 +118,11 @@ class TrainConfig:
     """FiLM: the instruction modulates the vision towers (OFT+, for ALOHA)."""
     device: str = "auto"
     """"auto" (CUDA when present), "cpu", "cuda"."""
+    precision: str = "fp32"
+    """"fp32": LoRA, head and targets in float32 (the frozen base in bf16 under bf16 autocast
+    on CUDA, exact float32 on the CPU); "bf16": OFT's, on every device: the base in bf16, the
+    forward under bf16 autocast (LoRA and head compute in bf16) and the targets rounded to
+    bf16, with float32 master weights for the optimizer (docs/OFT.md)."""
     robot: str | None = None
     """The OpenVLA-OFT platform the sets were made for (their --robot, when all agree): not
     an option; found when training starts and saved, so export knows how OFT decodes it."""
@@ -152,6 +158,8 @@ class TrainConfig:
             raise ConfigError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}")
         if len(set(self.cameras)) != len(self.cameras):
             raise ConfigError("--cameras needs distinct camera names")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError("--device must be auto, cpu or cuda")
 
