@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from episode_fixtures import read_split, run_convert
-from layout_fixtures import expected_image, psnr, write_libero
+from layout_fixtures import expected_image, psnr, write_libero, write_robomimic
 
 from common.errors import ConfigError
 from pipeline.cli import main
 from pipeline.config import ConvertConfig
+from pipeline.convert.merge import MergeConfig, merge
 from pipeline.convert.oft_libero import noop_steps, oft_gripper
 from shards.manifest import read_manifest
 from shards.platforms import PlatformMismatch
@@ -173,3 +174,38 @@ def test_a_run_on_a_robot_set_records_the_platform_and_exports_for_it(tmp_path):
     train(other)
     with pytest.raises(PlatformMismatch, match="normalization bounds .libero: bounds_q99."):
         export(ExportConfig(other.run_dir / "step-1", tmp_path / "oft2"))
+
+
+def test_parts_made_with_robot_libero_merge_to_the_one_machine_set(tmp_path):
+    for i in range(3):
+        _libero_with_noops(tmp_path / "in" / f"d{i}")
+    options = dict(robot="libero", chunk=None, val_episodes=1)
+    run_convert(tmp_path / "in", tmp_path / "single", **options)
+    parts = [tmp_path / f"part{i}" for i in (1, 2)]
+    for i, part in enumerate(parts, start=1):
+        run_convert(tmp_path / "in", part, part=(i, 2), **options)
+    merge(MergeConfig(tuple(parts), tmp_path / "merged", progress=False))
+    for name in ("manifest.json", "stats.json"):
+        merged = json.loads((tmp_path / "merged" / name).read_text())
+        single = json.loads((tmp_path / "single" / name).read_text())
+        merged.pop("tool_version", None), single.pop("tool_version", None)
+        assert merged == single, name
+    assert read_manifest(tmp_path / "merged").dropped_steps() == 15
+
+
+def test_the_conventions_do_not_depend_on_the_input_layout(tmp_path):
+    """The same no-op rule and gripper on a robomimic file (as on an RLDS set): one wrapper
+    around whichever reader the layout has."""
+    path = tmp_path / "in" / "lift.hdf5"
+    write_robomimic(path, [10], seed=2)
+    libero_src, noops = _libero_with_noops(tmp_path / "other")
+    with h5py.File(path, "r+") as f:
+        f["data/demo_0/actions"][...] = libero_src["action"]
+    run_convert(tmp_path / "in", tmp_path / "out", robot="libero", chunk=None, val_episodes=0,
+                instruction="lift the cube")  # fmt: skip
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest.layout == "robomimic" and manifest.dropped_steps() == len(noops)
+    first = next(s for s in read_split(tmp_path / "out", "train") if s["meta"]["t"] == 0)
+    kept = np.setdiff1d(np.arange(10), noops)
+    expected = 1 - np.clip(libero_src["action"][kept, 6], 0, 1)
+    np.testing.assert_array_equal(first["actions"][: len(kept), 6], expected)

@@ -174,6 +174,7 @@ def _plan(sets: list[ShardSet], episodes: dict[str, _Episode], spool_path: Path)
             probe.info, probe.encoded = _episode_data(
                 entry.key, episodes.get(entry.key), spool_path
             )
+            probe.info.dropped_steps = entry.dropped_steps  # --robot libero's count carries over
         probes.append(probe)
     first = manifests[0]
     return Plan(first.layout, tuple(first.cameras), probes)
