@@ -11,6 +11,9 @@ from pipeline.inputs.layout import MAX_INSTRUCTION_CHARS, InputOptions
 from pipeline.inputs.registry import LAYOUTS
 from shards.format import SUBSAMPLINGS, JpegStorage
 from shards.loader_plan import AUTO, available_cores, parse_count
+from shards.platforms import platform
+
+DEFAULT_CHUNK = 8  # OFT's LIBERO chunk, for sets made without --robot
 
 
 def parse_val_episodes(text: str) -> float | int:
@@ -81,9 +84,13 @@ class PlanConfig:
     part: tuple[int, int] | None = None  # (i, n): only every n-th episode from the i-th, 1-based
     workers: int | str = AUTO  # processes; "auto": one per core this process may use
     progress: bool = True  # show progress bars
+    # An OpenVLA-OFT platform (shards.platforms): its action width and masks, its chunk and
+    # normalization for runs on the set, and for libero OFT's data conventions
+    robot: str | None = None
 
     def __post_init__(self) -> None:
         self.episodes_dir = Path(self.episodes_dir)
+        self._apply_robot()
         if self.layout is not None and self.layout not in LAYOUTS:
             raise ConfigError(f"--layout: unknown layout {self.layout!r}; use one of {LAYOUTS}")
         if self.cameras is not None:
@@ -109,6 +116,28 @@ class PlanConfig:
         if self.rlds_dataset is not None and not self.rlds_dataset.strip():
             raise ConfigError("--rlds-dataset must name a dataset")
 
+    def _apply_robot(self) -> None:
+        """--robot fills --action-dim and --no-normalize-dims; a value given that OFT would
+        decode differently is refused."""
+        if self.robot is None:
+            return
+        try:
+            target = platform(self.robot)
+        except ValueError as exc:
+            raise ConfigError(f"--robot: {exc}") from None
+        if self.action_dim not in (None, target.action_dim):
+            raise ConfigError(
+                f"--action-dim {self.action_dim} conflicts with --robot {self.robot}, whose "
+                f"actions OpenVLA-OFT decodes as {target.action_dim} dims; drop one"
+            )
+        self.action_dim = target.action_dim
+        if self.no_normalize_dims and tuple(self.no_normalize_dims) != target.no_normalize_dims:
+            raise ConfigError(
+                f"--no-normalize-dims conflicts with --robot {self.robot}, whose masks are "
+                f"OpenVLA-OFT's ({list(target.no_normalize_dims)} left raw); drop one"
+            )
+        self.no_normalize_dims = target.no_normalize_dims
+
     @property
     def input_options(self) -> InputOptions:
         """What the options say about reading the input, for its layout."""
@@ -123,7 +152,7 @@ class ConvertConfig(PlanConfig):
     image_size: int = 224  # square side of the stored images
     jpeg_quality: int = 95
     jpeg_subsampling: str = "420"  # chroma subsampling of the stored frames (SUBSAMPLINGS)
-    chunk: int = 8  # action rows per sample
+    chunk: int | None = None  # action rows per sample; None: the robot's, else DEFAULT_CHUNK
     shard_samples: int = 1000  # samples per tar shard
     strict: bool = False  # any bad episode stops the conversion before a shard is written
     overwrite: bool = False  # replace an existing shard set (never anything else)
@@ -131,6 +160,7 @@ class ConvertConfig(PlanConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.shards_dir = Path(self.shards_dir)
+        self._resolve_chunk()
         if not 16 <= self.image_size <= 4096:
             raise ConfigError("--image-size must be between 16 and 4096")
         if not 1 <= self.jpeg_quality <= 100:
@@ -141,6 +171,16 @@ class ConvertConfig(PlanConfig):
             raise ConfigError("--chunk must be at least 1")
         if self.shard_samples < 1:
             raise ConfigError("--shard-samples must be at least 1")
+
+    def _resolve_chunk(self) -> None:
+        robot_chunk = platform(self.robot).chunk if self.robot else None
+        if self.chunk is None:
+            self.chunk = robot_chunk or DEFAULT_CHUNK
+        elif robot_chunk not in (None, self.chunk):
+            raise ConfigError(
+                f"--chunk {self.chunk} conflicts with --robot {self.robot}: OpenVLA-OFT decodes "
+                f"{self.robot} policies in chunks of {robot_chunk}; drop --chunk"
+            )
 
     @property
     def jpeg(self) -> JpegStorage:
@@ -168,4 +208,6 @@ class ConvertConfig(PlanConfig):
             "shard_samples": self.shard_samples,
             "strict": self.strict,
             **given,
+            # Only when given, so sets made without it keep their manifests byte for byte.
+            **({"robot": self.robot} if self.robot else {}),
         }

@@ -16,6 +16,7 @@ from pipeline.inputs.registry import LAYOUTS
 from shards.commandline import camera_list
 from shards.format import SUBSAMPLINGS
 from shards.loader_plan import AUTO
+from shards.platforms import PLATFORMS
 
 
 def workers_option(work: str) -> Callable:
@@ -50,6 +51,10 @@ def plan_options(fn: Callable) -> Callable:
         click.option("--name", help="Dataset name (default: the input folder's name)."),
         click.option("--rlds-dataset", metavar="NAME", help="The dataset to read when the "
                      "input is a TFDS data folder holding several."),
+        click.option("--robot", type=click.Choice(sorted(PLATFORMS)),
+                     help="The OpenVLA-OFT platform the set trains for: its action width, masks, "
+                     "chunk and normalization; libero also drops OFT's no-op steps and clips "
+                     "and inverts the gripper as OFT does (docs/OFT.md)."),
         workers_option("working on the episodes"),
     ])  # fmt: skip
 
@@ -68,7 +73,8 @@ def convert_options(fn: Callable) -> Callable:
         click.option("--jpeg-subsampling", type=click.Choice(SUBSAMPLINGS), default="420",
                      show_default=True, help="Chroma subsampling of frames: 420 as RLDS "
                      "datasets store them (twice as fast to decode), 444 keeps full colour."),
-        click.option("--chunk", default=8, show_default=True, help="Action rows per sample."),
+        click.option("--chunk", type=int, default=None,
+                     help="Action rows per sample [default: the --robot's, else 8]."),
         click.option("--shard-samples", default=1000, show_default=True,
                      help="Samples per tar shard."),
         click.option("--strict", is_flag=True,
@@ -93,6 +99,7 @@ def plan_kwargs(episodes_dir: Path, kw: dict[str, Any]) -> dict[str, Any]:
         "action_dim": kw["action_dim"],
         "name": kw["name"],
         "rlds_dataset": kw["rlds_dataset"],
+        "robot": kw["robot"],
         "workers": kw["workers"],
     }
 

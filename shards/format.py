@@ -22,7 +22,7 @@ FORMAT_NAME = "vla-shards"
 # version that holds what it uses (shards/manifest.py `needed_version`), so readers that
 # predate an addition read every set that does not use it, and refuse, by version, one that does.
 FORMAT_VERSION = 2
-SOURCE_VERSION = 2  # version 2 added an episode entry's optional `source`
+SOURCE_VERSION = 2  # version 2 added episode entries' optional `source` and `dropped_steps`
 MANIFEST_FILE = "manifest.json"
 STATS_FILE = "stats.json"
 SPLITS = ("train", "val")

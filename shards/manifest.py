@@ -36,6 +36,7 @@ class EpisodeEntry:
     reason: str | None = None
     # Where its input says it came from (RLDS: split, file_path); format version 2 on.
     source: dict[str, str] | None = None
+    dropped_steps: int = 0  # no-op steps left out by `--robot libero` (OpenVLA-OFT's rule)
 
 
 @dataclass
@@ -79,7 +80,13 @@ class Manifest:
         for entry in data["episodes"]:
             if entry["source"] is None:  # absent, as in version 1, unless the input said
                 del entry["source"]
+            # Only sets made with --robot libero have it.
+            if not entry["dropped_steps"]:
+                del entry["dropped_steps"]
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    def dropped_steps(self) -> int:
+        return sum(e.dropped_steps for e in self.episodes)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
@@ -93,8 +100,10 @@ class Manifest:
 
 
 def needed_version(episodes: list[EpisodeEntry]) -> int:
-    """The oldest format version holding these entries: 1 unless one has a `source`."""
-    return SOURCE_VERSION if any(e.source is not None for e in episodes) else 1
+    """The oldest format version holding these entries: 1 unless one has a `source` or
+    `dropped_steps`, which version 1 readers refuse as unknown keys."""
+    extras = any(e.source is not None or e.dropped_steps for e in episodes)
+    return SOURCE_VERSION if extras else 1
 
 
 def is_shard_set(folder: Path) -> bool:

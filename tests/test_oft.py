@@ -52,7 +52,7 @@ def run(tmp_path_factory):
     """A tiny run (image_aug on, so predictions take the centre crop; the default seed, which
     also picks the instructions predict reads an OFT folder with): (shards, step dir)."""
     root = tmp_path_factory.mktemp("oft")
-    shards = write_toy_shards(root / "shards")
+    shards = write_toy_shards(root / "shards", chunk=8, action_dim=7)  # LIBERO's shape
     cfg = TrainConfig(
         shards=str(shards), run_dir=root / "run", base="tiny", lora_rank=4, device="cpu",
         workers=0, batch_size=4, max_steps=STEPS, save_every=STEPS, cameras=CAMERAS,
@@ -67,7 +67,7 @@ def _images(seed=0):
 
 
 def _oft_options():
-    return OftOptions(cameras=CAMERAS, chunk=4)
+    return OftOptions(cameras=CAMERAS, chunk=8)
 
 
 def _oft_folder_by_hand(step_dir, out, prefix):
@@ -102,10 +102,12 @@ def test_oft_folder_loads_strictly_and_predicts_our_chunk(run, tmp_path, prefix,
         theirs = Policy.load(oft_dir, base="tiny", device="cpu", oft=_oft_options())
     assert "ignored 2 LoRA tensors of 1 modules" in caplog.text
     assert "language_model.lm_head" in caplog.text
-    # The same stored views (OFT folders JPEG camera frames at 95; this toy set records no
-    # quality), so the chunks compare the networks and the denormalization.
-    stored = np.stack(_images())[None]
-    chunks = [p.denormalize(p.predict_stored(stored, ["lift the cup"])) for p in (theirs, ours)]
+    # The same pixels (an OFT folder's frames take OFT's own crop, in uint8: see
+    # test_oft_export.py), so the chunks compare the networks and the denormalization.
+    pixels = ours.model_input(np.stack(_images())[None])
+    tokens = ours.net.tokenize(["lift the cup"])
+    with torch.no_grad():
+        chunks = [p.denormalize(p.net(pixels, **tokens).numpy()) for p in (theirs, ours)]
     np.testing.assert_array_equal(chunks[0], chunks[1])
     assert theirs.jpeg == JpegStorage(95, "420")
     # A head tensor short is refused, naming the file and the key.
@@ -134,7 +136,7 @@ def test_export_to_oft_round_trips_bit_exactly(run, tmp_path):
         assert ours.keys() == theirs.keys()
         for key, tensor in ours.items():
             assert theirs[key].dtype == tensor.dtype and torch.equal(theirs[key], tensor), key
-    assert back.lora_rank == 4 and back.action_dim == 3
+    assert back.lora_rank == 4 and back.action_dim == 7
     # Export refuses to write over anything.
     again = CliRunner().invoke(main, ["export", str(step_dir), str(out)])
     assert again.exit_code == 1 and "not an empty folder" in again.output
@@ -162,7 +164,7 @@ def test_merged_export_is_the_adapted_model(run, tmp_path):
     assert not (merged / "lora_adapter").exists()
     ours = Policy.load(step_dir, device="cpu")
     # The merged base with a fresh LoRA (lora_B starts at zero) and the trained head.
-    net = build_model(ModelConfig(base=str(merged), action_dim=3, chunk=4, lora_rank=4))
+    net = build_model(ModelConfig(base=str(merged), action_dim=7, chunk=8, lora_rank=4))
     net.action_head.load_state_dict(load_file(step_dir / "action_head.safetensors"))
     on_merged = Policy(net, read_checkpoint(step_dir), "toy", torch.device("cpu"))
     stored = np.stack(_images(1))[None]
@@ -177,7 +179,7 @@ def test_merged_export_is_the_adapted_model(run, tmp_path):
 def test_init_from_an_oft_folder(run, tmp_path):
     shards, step_dir = run
     oft_dir = _oft_folder_by_hand(step_dir, tmp_path / "oft", prefix=True)
-    policy = build_model(ModelConfig(base="tiny", action_dim=3, chunk=4, lora_rank=4))
+    policy = build_model(ModelConfig(base="tiny", action_dim=7, chunk=8, lora_rank=4))
     init_weights(policy, oft_dir, torch.device("cpu"))
     trained = Policy.load(step_dir, device="cpu").net.state_dict()
     for key, tensor in policy.state_dict().items():
@@ -201,14 +203,14 @@ def test_oft_folders_we_cannot_run_are_refused(run, tmp_path):
     oft_dir = _oft_folder_by_hand(step_dir, tmp_path / "oft", prefix=True)
     with pytest.raises(ModelLoadError, match="does not record its cameras"):
         Policy.load(oft_dir, base="tiny", device="cpu")
-    with pytest.raises(ModelLoadError, match="match no OFT platform"):
-        Policy.load(oft_dir, base="tiny", device="cpu", oft=OftOptions(cameras=CAMERAS))
+    with pytest.raises(ModelLoadError, match="unknown robot 'franka'"):
+        Policy.load(oft_dir, base="tiny", device="cpu", oft=OftOptions(CAMERAS, robot="franka"))
     torch.save({}, oft_dir / "proprio_projector--150000_checkpoint.pt")
     with pytest.raises(ModelLoadError, match="proprio_projector.*no fc1.weight"):
         read_oft(oft_dir)
     (oft_dir / "proprio_projector--150000_checkpoint.pt").unlink()
     torch.save({}, oft_dir / "vision_backbone--150000_checkpoint.pt")
-    with pytest.raises(ModelLoadError, match="vision_backbone.*FiLM"):
+    with pytest.raises(ModelLoadError, match="vision_backbone.*no vision_backbone.featurizer"):
         read_oft(oft_dir)
     (oft_dir / "vision_backbone--150000_checkpoint.pt").unlink()
     shutil.copy(
@@ -239,7 +241,7 @@ def test_a_proprio_projector_goes_to_oft_and_back(run, tmp_path):
     projector strictly, and the policy predicts from the state as the same network does."""
     _, step_dir = run
     oft_dir = _oft_folder_by_hand(step_dir, tmp_path / "oft", prefix=True)
-    net = build_model(ModelConfig(base="tiny", action_dim=3, chunk=4, lora_rank=4, proprio_dim=5))
+    net = build_model(ModelConfig(base="tiny", action_dim=7, chunk=8, lora_rank=4, proprio_dim=5))
     projector = {"module." + k: v for k, v in net.proprio_projector.state_dict().items()}
     torch.save(projector, oft_dir / "proprio_projector--150000_checkpoint.pt")
     oft = read_oft(oft_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import fields
 from pathlib import Path
@@ -15,10 +16,11 @@ from shards.format import SPLITS
 from stats.normalize import NORMALIZATIONS
 from trainer.inference.export import TARGETS, ExportConfig, export
 from trainer.inference.predict import PredictConfig, compare, print_report
+from trainer.model.oft_files import PLATFORM_FILE
 from trainer.run.checkpoint import latest_checkpoint, load_config
 from trainer.run.loadtest import LoadtestConfig, loadtest
 from trainer.run.loop import train as train_run
-from trainer.run.train_config import EPISODE_TAILS, ConfigError, TrainConfig
+from trainer.run.train_config import EPISODE_TAILS, PRECISIONS, ConfigError, TrainConfig
 from trainer.serving.server import DEFAULT_PORT, ServeConfig, serve
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
@@ -109,7 +111,11 @@ def _option(name: str, help: str, **kwargs: Any):
     "--image-aug/--no-image-aug", "image_aug", default=True, show_default=True,
     help="OFT crop and colour jitter on the GPU (evaluation uses the centre crop).",
 )  # fmt: skip
-@_option("normalization", "Action normalization bounds.", type=click.Choice(NORMALIZATIONS))
+@_option(
+    "normalization",
+    "Action and state normalization bounds [default: the set's --robot's, else bounds_q99].",
+    type=click.Choice(NORMALIZATIONS),
+)
 @_option(
     "episode_tail",
     "Episodes' last chunk-1 steps: pad (masked rows) or drop (OpenVLA-OFT's way).",
@@ -130,6 +136,12 @@ def _option(name: str, help: str, **kwargs: Any):
     help="Feed the robot state as one token (OFT). [default: when every set carries it]",
 )  # fmt: skip
 @click.option("--film", is_flag=True, help="The instruction modulates the vision towers (OFT+).")
+@_option(
+    "precision",
+    "fp32: LoRA, head and targets in float32; bf16: OpenVLA-OFT's bf16 forward and targets on "
+    "any device, float32 master weights.",
+    type=click.Choice(PRECISIONS),
+)
 @_option("device", "Where to train.", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.pass_context
 def train(ctx: click.Context, resume: str | None, allow_new_data: bool, **options: Any) -> None:
@@ -204,6 +216,9 @@ def export_command(**options: Any) -> None:
     """Write STEP_DIR (RUN_DIR/step-N) as OUT in another project's layout."""
     out = export(ExportConfig(**options))
     click.echo(f"wrote {out}")
+    if (out / PLATFORM_FILE).is_file():
+        note = json.loads((out / PLATFORM_FILE).read_text())
+        click.echo(f"OpenVLA-OFT platform {note['platform']}: {note['how']}")
 
 
 @main.command("loadtest")

@@ -14,10 +14,10 @@ import numpy as np
 
 from common.errors import DiskFull, disk_full
 from pipeline.config import ConvertConfig
+from pipeline.convert.oft_libero import open_episode
 from pipeline.convert.plan import EncodeResult, Plan
 from pipeline.convert.workers import WorkerPool
 from pipeline.inputs.layout import EpisodeInfo, EpisodeRef, skip_reason
-from pipeline.inputs.registry import input_layout
 from shards.format import (
     ACTIONS_MEMBER,
     META_MEMBER,
@@ -47,6 +47,7 @@ class EncodeJob:
     jpeg: JpegStorage
     chunk: int
     spool: Path
+    robot: str | None = None  # --robot: OpenVLA-OFT's conventions for that platform
 
 
 def action_chunk(actions: np.ndarray, t: int, chunk: int) -> tuple[np.ndarray, int]:
@@ -76,6 +77,7 @@ def encode_episodes(plan: Plan, config: ConvertConfig, spool_dir: Path, pool: Wo
                 jpeg=config.jpeg,
                 chunk=config.chunk,
                 spool=spool_dir / f"{i:06d}.bin",
+                robot=config.robot,
             ),
         )
         for i, p in enumerate(good)
@@ -99,8 +101,7 @@ def encode_episodes(plan: Plan, config: ConvertConfig, spool_dir: Path, pool: Wo
 def encode_episode(job: EncodeJob) -> EncodeResult:
     """One episode's samples into job.spool (in a worker); a failure is its skip reason."""
     try:
-        layout = input_layout(job.layout)
-        with layout.open_episode(job.ref, job.instruction, job.rename) as episode:
+        with open_episode(job.layout, job.ref, job.instruction, job.rename, job.robot) as episode:
             info = episode.info()
             offsets = np.zeros((info.steps, 2), dtype=np.int64)
             with open(job.spool, "wb") as spool:

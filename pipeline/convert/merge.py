@@ -126,6 +126,7 @@ def _convert_config(sets: list[ShardSet], config: MergeConfig) -> ConvertConfig:
         jpeg_quality=jpeg.quality,
         jpeg_subsampling=jpeg.subsampling,
         chunk=o["chunk"],
+        robot=o.get("robot"),  # absent from sets made without --robot
         shard_samples=o["shard_samples"],
         strict=o["strict"],
         overwrite=config.overwrite,
@@ -175,6 +176,7 @@ def _plan(sets: list[ShardSet], episodes: dict[str, _Episode], spool_path: Path)
                 entry.key, episodes.get(entry.key), spool_path
             )
             probe.info.source = entry.source  # the input's own split is decided on it
+            probe.info.dropped_steps = entry.dropped_steps  # --robot libero's count carries over
         probes.append(probe)
     first = manifests[0]
     return Plan(first.layout, tuple(first.cameras), probes, dataset=first.dataset)

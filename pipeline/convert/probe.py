@@ -15,10 +15,10 @@ from pipeline.convert.decide import (
     decide_widths,
 )
 from pipeline.convert.find import Listing
+from pipeline.convert.oft_libero import open_episode
 from pipeline.convert.plan import EpisodeProbe, Plan
 from pipeline.convert.workers import WorkerPool
 from pipeline.inputs.layout import EpisodeError, EpisodeRef, skip_reason
-from pipeline.inputs.registry import input_layout
 
 
 def file_sha256(path: Path) -> str:
@@ -43,6 +43,7 @@ def probe_episode(
     cameras: tuple[str, ...] | None,
     instruction: str | None,
     rename: dict[str, str],
+    robot: str | None = None,
 ) -> EpisodeProbe:
     """Check one episode (in a worker); whatever fails becomes its skip reason."""
     probe = EpisodeProbe(ref.path, ref.relative, sha256 or "", info=None, item=ref.item)
@@ -50,7 +51,7 @@ def probe_episode(
     try:
         if sha256 is None:
             file_sha256(ref.path)  # raises the OSError that says why
-        with input_layout(layout).open_episode(ref, instruction, rename) as episode:
+        with open_episode(layout, ref, instruction, rename, robot) as episode:
             probe.info = episode.info()
             episode.check_cameras(cameras if cameras is not None else probe.info.cameras)
             if not probe.info.instructions:
@@ -70,7 +71,15 @@ def probe_and_split(listing: Listing, config: PlanConfig, pool: WorkerPool) -> P
     sha = dict(zip(files, hashes, strict=True))
     given, rename = listing.given, listing.rename
     jobs = [
-        (r, sha[r.path], listing.layout, listing.cameras, given.for_episode(r.relative), rename)
+        (
+            r,
+            sha[r.path],
+            listing.layout,
+            listing.cameras,
+            given.for_episode(r.relative),
+            rename,
+            config.robot,
+        )
         for r in refs
     ]
     probes = pool.run_ordered(probe_episode, jobs, "checking episodes", config.progress)

@@ -145,4 +145,5 @@ def _episode_entry(p: EpisodeProbe) -> EpisodeEntry:
         status="ok" if p.ok else "skipped",
         reason=p.reason,
         source=p.info.source if p.info is not None else None,
+        dropped_steps=p.info.dropped_steps if p.info is not None and p.ok else 0,
     )

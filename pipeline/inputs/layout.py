@@ -69,6 +69,7 @@ class EpisodeInfo:
     # Where the input says the episode came from, kept in the manifest (RLDS: its set's
     # `split` and `file_path`); None for layouts that say nothing.
     source: dict[str, str] | None = None
+    dropped_steps: int = 0  # steps `--robot libero` left out as OpenVLA-OFT's no-ops
 
 
 class EpisodeReader(Protocol):

@@ -90,8 +90,13 @@ def oft_checkpoint_info(
 ) -> CheckpointInfo:
     """An OFT folder described as one of our runs: base, LoRA rank and action width from its
     files, cameras, chunk and normalization from `options` (or OFT's platform defaults)."""
-    options = options.resolved(oft.action_dim, oft.path)
-    base = base or oft.base or "openvla/openvla-7b"
+    options = options.resolved(oft)
+    if oft.merged_only and base is not None and Path(base) != oft.path:
+        raise CheckpointError(
+            f"{oft.path}: a merged-only OpenVLA-OFT folder (no lora_adapter/): its own merged "
+            "weights are the base; leave out --base"
+        )
+    base = oft.base if oft.merged_only else base or oft.base or "openvla/openvla-7b"
     run = TrainConfig(
         shards=(str(oft.path),),
         base=base,
@@ -101,6 +106,8 @@ def oft_checkpoint_info(
         normalization=options.normalization,
         episode_tail="drop",  # OFT's runs never saw padded chunks
         proprio=oft.proprio is not None,
+        film=oft.vision is not None,
+        robot=options.robot,
     )
     model = ModelConfig(
         base=base,
@@ -110,6 +117,7 @@ def oft_checkpoint_info(
         lora_rank=oft.lora_rank,
         dtype=options.dtype or "float32",
         proprio_dim=int(oft.proprio["fc1.weight"].shape[1]) if oft.proprio else 0,
+        film=oft.vision is not None,
     )
     wrong = [n for n, s in oft.stats.items() if len(s.action.q01) != oft.action_dim]
     if wrong:

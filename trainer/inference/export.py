@@ -11,14 +11,17 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.files import read_json
+from common.files import read_text
 from shards.format import STATS_FILE
-from trainer.inference.checkpoint_info import read_checkpoint
+from shards.platforms import Platform, PlatformMismatch, oft_platform
+from trainer.inference.checkpoint_info import CheckpointInfo, read_checkpoint
 from trainer.inference.policy import resolve_device
 from trainer.model import ActionModel, load_model
+from trainer.model.adapter_config import config_for_peft_011
 from trainer.model.model_config import BASE_7B_RANDOM, BASE_TINY
 from trainer.model.model_files import ADAPTER_FILE, HEAD_FILE, PROPRIO_FILE, read_tensors
 from trainer.model.oft_files import write_oft
+from trainer.model.oft_film import oft_vision_state, without_film
 from trainer.model.weights import (
     INDEX_FILE,
     published_shapes,
@@ -62,49 +65,43 @@ class ExportConfig:
 
 def export(cfg: ExportConfig) -> Path:
     """Write cfg.out whole or not at all (a temporary folder renamed at the end), after
-    checking the checkpoint's checksums and the space the output needs."""
+    checking the checkpoint's checksums and the space the output needs. An OFT export is
+    refused, in one line, when OFT would decode the policy differently than it was trained
+    (chunk, widths, normalization) or its peft could not read the adapter config."""
     info = read_checkpoint(cfg.step_dir)
     if info.oft is not None:
         raise CheckpointError(f"{cfg.step_dir}: already an OpenVLA-OFT folder; nothing to export")
-    if info.model.film:
-        raise CheckpointError(
-            f"{cfg.step_dir}: trained with --film; exporting FiLM towers is not supported yet "
-            "(openvla-7b's layout has no place for them)"
-        )
-    if info.model.proprio_dim and cfg.to == "merged":
-        raise CheckpointError(
-            f"{cfg.step_dir}: trained with the robot state (--proprio); openvla-7b's layout "
-            "has no place for its projector: export --to oft, which writes it beside the head"
-        )
+    for part, flag, where in (
+        (info.model.proprio_dim, "the robot state (--proprio)", "its projector"),
+        (info.model.film, "--film", "its FiLM maps"),
+    ):
+        if part and cfg.to == "merged":
+            raise CheckpointError(
+                f"{cfg.step_dir}: trained with {flag}; openvla-7b's layout has no place for "
+                f"{where}: export --to oft, which writes it in OpenVLA-OFT's own file"
+            )
+    target = adapter_config = None
+    if cfg.to == "oft":
+        target = run_platform(info, cfg.step_dir)
+        config_path = cfg.step_dir / ADAPTER_CONFIG
+        adapter_config = config_for_peft_011(read_text(config_path, CheckpointError), config_path)
     out_existed = cfg.out.exists()
-    policy = load_model(cfg.step_dir, cfg.base, resolve_device(cfg.device))
-    needed = sum(t.numel() * t.element_size() for t in policy.vla.state_dict().values())
+    model = load_model(cfg.step_dir, cfg.base, resolve_device(cfg.device))
+    needed = sum(t.numel() * t.element_size() for t in model.vla.state_dict().values())
     if cfg.to == "oft":
         needed += folder_bytes(cfg.step_dir)
     # Unique to this process: exports running at once never share or delete each other's.
     tmp = cfg.out.parent / f".{cfg.out.name}.export-{os.getpid()}-{secrets.token_hex(4)}"
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    write_folder(tmp, lambda folder: _write(cfg, policy, folder), needed, str(cfg.out), False)
+
+    def write(folder: Path) -> None:
+        if target is not None:
+            _write_oft_files(cfg.step_dir, folder, model, adapter_config, target)
+        write_merged(model, folder)
+
+    write_folder(tmp, write, needed, str(cfg.out), False)
     _move_into_place(tmp, cfg.out, out_existed)
     return cfg.out
-
-
-def _write(cfg: ExportConfig, policy: ActionModel, tmp: Path) -> None:
-    if cfg.to == "oft":
-        match = _STEP.fullmatch(cfg.step_dir.name)
-        config_path = cfg.step_dir / ADAPTER_CONFIG
-        read_json(config_path, CheckpointError, "export a whole step-N folder")  # copied as is
-        write_oft(
-            tmp,
-            int(match.group(1)) if match else 0,
-            adapter=read_tensors(cfg.step_dir / ADAPTER_FILE),
-            adapter_config=config_path.read_text(),
-            head=read_tensors(cfg.step_dir / HEAD_FILE),
-            stats_text=(cfg.step_dir / STATS_FILE).read_text(),
-            proprio=read_tensors(cfg.step_dir / PROPRIO_FILE) if policy.config.proprio_dim
-            else None,
-        )  # fmt: skip
-    write_merged(policy, tmp)
 
 
 def _move_into_place(tmp: Path, out: Path, out_existed: bool) -> None:
@@ -124,13 +121,44 @@ def _move_into_place(tmp: Path, out: Path, out_existed: bool) -> None:
         raise
 
 
+def run_platform(info: CheckpointInfo, source: Path) -> Platform:
+    """The OFT platform the run's policy decodes right under; PlatformMismatch otherwise."""
+    try:
+        return oft_platform(
+            info.run.robot, info.model.chunk, info.model.action_dim, info.model.proprio_dim,
+            info.run.normalization,
+        )  # fmt: skip
+    except PlatformMismatch as exc:
+        raise PlatformMismatch(f"{source}: {exc}") from None
+
+
+def _write_oft_files(
+    step_dir: Path, out: Path, model: ActionModel, adapter_config: str, target: Platform
+) -> None:
+    match = _STEP.fullmatch(step_dir.name)
+    step = int(match.group(1)) if match else 0
+    vision = None
+    if model.config.film:
+        vision = oft_vision_state(model.vla.get_base_model(), model.config.lora_rank)
+    write_oft(
+        out, step,
+        adapter=read_tensors(step_dir / ADAPTER_FILE),
+        adapter_config=adapter_config,
+        head=read_tensors(step_dir / HEAD_FILE),
+        stats_text=(step_dir / STATS_FILE).read_text(),
+        proprio=read_tensors(step_dir / PROPRIO_FILE) if model.config.proprio_dim else None,
+        vision=vision,
+        target=target,
+    )  # fmt: skip
+
+
 def write_merged(policy: ActionModel, out: Path) -> None:
     """The base with LoRA folded in (W + BA * alpha/r), published names, beside the base's
     config and tokenizer files: a folder `--base` (ours) or from_pretrained (OFT's) reads."""
     base_name = policy.config.base
     merged = policy.vla.merge_and_unload()
-    state = {to_published_name(k): v for k, v in merged.state_dict().items()}
-    if set(state) != set(published_shapes(merged)):
+    state = without_film({to_published_name(k): v for k, v in merged.state_dict().items()})
+    if set(state) != set(without_film(published_shapes(merged))):
         raise RuntimeError("merged state dict does not have the published names")
     write_state_dict(state, out)
     if base_name in (BASE_TINY, BASE_7B_RANDOM):

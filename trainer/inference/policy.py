@@ -14,6 +14,7 @@ from shards.format import STATS_FILE, JpegStorage, decode_jpeg, encode_jpeg, res
 from stats.normalize import bounds, denormalize, normalize
 from trainer.data.augment import pixel_values
 from trainer.inference.checkpoint_info import CheckpointInfo, read_checkpoint
+from trainer.inference.oft_frames import oft_center_crop, oft_resize
 from trainer.model import ActionModel, build_model, load_model
 from trainer.model.model_config import IMAGE_SIZE
 from trainer.model.oft_files import OftOptions, load_oft_weights
@@ -52,6 +53,9 @@ class Policy:
                 )
             self.proprio_bounds = bounds(state_stats, info.run.normalization)
         self.device = device
+        # A policy imported from OpenVLA-OFT sees frames as OFT's evaluation prepares them;
+        # ours as its training set stored them (docs/OFT.md, "Inference image path").
+        self.oft_frames = info.oft is not None
         self.jpeg = (info.jpeg or {}).get(dataset)
         if self.jpeg is None:
             log.warning(
@@ -133,7 +137,12 @@ class Policy:
 
     def model_input(self, stored: np.ndarray) -> torch.Tensor:
         """Stored views -> pixel_values: the validation view (the centre crop when the run
-        trained with image_aug), computed outside autocast exactly as the trainer does."""
+        trained with image_aug), computed outside autocast exactly as the trainer does; for
+        an OFT policy OFT's own crop, rounded to uint8 as its evaluation does."""
+        if self.oft_frames:
+            if self.run.image_aug:
+                stored = np.stack([np.stack([oft_center_crop(v) for v in s]) for s in stored])
+            return pixel_values(torch.from_numpy(stored).to(self.device), image_aug=False)
         return pixel_values(torch.from_numpy(stored).to(self.device), self.run.image_aug)
 
     @torch.no_grad()
@@ -146,7 +155,7 @@ class Policy:
         """Normalized output for images already as a shard holds them (e.g. read from one)."""
         state = self._state(proprio, len(stored))
         tokens = {k: v.to(self.device) for k, v in self.net.tokenize(list(instructions)).items()}
-        with autocast(self.device):
+        with autocast(self.device, self.run.precision):
             out = self.net(self.model_input(stored), **tokens, proprio=state)
         return out.float().cpu().numpy()
 
@@ -188,6 +197,8 @@ class Policy:
                 f"{len(images)} images for one sample; the policy takes {len(self.cameras)} "
                 f"({', '.join(self.cameras)}, in that order)"
             )
+        if self.oft_frames:
+            return [oft_resize(_rgb(image)) for image in images]
         return [stored_view(_rgb(image), IMAGE_SIZE, self.jpeg) for image in images]
 
 

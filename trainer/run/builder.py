@@ -14,18 +14,25 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from shards.mixture import Mixture, open_mixture
+from shards.platforms import platform
 from shards.reader import StreamState, check_stream, make_loader
 from trainer.data.batches import BatchPrep, Prefetcher
 from trainer.model import ActionModel, ModelConfig, build_model, load_model
 from trainer.model.model_config import base_dtype
 from trainer.model.model_files import load_saved_weights
-from trainer.model.oft_files import is_oft_folder, load_oft_weights, read_oft
+from trainer.model.oft_files import ADAPTER_DIR, is_oft_folder, load_oft_weights, read_oft
 from trainer.run.checkpoint import capture_rng, mixture_signature, restore_rng
 from trainer.run.distributed import Dist, gather_objects
 from trainer.run.metrics import LossWindow
 from trainer.run.step import build_optimizer, build_scheduler
 from trainer.run.streams import run_stream, uses_proprio
-from trainer.run.train_config import DEFAULT_CAMERAS, ConfigError, TrainConfig, default_cameras
+from trainer.run.train_config import (
+    DEFAULT_CAMERAS,
+    DEFAULT_NORMALIZATION,
+    ConfigError,
+    TrainConfig,
+    default_cameras,
+)
 
 
 @dataclass
@@ -93,10 +100,20 @@ def open_data(cfg: TrainConfig, dist: Dist) -> tuple[TrainConfig, Mixture]:
         if dist.main and cameras != DEFAULT_CAMERAS:
             print(f"--cameras {','.join(cameras)}: the set has no {','.join(DEFAULT_CAMERAS)}")
     cfg = replace(cfg, proprio=uses_proprio(cfg.proprio, mixture))
+    cfg = with_robot(cfg, mixture)
     check_stream(mixture, run_stream(cfg, "train", dist))
     if cfg.val_every:
         check_stream(mixture, run_stream(cfg, "val", dist))
     return cfg, mixture
+
+
+def with_robot(cfg: TrainConfig, mixture: Mixture) -> TrainConfig:
+    """The sets' OFT platform (when every set names the same --robot) and the normalization
+    it implies when --normalization was not given."""
+    robots = {s.manifest.options.get("robot") for s in mixture.sets}
+    robot = robots.pop() if len(robots) == 1 else None
+    default = platform(robot).normalization if robot else DEFAULT_NORMALIZATION
+    return replace(cfg, robot=robot, normalization=cfg.normalization or default)
 
 
 def build_run(
@@ -151,9 +168,19 @@ def init_weights(model: ActionModel, source: Path, device: torch.device) -> None
         load_saved_weights(model, source, device)
 
 
+def model_base(cfg: TrainConfig) -> str:
+    """--base, or the merged weights of a merged-only OFT folder given as --init-from: LoRA
+    then starts afresh (at zero change) on them, and its head, state projector and FiLM maps
+    are loaded; the saved model config records that folder as the base."""
+    source = Path(cfg.init_from) if cfg.init_from else None
+    if source and is_oft_folder(source) and not (source / ADAPTER_DIR).is_dir():
+        return str(source)
+    return cfg.base
+
+
 def model_config(cfg: TrainConfig, mixture: Mixture, device: torch.device) -> ModelConfig:
     return ModelConfig(
-        base=cfg.base,
+        base=model_base(cfg),
         action_dim=mixture.action_dim,
         chunk=mixture.chunk,
         num_images=len(cfg.cameras),
@@ -161,5 +188,5 @@ def model_config(cfg: TrainConfig, mixture: Mixture, device: torch.device) -> Mo
         grad_checkpointing=cfg.grad_checkpointing,
         proprio_dim=(mixture.sets[0].manifest.proprio_dim or 0) if cfg.proprio else 0,
         film=cfg.film,
-        dtype=base_dtype(device),
+        dtype="bfloat16" if cfg.precision == "bf16" else base_dtype(device),
     )

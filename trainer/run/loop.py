@@ -98,7 +98,13 @@ def step_record(run: Run, batches: Prefetcher, stop: bool = False) -> tuple[dict
     start, waited = time.perf_counter(), batches.wait_s
     lr = run.optimizer.param_groups[0]["lr"]
     sums = train_step(
-        run.trained, batches, cfg.grad_accum, run.optimizer, run.scheduler, dist.device
+        run.trained,
+        batches,
+        cfg.grad_accum,
+        run.optimizer,
+        run.scheduler,
+        dist.device,
+        cfg.precision,
     )
     # The stop request travels with the step's sums: every rank stops after the same step.
     counts = [len(run.data_state.bad_shards), len(run.data_state.bad_samples), int(stop)]
@@ -152,7 +158,7 @@ def validate(run: Run) -> list[dict[str, Any]]:
     mixture, device = run.mixture, run.dist.device
     loader = make_loader(mixture, run_stream(run.cfg, "val", run.dist))
     batches = Prefetcher(loader, run.model.tokenize, run.prep, device, train=False)
-    sums = sum_across(eval_sums(run.model, batches, device, len(mixture.sets)))
+    sums = sum_across(eval_sums(run.model, batches, device, len(mixture.sets), run.cfg.precision))
     records = [_val_record(run.step, "val", sums.sum(0), mixture.action_dim)]
     if len(mixture.sets) > 1:
         records += [

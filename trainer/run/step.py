@@ -62,11 +62,18 @@ def l1_metrics(sums: torch.Tensor) -> dict[str, float]:
     return {"loss": ratio[0], "curr_l1": ratio[1], "future_l1": ratio[2]}
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (OFT's precision); exact fp32 on the CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast(device: torch.device, precision: str = "fp32"):
+    """bf16 autocast on CUDA (OFT's precision), and on the CPU for --precision bf16; else
+    exact fp32 on the CPU."""
+    if device.type == "cuda" or precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def loss_targets(actions: torch.Tensor, precision: str) -> torch.Tensor:
+    """The targets the L1 compares with: OFT casts them to bf16 (--precision bf16); the
+    difference itself is taken in float32."""
+    return actions.to(torch.bfloat16).float() if precision == "bf16" else actions
 
 
 def train_step(
@@ -76,6 +83,7 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     device: torch.device,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Consume `grad_accum` micro-batches, update once; returns this rank's l1_sums."""
     optimizer.zero_grad(set_to_none=True)
@@ -86,11 +94,11 @@ def train_step(
         last = i == grad_accum - 1
         sync = model.no_sync() if isinstance(model, DistributedDataParallel) and not last else None
         with sync or nullcontext():
-            with autocast(device):
+            with autocast(device, precision):
                 pred = model(
                     batch.pixel_values, batch.input_ids, batch.attention_mask, batch.proprio
                 )
-            sums = l1_sums(pred, batch.actions, batch.valid_rows)
+            sums = l1_sums(pred, loss_targets(batch.actions, precision), batch.valid_rows)
             (sums[0] / sums[1] / grad_accum).backward()
         totals += sums.detach()
     optimizer.step()
@@ -100,17 +108,22 @@ def train_step(
 
 @torch.no_grad()
 def eval_sums(
-    policy: nn.Module, batches: Iterable[DeviceBatch], device: torch.device, num_sets: int
+    policy: nn.Module,
+    batches: Iterable[DeviceBatch],
+    device: torch.device,
+    num_sets: int,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """l1_sums per shard set, (num_sets, 6), over a whole (finite) stream of batches."""
     was_training = policy.training
     policy.eval()
     totals = torch.zeros(num_sets, 6, device=device)
     for batch in batches:
-        with autocast(device):
+        with autocast(device, precision):
             pred = policy(batch.pixel_values, batch.input_ids, batch.attention_mask, batch.proprio)
+        targets = loss_targets(batch.actions, precision)
         for i in batch.sets.unique().tolist():
             pick = batch.sets == i
-            totals[i] += l1_sums(pred[pick], batch.actions[pick], batch.valid_rows[pick])
+            totals[i] += l1_sums(pred[pick], targets[pick], batch.valid_rows[pick])
     policy.train(was_training)
     return totals

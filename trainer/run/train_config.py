@@ -14,7 +14,9 @@ from shards.mixture import parse_source
 from stats.normalize import NORMALIZATIONS
 
 TRAIN_CONFIG_FILE = "train_config.json"
+DEFAULT_NORMALIZATION = "bounds_q99"  # OFT's LIBERO bounds, for sets made without --robot
 EPISODE_TAILS = ("pad", "drop")
+PRECISIONS = ("fp32", "bf16")
 # What --resume may change: where the run and the shards are now (checked against the run's
 # datasets, dims and weights), how long to go on, how often to save or validate, and the
 # device, and decode threads (they change how fast the same batches come, not which). Anything
@@ -98,7 +100,9 @@ class TrainConfig:
     the default because pad was not shown to do as well (docs/OFT.md)."""
     image_aug: bool = True
     """OFT's crop and colour jitter on the GPU; evaluation then uses the centre crop."""
-    normalization: str = "bounds_q99"
+    normalization: str | None = None
+    """"bounds_q99" (q01/q99) or "bounds" (min/max); None: the OpenVLA-OFT platform's when
+    the sets were made with --robot, else bounds_q99. The run saves what was decided."""
     cameras: tuple[str, ...] = ()
     """Cameras fed to the model, primary first; empty: DEFAULT_CAMERAS when every set has
     them, else the sets' cameras (see default_cameras), chosen when training starts."""
@@ -115,6 +119,14 @@ class TrainConfig:
     """FiLM: the instruction modulates the vision towers (OFT+, for ALOHA)."""
     device: str = "auto"
     """"auto" (CUDA when present), "cpu", "cuda"."""
+    precision: str = "fp32"
+    """"fp32": LoRA, head and targets in float32 (the frozen base in bf16 under bf16 autocast
+    on CUDA, exact float32 on the CPU); "bf16": OFT's, on every device: the base in bf16, the
+    forward under bf16 autocast (LoRA and head compute in bf16) and the targets rounded to
+    bf16, with float32 master weights for the optimizer (docs/OFT.md)."""
+    robot: str | None = None
+    """The OpenVLA-OFT platform the sets were made for (their --robot, when all agree): not
+    an option; found when training starts and saved, so export knows how OFT decodes it."""
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
@@ -144,10 +156,12 @@ class TrainConfig:
         self.lr = check_float("--lr", self.lr, above=0)
         if self.episode_tail not in EPISODE_TAILS:
             raise ConfigError(f"--episode-tail must be one of {', '.join(EPISODE_TAILS)}")
-        if self.normalization not in NORMALIZATIONS:
+        if self.normalization is not None and self.normalization not in NORMALIZATIONS:
             raise ConfigError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}")
         if len(set(self.cameras)) != len(self.cameras):
             raise ConfigError("--cameras needs distinct camera names")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError("--device must be auto, cpu or cuda")
 
