@@ -29,6 +29,9 @@ RESUME_OVERRIDABLE = frozenset(
         "val_every",
         "device",
         "decode_threads",
+        "log_every",
+        "wandb_project",
+        "wandb_entity",
     }
 )
 
@@ -115,6 +118,12 @@ class TrainConfig:
     """FiLM: the instruction modulates the vision towers (OFT+, for ALOHA)."""
     device: str = "auto"
     """"auto" (CUDA when present), "cpu", "cuda"."""
+    log_every: int = 50
+    """A summary line every N steps (the live line on a terminal shows every step)."""
+    wandb_project: str | None = None
+    """Weights & Biases project to log to; None: no W&B."""
+    wandb_entity: str | None = None
+    """W&B team or user owning the project; None: the logged-in user's default."""
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
@@ -130,7 +139,15 @@ class TrainConfig:
                 parse_source(spec)
             except ValueError as exc:
                 raise ConfigError(f"--shards {exc}") from None
-        for name in ("lora_rank", "batch_size", "grad_accum", "max_steps", "save_every", "keep"):
+        for name in (
+            "lora_rank",
+            "batch_size",
+            "grad_accum",
+            "max_steps",
+            "save_every",
+            "keep",
+            "log_every",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{_flag(name)} must be at least 1")
         for name in ("workers", "decode_threads"):
@@ -150,6 +167,8 @@ class TrainConfig:
             raise ConfigError("--cameras needs distinct camera names")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError("--device must be auto, cpu or cuda")
+        if self.wandb_entity and not self.wandb_project:
+            raise ConfigError("--wandb-entity goes with --wandb PROJECT")
 
     @property
     def sources(self) -> list[tuple[str, float]]:
