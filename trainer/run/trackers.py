@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
+import string
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,7 +66,7 @@ class WandbTracker:
                 "--wandb needs the wandb package: pip install 'vla-shards[wandb]'"
             ) from None
         id_file = cfg.run_dir / WANDB_ID_FILE
-        run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if id_file.exists() else new_run_id()
         try:
             self.run = wandb.init(
                 project=cfg.wandb_project,
@@ -91,6 +93,11 @@ class WandbTracker:
 
     def close(self) -> None:
         self.run.finish()
+
+
+def new_run_id() -> str:
+    """Eight lowercase letters and digits, the form of the ids W&B gives runs."""
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
 
 
 def open_trackers(cfg: TrainConfig) -> list[Tracker]:
