@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q $(TORCH_PINS)
 	dpkg -s $(SIM_DEBS) >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -q && \
 		apt-get install -y -q $(SIM_DEBS); } || echo "warning: install $(SIM_DEBS) to render the simulator"
-	$(PY) -m pip install -q -e '.[train,s3,lerobot,serve,rlds,sim,dev]' $(TORCH_PINS)
+	$(PY) -m pip install -q -e '.[train,s3,lerobot,serve,rlds,sim,wandb,tensorboard,dev]' $(TORCH_PINS)
 	touch $@
 
 test: venv

@@ -76,7 +76,18 @@ def read_until(process: subprocess.Popen, text: str) -> str:
     raise AssertionError(f"ended ({process.returncode}) before {text!r}:\n{''.join(seen)}")
 
 
-TINY = ["--base", "tiny", "--lora-rank", "4", "--device", "cpu", "--batch-size", "2"]
+TINY = [
+    "--base",
+    "tiny",
+    "--lora-rank",
+    "4",
+    "--device",
+    "cpu",
+    "--batch-size",
+    "2",
+    "--log-every",
+    "1",
+]
 
 
 def cli(*args: str):

@@ -143,6 +143,13 @@ def _option(name: str, help: str, **kwargs: Any):
     type=click.Choice(PRECISIONS),
 )
 @_option("device", "Where to train.", type=click.Choice(["auto", "cpu", "cuda"]))
+@_option("log_every", "Print a summary line every N steps (a terminal also gets a live line).")
+@click.option(
+    "--wandb", "wandb_project", metavar="PROJECT",
+    help="Log config and metrics to this Weights & Biases project (the wandb extra; "
+    "WANDB_MODE=offline logs under RUN_DIR/wandb/); --resume goes on in the same W&B run.",
+)  # fmt: skip
+@click.option("--wandb-entity", "wandb_entity", help="W&B team or user owning --wandb's project.")
 @click.pass_context
 def train(ctx: click.Context, resume: str | None, allow_new_data: bool, **options: Any) -> None:
     """Train on --shards into --run-dir, or continue a run with --resume RUN_DIR."""

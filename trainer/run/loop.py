@@ -67,16 +67,16 @@ def _steps(run: Run, ckpt: Path | None, loader_line: str, stop: StopSignals) -> 
     """Step, validate and save to max_steps, or until a stop is asked for."""
     cfg = run.cfg
     batches = run.train_batches()
-    logger = MetricsLogger(cfg.run_dir, run.step, cfg.max_steps, run.dist.main)
+    logger = MetricsLogger(cfg, run.step, run.dist.main)
     try:
         logger.message(start_line(run, ckpt))
         logger.message(loader_line)
         while run.step < cfg.max_steps:
             record, stopping = step_record(run, batches, stop.requested is not None)
-            logger.log(record)
+            logger.record(run.step, record)
             if cfg.val_every and run.step % cfg.val_every == 0:
                 for val in validate(run):
-                    logger.log(val)
+                    logger.record(run.step, val)
             if run.step % cfg.save_every == 0 or run.step == cfg.max_steps or stopping:
                 save(run, logger)
             if stopping:

@@ -1,21 +1,23 @@
-"""Run metrics: RUN_DIR/metrics.jsonl, a console line or progress bar, TensorBoard if installed."""
+"""Run metrics: RUN_DIR/metrics.jsonl, handed on to the trackers and the console."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
-import sys
 from collections import deque
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.console import Console
+
+from trainer.run.console import SMOOTH_STEPS, RunConsole
+from trainer.run.trackers import open_trackers
+from trainer.run.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
-SMOOTH_STEPS = 50
 
 
 class LossWindow:
@@ -60,84 +62,43 @@ def _records(path: Path) -> list[dict[str, Any]]:
 
 
 class MetricsLogger:
-    """Writes one JSON object per step and split; inert on ranks other than 0."""
+    """Each step's records to metrics.jsonl, the trackers and the console; inert on ranks
+    other than 0. The loop hands it every record once, through record()."""
 
-    def __init__(self, run_dir: Path, first_step: int, max_steps: int, enabled: bool) -> None:
+    def __init__(
+        self, cfg: TrainConfig, first_step: int, enabled: bool, console: Console | None = None
+    ) -> None:
         self.enabled = enabled
         if not enabled:
             return
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.file = open(run_dir / METRICS_FILE, "a")  # noqa: SIM115 - closed in close()
-        self.tensorboard = _tensorboard(run_dir)
-        self.progress = None
-        if sys.stdout.isatty():
-            self.progress = Progress(
-                TextColumn("step {task.completed}/{task.total}"),
-                BarColumn(),
-                TextColumn("{task.description}"),
-                TimeRemainingColumn(),
-            )
-            self.task = self.progress.add_task("", total=max_steps, completed=first_step)
-            self.progress.start()
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        self.trackers = open_trackers(cfg)
+        self.file = open(cfg.run_dir / METRICS_FILE, "a")  # noqa: SIM115 - closed in close()
+        self.console = RunConsole(first_step, cfg.max_steps, cfg.log_every, console)
 
-    def log(self, record: dict[str, Any]) -> None:
+    def record(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        record = {k: _finite_or_none(v) for k, v in record.items()}
-        self.file.write(json.dumps(record, allow_nan=False) + "\n")
+        metrics = {k: _finite_or_none(v) for k, v in metrics.items()}
+        self.file.write(json.dumps(metrics, allow_nan=False) + "\n")
         self.file.flush()  # a crash loses at most the current line
-        step, split = record["step"], record["split"]
-        if self.tensorboard is not None:
-            for name, value in record.items():
-                if name not in ("step", "split") and isinstance(value, (int, float)):
-                    self.tensorboard.add_scalar(f"{split}/{name}", value, step)
-        line = _summary(record)
-        if self.progress is None:
-            print(f"step {step} {line}", flush=True)
-        elif split == "train":
-            self.progress.update(self.task, completed=step, description=line)
-        else:
-            self.progress.console.print(f"step {step} {line}")
+        for tracker in self.trackers:
+            tracker.record(step, metrics)
+        self.console.record(step, metrics)
 
     def message(self, text: str) -> None:
-        if not self.enabled:
-            return
-        if self.progress is not None:
-            self.progress.console.print(text)
-        else:
-            print(text, flush=True)
+        if self.enabled:
+            self.console.message(text)
 
     def close(self) -> None:
         if not self.enabled:
             return
-        if self.progress is not None:
-            self.progress.stop()
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+        self.console.close()
+        for tracker in self.trackers:
+            tracker.close()
         self.file.close()
 
 
 def _finite_or_none(value: Any) -> Any:
     """JSON has no NaN or Infinity: such a figure is written as null, keeping the file JSON."""
     return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def _summary(record: dict[str, Any]) -> str:
-    parts = [record["split"], f"loss {record['loss']:.4f}"]
-    if "loss_smooth" in record:
-        parts.append(f"(mean of last {SMOOTH_STEPS} {record['loss_smooth']:.4f})")
-    parts.append(f"curr {record['curr_l1']:.4f} future {record['future_l1']:.4f}")
-    if record["split"] == "train":
-        parts.append(f"lr {record['lr']:.2e} {record['samples_per_s']:.1f} samples/s")
-        parts.append(f"data wait {record['data_wait']:.0%}")
-        if record["bad_shards"] or record["bad_samples"]:
-            parts.append(f"bad shards {record['bad_shards']} samples {record['bad_samples']}")
-    return " ".join(parts)
-
-
-def _tensorboard(run_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional; metrics.jsonl always has everything
-        return None
-    return SummaryWriter(str(run_dir / "tensorboard"))

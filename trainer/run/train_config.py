@@ -31,6 +31,9 @@ RESUME_OVERRIDABLE = frozenset(
         "val_every",
         "device",
         "decode_threads",
+        "log_every",
+        "wandb_project",
+        "wandb_entity",
     }
 )
 
@@ -127,6 +130,12 @@ class TrainConfig:
     robot: str | None = None
     """The OpenVLA-OFT platform the sets were made for (their --robot, when all agree): not
     an option; found when training starts and saved, so export knows how OFT decodes it."""
+    log_every: int = 50
+    """A summary line every N steps (the live line on a terminal shows every step)."""
+    wandb_project: str | None = None
+    """Weights & Biases project to log to; None: no W&B."""
+    wandb_entity: str | None = None
+    """W&B team or user owning the project; None: the logged-in user's default."""
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
@@ -142,7 +151,15 @@ class TrainConfig:
                 parse_source(spec)
             except ValueError as exc:
                 raise ConfigError(f"--shards {exc}") from None
-        for name in ("lora_rank", "batch_size", "grad_accum", "max_steps", "save_every", "keep"):
+        for name in (
+            "lora_rank",
+            "batch_size",
+            "grad_accum",
+            "max_steps",
+            "save_every",
+            "keep",
+            "log_every",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{_flag(name)} must be at least 1")
         for name in ("workers", "decode_threads"):
@@ -164,6 +181,8 @@ class TrainConfig:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError("--device must be auto, cpu or cuda")
+        if self.wandb_entity and not self.wandb_project:
+            raise ConfigError("--wandb-entity goes with --wandb PROJECT")
 
     @property
     def sources(self) -> list[tuple[str, float]]:
