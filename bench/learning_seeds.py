@@ -23,7 +23,7 @@ MODEL_SEEDS = (7, 1, 2)  # 7: the seed tests/test_learning.py trains with
 GENERATOR_SEEDS = (0, 1, 2)  # vla-data generate --seed: the texture and the action noise
 
 
-def one_run(model_seed: int, generator_seed: int) -> dict:
+def one_run(model_seed: int, generator_seed: int, steps: int) -> dict:
     """Train once and measure; runs in a worker process."""
     import torch
 
@@ -33,7 +33,7 @@ def one_run(model_seed: int, generator_seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         shards = learning_set(Path(tmp) / "data", seed=generator_seed)
         start = time.perf_counter()
-        cfg = train_tiny(shards, Path(tmp) / "run", seed=model_seed)
+        cfg = train_tiny(shards, Path(tmp) / "run", steps=steps, seed=model_seed)
         seconds = time.perf_counter() - start
         return {
             "model_seed": model_seed,
@@ -50,11 +50,14 @@ def _worker_init() -> None:
 
 @click.command()
 @click.option("--jobs", default=1, show_default=True, help="Runs at a time (one thread each).")
-def main(jobs: int) -> None:
+@click.option(
+    "--steps", default=400, show_default=True, help="Steps of each run (the check's 400)."
+)
+def main(jobs: int, steps: int) -> None:
     pairs = [(m, g) for m in MODEL_SEEDS for g in GENERATOR_SEEDS]
     context = get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init) as pool:
-        futures = [pool.submit(one_run, m, g) for m, g in pairs]
+        futures = [pool.submit(one_run, m, g, steps) for m, g in pairs]
         rows = []
         for future in futures:
             row = future.result()
