@@ -7,6 +7,7 @@ defaults, and writes
   tests/test_learning.py compares its own run against;
 - docs/learning_curve.png: that curve beside the best constant prediction's L1.
 It prints the final train and held-out L1, each beside the best constant's, and the time taken.
+The same recipe over 3 model x 3 generator seeds, as a table: python -m bench.learning_seeds.
 """
 
 from __future__ import annotations

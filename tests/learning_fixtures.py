@@ -36,17 +36,18 @@ BLANK_BOUND = 0.8  # the held-out episode when every image is one fixed frame: a
 CURVE_TOLERANCE = 0.06
 
 
-def learning_set(root: Path, blank_images: bool = False) -> Path:
+def learning_set(root: Path, blank_images: bool = False, seed: int = 0) -> Path:
     """Episodes of `vla-data generate`, converted at the model's 224 px; one held out.
 
     The red square's place in each frame determines the whole action chunk, and each episode
     starts its sweep elsewhere, so the held-out episode shows places never trained on.
     With `blank_images` every frame of every camera is replaced by one fixed frame: the
-    actions are unchanged, but nothing in the images says anything about them.
+    actions are unchanged, but nothing in the images says anything about them. `seed` is
+    the generator's (texture and action noise).
     """
     paths = make_episodes(
         root / "episodes", episodes=EPISODES, steps=EPISODE_STEPS, image_size=(224, 224),
-        cameras=CAMERAS,
+        cameras=CAMERAS, seed=seed,
     )  # fmt: skip
     for path in paths:
         with h5py.File(path, "r+") as f:
@@ -63,12 +64,14 @@ def learning_set(root: Path, blank_images: bool = False) -> Path:
     return shards
 
 
-def train_tiny(shards: Path, run_dir: Path, steps: int = STEPS, **options) -> TrainConfig:
+def train_tiny(
+    shards: Path, run_dir: Path, steps: int = STEPS, seed: int = SEED, **options
+) -> TrainConfig:
     """vla-train with its defaults, except the tiny base, the steps, the batch size, the seed
     and `options` (TrainConfig fields)."""
     cfg = TrainConfig(
         shards=(str(shards),), run_dir=run_dir, base="tiny", max_steps=steps, batch_size=BATCH,
-        seed=SEED, **options,
+        seed=seed, **options,
     )  # fmt: skip
     train(cfg)
     return cfg
