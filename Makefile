@@ -12,6 +12,12 @@ SIM_DEMO := .eval-demo
 # and make runs as root (a fresh CI machine); otherwise named so a user can install them.
 SIM_DEBS := libegl1 libgl1-mesa-dri
 
+# OpenVLA-OFT's own pins of peft and transformers, in a venv of their own that borrows our
+# torch through a .pth file (its own packages come first): the test that OFT's peft loads
+# and merges our exported adapter runs against them.
+PEFT_011 := .venv-peft011
+PEFT_011_PINS := peft==0.11.1 transformers==4.40.1 tokenizers==0.19.1 'huggingface_hub<0.24'
+
 .PHONY: demo eval-demo test lint venv clean
 
 venv: $(VENV)/.installed
@@ -25,10 +31,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[train,s3,lerobot,serve,rlds,sim,wandb,tensorboard,dev]' $(TORCH_PINS)
 	touch $@
 
-test: venv
+$(PEFT_011)/.installed: $(VENV)/.installed
+	test -x $(PEFT_011)/bin/python || python3 -m venv $(PEFT_011)
+	$(PY) -c 'import site; print(site.getsitepackages()[0])' > \
+		"$$($(PEFT_011)/bin/python -c 'import site; print(site.getsitepackages()[0])')/vla-shards-torch.pth"
+	$(PEFT_011)/bin/python -m pip install -q --no-deps $(PEFT_011_PINS)
+	touch $@
+
+test: venv $(PEFT_011)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/pytest
+	PEFT_011_PYTHON=$(CURDIR)/$(PEFT_011)/bin/python $(VENV)/bin/pytest
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
@@ -56,4 +69,4 @@ eval-demo: venv
 	@echo "results: $(SIM_DEMO)/eval/eval_info.json, video: $(SIM_DEMO)/eval/videos/"
 
 clean:
-	rm -rf $(VENV) $(DEMO) $(SIM_DEMO)
+	rm -rf $(VENV) $(PEFT_011) $(DEMO) $(SIM_DEMO)

@@ -1,6 +1,8 @@
 """adapter_config.json as OpenVLA-OFT's peft 0.11.1 reads it, and its merge of our adapter.
 
-The merge test runs the real peft 0.11.1 in its own environment, named by PEFT_011_PYTHON:
+The merge test runs the real peft 0.11.1 in its own environment, named by PEFT_011_PYTHON;
+`make test` builds one (.venv-peft011: OFT's pins of peft, transformers and tokenizers,
+borrowing our torch) and names it. By hand:
     python3 -m venv V && V/bin/pip install peft==0.11.1 transformers==4.40.1 \
         tokenizers==0.19.1 torch==2.14.1
     PEFT_011_PYTHON=V/bin/python pytest tests/test_oft_adapter.py
