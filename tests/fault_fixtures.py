@@ -10,6 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from shard_fixtures import write_toy_shards
+
+from trainer.run.loop import train
+from trainer.run.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,3 +108,13 @@ def fails_with(result, text: str) -> None:
     assert result.exit_code != 0, result.output
     assert text in result.output, result.output
     assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
+
+
+def train_two_steps(root: Path) -> tuple[Path, Path]:
+    """A 2-step tiny run under `root`, saved at steps 1 and 2: its run folder and shards.
+    Shaped as OpenVLA-OFT's LIBERO runs (chunk 8, 7 dims), so `export --to oft` takes it."""
+    shards = write_toy_shards(root / "shards", chunk=8, action_dim=7)
+    cfg = TrainConfig(shards=(str(shards),), run_dir=root / "run", base="tiny", lora_rank=4,
+                      device="cpu", batch_size=2, max_steps=2, save_every=1, workers=0)  # fmt: skip
+    train(cfg)
+    return root / "run", shards

@@ -8,24 +8,17 @@ import logging
 import shutil
 
 import pytest
-from fault_fixtures import TINY, cli, fails_with, flip_byte, truncate
+from fault_fixtures import TINY, cli, fails_with, flip_byte, train_two_steps, truncate
 from shard_fixtures import write_toy_shards
 
 from trainer.run.checksums import CHECKSUM_FILE, verify_checkpoint
-from trainer.run.loop import train
 from trainer.run.metrics import read_metrics
-from trainer.run.train_config import TrainConfig
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A 2-step tiny run saved at steps 1 and 2, and its shards."""
-    root = tmp_path_factory.mktemp("trained")
-    shards = write_toy_shards(root / "shards")
-    cfg = TrainConfig(shards=(str(shards),), run_dir=root / "run", base="tiny", lora_rank=4,
-                      device="cpu", batch_size=2, max_steps=2, save_every=1, workers=0)  # fmt: skip
-    train(cfg)
-    return root / "run", shards
+    return train_two_steps(tmp_path_factory.mktemp("trained"))
 
 
 @pytest.fixture

@@ -5,23 +5,15 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from fault_fixtures import TINY, cli, fails_with, fill, small_filesystem, vla_train
+from fault_fixtures import TINY, cli, fails_with, fill, small_filesystem, train_two_steps, vla_train
 from safetensors.torch import load_file
-from shard_fixtures import write_toy_shards
 
 from trainer.run.checksums import verify_checkpoint
-from trainer.run.loop import train
-from trainer.run.train_config import TrainConfig
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("trained")
-    shards = write_toy_shards(root / "shards")
-    cfg = TrainConfig(shards=(str(shards),), run_dir=root / "run", base="tiny", lora_rank=4,
-                      device="cpu", batch_size=2, max_steps=2, save_every=1, workers=0)  # fmt: skip
-    train(cfg)
-    return root / "run", shards
+    return train_two_steps(tmp_path_factory.mktemp("trained"))
 
 
 def test_a_full_disk_while_training_is_one_line_and_keeps_the_last_checkpoint(trained, tmp_path):
