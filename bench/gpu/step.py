@@ -30,7 +30,7 @@ from shards.mixture import Mixture
 from shards.source import ShardSet
 from stats.compute import ArrayStats, DatasetStats, array_stats
 from trainer.data.batches import Prefetcher
-from trainer.run.builder import Run, build_run, open_data
+from trainer.run.builder import Run, build_run, open_data, with_robot
 from trainer.run.distributed import Dist
 from trainer.run.step import l1_metrics, train_step
 from trainer.run.train_config import TrainConfig
@@ -106,6 +106,7 @@ def step_setup(
         cfg, mixture = open_data(cfg, dist)
     else:
         mixture = synthetic_mixture(cameras)
+        cfg = with_robot(cfg, mixture)  # the normalization vla-train would decide for it
         loader = synthetic_batches(
             batch_size, len(cameras), CHUNK, ACTION_DIM, device.type == "cuda"
         )
