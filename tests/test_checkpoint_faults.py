@@ -89,7 +89,7 @@ def test_an_old_checkpoint_without_checksums_loads_and_a_broken_one_is_still_one
     assert result.exit_code == 0, result.output
     assert f"{step} records no checksums (saved by an older version)" in caplog.text
     (step / "adapter_config.json").write_text('{"r": 4,')
-    fails_with(cli("export", str(step), str(tmp_path / "o")), "adapter_config.json: not readable")
+    fails_with(cli("export", str(step), str(tmp_path / "o")), "adapter_config.json: not JSON")
     truncate(step / "adapter_model.safetensors")
     message = f"{step / 'adapter_model.safetensors'}: not a readable safetensors file"
     fails_with(cli("predict", str(step), "--shards", str(shards), "-n", "1"), message)
