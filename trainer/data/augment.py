@@ -22,13 +22,17 @@ def crop_resize(images: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     full size, sampled as TensorFlow's crop_and_resize (OFT's crop) samples: bilinear, the
     crop's first and last output pixels on its box's edges (hence align_corners=True).
 
-    One affine sampling grid per image, so the whole batch is a single grid_sample call.
+    One sampling grid per image, so the whole batch is a single grid_sample call. The grid
+    is built directly, x and y each one scale and shift of the pixel centres: the same grid
+    as F.affine_grid's for this scale-and-shift theta, without its batched matrix product,
+    which on CPU costs more than the sampling itself.
     """
-    m = images.shape[0]
-    theta = torch.zeros(m, 2, 3, device=images.device, dtype=images.dtype)
-    theta[:, 0, 0] = theta[:, 1, 1] = _SIDE
-    theta[:, :, 2] = centers.to(images.dtype) * (1 - _SIDE)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=True)
+    m, _, h, w = images.shape
+    kwargs = {"device": images.device, "dtype": images.dtype}
+    shift = centers.to(images.dtype) * (1 - _SIDE)  # (M, 2): x, y
+    xs = torch.linspace(-1, 1, w, **kwargs).mul_(_SIDE).view(1, 1, w) + shift[:, 0, None, None]
+    ys = torch.linspace(-1, 1, h, **kwargs).mul_(_SIDE).view(1, h, 1) + shift[:, 1, None, None]
+    grid = torch.stack([xs.expand(m, h, w), ys.expand(m, h, w)], dim=-1)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
@@ -89,15 +93,23 @@ def jitter_hsv(x: torch.Tensor, saturation: torch.Tensor, hue: torch.Tensor) -> 
 
 
 def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
-    """(M, 3, H, W) RGB in [0, 1] -> HSV, each in [0, 1] (the hexcone model, as colorsys)."""
+    """(M, 3, H, W) RGB in [0, 1] -> HSV, each in [0, 1] (the hexcone model, as colorsys).
+
+    Written with elementwise maximum/minimum and float masks: on CPU, `max(dim=1)` and
+    `torch.where` over a batch of frames each cost about as much as the tiny model's step.
+    Dividing by at least the smallest normal float changes nothing where v or delta is
+    nonzero, and where they are zero so is the numerator (grey pixels get h = s = 0).
+    """
     r, g, b = x.unbind(1)
-    v, _ = x.max(dim=1)
-    delta = v - x.min(dim=1).values
-    s = torch.where(v > 0, delta / torch.where(v > 0, v, 1), 0)
-    safe = torch.where(delta > 0, delta, 1)
-    rc, gc, bc = (v - r) / safe, (v - g) / safe, (v - b) / safe
-    h = torch.where(v == r, bc - gc, torch.where(v == g, 2 + rc - bc, 4 + gc - rc))
-    h = torch.where(delta > 0, torch.remainder(h / 6, 1.0), 0)
+    v = torch.maximum(torch.maximum(r, g), b)
+    delta = v - torch.minimum(torch.minimum(r, g), b)
+    tiny = torch.finfo(x.dtype).tiny
+    s = delta / v.clamp_min(tiny)
+    is_r = (v == r).to(x.dtype)
+    is_g = (v == g).to(x.dtype) * (1 - is_r)
+    is_b = 1 - is_r - is_g
+    sector = is_r * (g - b) + is_g * (2 * delta + b - r) + is_b * (4 * delta + r - g)
+    h = torch.remainder(sector / (6 * delta.clamp_min(tiny)), 1.0)
     return torch.stack([h, s, v], dim=1)
 
 
