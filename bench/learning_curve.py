@@ -7,7 +7,8 @@ defaults, and writes
   tests/test_learning.py compares its own run against;
 - docs/learning_curve.png: that curve beside the best constant prediction's L1.
 It prints the final train and held-out L1, each beside the best constant's, and the time taken.
-The same recipe over 3 model x 3 generator seeds, as a table: python -m bench.learning_seeds.
+With --table it then runs the same recipe at 3 model x 3 generator seeds and prints the 9
+runs' table with its median and worst (bench/learning_seeds.py, also runnable alone).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from bench.learning_seeds import print_table
 from tests.learning_fixtures import (
     CURVE_EVERY,
     CURVE_FILE,
@@ -36,7 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @click.command()
 @click.option("--plot", type=click.Path(path_type=Path), default=ROOT / "docs/learning_curve.png")
 @click.option("--curve-file", type=click.Path(path_type=Path), default=CURVE_FILE)
-def main(plot: Path, curve_file: Path) -> None:
+@click.option("--table", is_flag=True, help="Then the 9-run table over 3 x 3 seeds.")
+@click.option("--jobs", default=1, show_default=True, help="--table's runs at a time.")
+def main(plot: Path, curve_file: Path, table: bool, jobs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         shards = learning_set(Path(tmp) / "data")
@@ -63,6 +67,8 @@ def main(plot: Path, curve_file: Path) -> None:
     print(f"held-out L1 {held:.3f} = {held / held_constant:.2f}x the best constant "
           f"({held_constant:.3f})")  # fmt: skip
     print(f"wrote {curve_file} and {plot}")
+    if table:
+        print_table(jobs, len(records))
 
 
 def _plot(path: Path, records: list[dict], constant: float) -> None:

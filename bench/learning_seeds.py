@@ -48,12 +48,8 @@ def _worker_init() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
 
 
-@click.command()
-@click.option("--jobs", default=1, show_default=True, help="Runs at a time (one thread each).")
-@click.option(
-    "--steps", default=400, show_default=True, help="Steps of each run (the check's 400)."
-)
-def main(jobs: int, steps: int) -> None:
+def print_table(jobs: int, steps: int) -> None:
+    """Run the 9 pairs `jobs` at a time; print each as it ends, then the table and summary."""
     pairs = [(m, g) for m in MODEL_SEEDS for g in GENERATOR_SEEDS]
     context = get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init) as pool:
@@ -76,6 +72,15 @@ def main(jobs: int, steps: int) -> None:
     for name in ("train", "held"):
         values = [row[name] for row in rows]
         print(f"{name}: median {statistics.median(values):.3f}x, worst {max(values):.3f}x")
+
+
+@click.command()
+@click.option("--jobs", default=1, show_default=True, help="Runs at a time (one thread each).")
+@click.option(
+    "--steps", default=400, show_default=True, help="Steps of each run (the check's 400)."
+)
+def main(jobs: int, steps: int) -> None:
+    print_table(jobs, steps)
 
 
 if __name__ == "__main__":
