@@ -51,11 +51,25 @@ def check_stream(data: ShardSet | Mixture, cfg: StreamConfig) -> None:
             )
         if not shard_set.shard_names(cfg.split):
             raise ShardSetError(f"{shard_set.source}: the set has no {cfg.split} shards")
+        if cfg.drop_tail:
+            _check_full_chunks(shard_set, cfg.split)
         if cfg.proprio and not shard_set.manifest.proprio_dim:
             raise ShardSetError(
                 f"{shard_set.source}: its samples carry no robot state (proprio), which this "
                 "model takes"
             )
+
+
+def _check_full_chunks(shard_set: ShardSet, split: str) -> None:
+    """Dropping episode tails must leave samples: otherwise the stream would wait forever."""
+    chunk = shard_set.manifest.chunk
+    steps = [e.steps for e in shard_set.manifest.episodes if e.status == "ok" and e.split == split]
+    if steps and max(steps) < chunk:
+        raise ShardSetError(
+            f"{shard_set.source}: every {split} episode is shorter than the set's {chunk}-step "
+            f"chunk (the longest has {max(steps)}), so dropping episode tails leaves nothing to "
+            "train on; train with --episode-tail pad, or convert with a shorter --chunk"
+        )
 
 
 def _as_mixture(data: ShardSet | Mixture) -> Mixture:

@@ -8,6 +8,7 @@ import logging
 import pytest
 import torch
 from click.testing import CliRunner
+from episode_fixtures import make_episodes, run_convert
 from shard_fixtures import nan_statistic, no_sample_decodes, write_toy_shards
 
 from shards.loader_plan import plan_loader
@@ -230,3 +231,16 @@ def test_a_full_disk_in_training_is_one_line(toy_shards, tmp_path, monkeypatch):
     result = run("--shards", str(toy_shards), "--run-dir", str(tmp_path / "r"), *TINY)
     fails_with(result, f"Error: {tmp_path / 'r' / 'step-1'}: No space left on device")
     assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_a_set_of_episodes_shorter_than_the_chunk_is_refused_not_waited_on(tmp_path):
+    # Every sample is an episode tail, which the default --episode-tail drop leaves out.
+    paths = make_episodes(tmp_path / "episodes", episodes=2, steps=5)
+    run_convert(paths[0].parent, tmp_path / "shards", chunk=8, image_size=224)
+    args = ["--shards", str(tmp_path / "shards"), "--run-dir", str(tmp_path / "r"), *TINY]
+    fails_with(
+        run(*args, "--max-steps", "1"),
+        "every train episode is shorter than the set's 8-step chunk (the longest has 5)",
+    )
+    result = run(*args, "--max-steps", "1", "--batch-size", "2", "--episode-tail", "pad")
+    assert result.exit_code == 0, result.output
