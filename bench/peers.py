@@ -130,6 +130,13 @@ def run_rounds(root: Path, args: argparse.Namespace, endpoint: str | None) -> di
         frames = frames_of(Path(sources["local"]["ours"]))
         bound = decode_bound(frames, args.workers, args.samples)
         results["decode", "bound"].append({"samples_per_s": bound})
+        done = [f"{lib} {where} {results[lib, where][-1]['samples_per_s']:.0f}"
+                for where in sources for lib in sources[where]]  # fmt: skip
+        print(
+            f"round {r + 1}, samples/s: {', '.join(done)}, decode bound {bound:.0f}",
+            file=sys.stderr,
+            flush=True,
+        )  # a long run shows where it is
     return results
 
 
