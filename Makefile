@@ -18,7 +18,14 @@ SIM_DEBS := libegl1 libgl1-mesa-dri
 PEFT_011 := .venv-peft011
 PEFT_011_PINS := peft==0.11.1 transformers==4.40.1 tokenizers==0.19.1 'huggingface_hub<0.24'
 
-.PHONY: demo eval-demo test lint venv clean
+# MosaicML Streaming and litdata for bench/peers.py, likewise in a venv of their own that
+# borrows our packages: their declared pins (numpy<2.2, huggingface_hub<1.0) would move ours,
+# so they go in without their dependency pins, with the few modules they import that we lack.
+PEERS := .venv-peers
+PEERS_PINS := mosaicml-streaming==0.13.0 litdata==0.2.76 brotli==1.2.1 python-snappy==0.7.3 \
+	cramjam==2.14.0 zstd==1.5.7.2 catalogue==2.0.10 lightning-utilities==0.15.3
+
+.PHONY: demo eval-demo test lint venv clean bench-peers
 
 venv: $(VENV)/.installed
 
@@ -38,10 +45,22 @@ $(PEFT_011)/.installed: $(VENV)/.installed
 	$(PEFT_011)/bin/python -m pip install -q --no-deps $(PEFT_011_PINS)
 	touch $@
 
-test: venv $(PEFT_011)/.installed
+$(PEERS)/.installed: $(VENV)/.installed
+	test -x $(PEERS)/bin/python || python3 -m venv $(PEERS)
+	$(PY) -c 'import site; print(site.getsitepackages()[0])' > \
+		"$$($(PEERS)/bin/python -c 'import site; print(site.getsitepackages()[0])')/vla-shards-torch.pth"
+	$(PEERS)/bin/python -m pip install -q --no-deps $(PEERS_PINS)
+	touch $@
+
+test: venv $(PEFT_011)/.installed $(PEERS)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	PEFT_011_PYTHON=$(CURDIR)/$(PEFT_011)/bin/python $(VENV)/bin/pytest
+	PEFT_011_PYTHON=$(CURDIR)/$(PEFT_011)/bin/python PEERS_PYTHON=$(CURDIR)/$(PEERS)/bin/python \
+		$(VENV)/bin/pytest
+
+# Our loader beside MosaicML Streaming and litdata on the same samples (docs/BENCHMARKS.md).
+bench-peers: $(PEERS)/.installed
+	$(PEERS)/bin/python -m bench.peers
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
@@ -69,4 +88,4 @@ eval-demo: venv
 	@echo "results: $(SIM_DEMO)/eval/eval_info.json, video: $(SIM_DEMO)/eval/videos/"
 
 clean:
-	rm -rf $(VENV) $(PEFT_011) $(DEMO) $(SIM_DEMO)
+	rm -rf $(VENV) $(PEFT_011) $(PEERS) $(DEMO) $(SIM_DEMO)

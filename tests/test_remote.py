@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from episode_fixtures import make_episodes, run_convert
+from s3_fixtures import moto_s3, upload_folder
 
 from pipeline.cli import main as vla_data
 from shards import s3
@@ -47,49 +48,23 @@ def http_url(shard_set: Path) -> Iterator[str]:
     server.server_close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for(port: int, timeout_s: float = 10.0) -> None:
-    """The server thread listens a moment after start() returns."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 @pytest.fixture
 def s3_url(shard_set: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     """moto's standalone S3 server on loopback, configured the way users configure AWS."""
     boto3 = pytest.importorskip("boto3")
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    _wait_for(port)
-    config = tmp_path / "aws-config"
-    config.write_text(f"[default]\nregion = us-east-1\nendpoint_url = http://127.0.0.1:{port}\n")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    s3._client.cache_clear()
-    client = boto3.session.Session().client("s3")
-    client.create_bucket(Bucket="team-a")
-    for path in shard_set.iterdir():
-        client.upload_file(str(path), "team-a", f"sets/demo/{path.name}")
-    yield "s3://team-a/sets/demo/"
-    s3._client.cache_clear()
-    server.stop()
+    with moto_s3() as endpoint:
+        config = tmp_path / "aws-config"
+        config.write_text(f"[default]\nregion = us-east-1\nendpoint_url = {endpoint}\n")
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        s3._client.cache_clear()
+        client = boto3.session.Session().client("s3")
+        client.create_bucket(Bucket="team-a")
+        upload_folder(client, shard_set, "team-a", "sets/demo")
+        yield "s3://team-a/sets/demo/"
+        s3._client.cache_clear()
 
 
 @pytest.fixture(params=["http", "s3"])
