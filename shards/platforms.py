@@ -6,6 +6,8 @@ chunk, the action and proprio widths and the normalization from it. A checkpoint
 of them, so a policy trained with other values is decoded wrongly by OFT without any error.
 The masks are the actions OFT's data pipeline leaves unnormalized: its EEF_POS encoding (LIBERO,
 BRIDGE) keeps the gripper raw, its bimanual joint encoding (ALOHA) normalizes every dimension.
+OFT's inference takes the mask from dataset_statistics.json, but its fine-tuning normalizes with
+the platform's: a policy trained with another mask would be taught other targets there.
 """
 
 from __future__ import annotations
@@ -112,11 +114,17 @@ class PlatformMismatch(UserError):
 
 
 def oft_platform(
-    robot: str | None, chunk: int, action_dim: int, proprio_dim: int, normalization: str
+    robot: str | None,
+    chunk: int,
+    action_dim: int,
+    proprio_dim: int,
+    normalization: str,
+    masks: Sequence[Sequence[bool]] = (),
 ) -> Platform:
     """The platform OFT must run a policy under: the run's recorded robot, or else the one
     platform its values match. PlatformMismatch, one line naming what differs and the fix,
-    when OFT would decode it differently under every platform."""
+    when OFT would decode it differently under every platform, or when one of `masks` (the
+    action masks of the run's datasets) is not the platform's."""
     if robot is not None:
         target = platform(robot)
         wrong = decode_mismatch(target, chunk, action_dim, proprio_dim, normalization)
@@ -125,15 +133,41 @@ def oft_platform(
                 f"OpenVLA-OFT would decode this {robot} run wrongly: {wrong}; train on a set "
                 f"converted with --robot {robot} without overriding those options"
             )
-        return target
-    found = matching_platforms(chunk, action_dim, proprio_dim, normalization)
-    if not found:
-        values = (chunk, action_dim, proprio_dim, normalization)
-        closest = min(PLATFORMS.values(), key=lambda p: len(_differences(p, *values)))
-        wrong = decode_mismatch(closest, chunk, action_dim, proprio_dim, normalization)
-        raise PlatformMismatch(
-            f"OpenVLA-OFT would decode this run wrongly under every platform (closest, "
-            f"{closest.name}: {wrong}); convert with --robot libero, aloha or bridge and "
-            "train on that set"
-        )
-    return found[0]
+    else:
+        found = matching_platforms(chunk, action_dim, proprio_dim, normalization)
+        if not found:
+            values = (chunk, action_dim, proprio_dim, normalization)
+            closest = min(PLATFORMS.values(), key=lambda p: len(_differences(p, *values)))
+            wrong = decode_mismatch(closest, chunk, action_dim, proprio_dim, normalization)
+            raise PlatformMismatch(
+                f"OpenVLA-OFT would decode this run wrongly under every platform (closest, "
+                f"{closest.name}: {wrong}); convert with --robot libero, aloha or bridge and "
+                "train on that set"
+            )
+        target = found[0]
+    for mask in masks:
+        wrong = mask_mismatch(target, mask)
+        if wrong:
+            raise PlatformMismatch(wrong)
+    return target
+
+
+def mask_mismatch(target: Platform, mask: Sequence[bool]) -> str | None:
+    """One line saying how an action mask differs from the one OFT's pipeline gives
+    `target`, and the conversion option that makes it OFT's (None: it does not differ)."""
+    if [bool(m) for m in mask] == target.mask:
+        return None
+    if target.no_normalize_dims:
+        dims = ",".join(str(d) for d in target.no_normalize_dims)
+        fix = f"with --no-normalize-dims {dims} (or --robot {target.name})"
+    else:
+        fix = f"without --no-normalize-dims (or with --robot {target.name})"
+    return (
+        f"unnormalized action dims: OpenVLA-OFT's {target.name} {_raw_dims(target.mask)}, this "
+        f"run {_raw_dims(mask)} (OFT's fine-tuning normalizes with its own, so it would teach "
+        f"the head other targets); convert {fix} and train on that set"
+    )
+
+
+def _raw_dims(mask: Sequence[bool]) -> str:
+    return ",".join(str(d) for d, normalized in enumerate(mask) if not normalized) or "none"

@@ -112,8 +112,9 @@ def fails_with(result, text: str) -> None:
 
 def train_two_steps(root: Path) -> tuple[Path, Path]:
     """A 2-step tiny run under `root`, saved at steps 1 and 2: its run folder and shards.
-    Shaped as OpenVLA-OFT's LIBERO runs (chunk 8, 7 dims), so `export --to oft` takes it."""
-    shards = write_toy_shards(root / "shards", chunk=8, action_dim=7)
+    Shaped as OpenVLA-OFT's LIBERO runs (chunk 8, 7 dims, the gripper unnormalized), so
+    `export --to oft` takes it."""
+    shards = write_toy_shards(root / "shards", chunk=8, action_dim=7, no_normalize=(6,))
     cfg = TrainConfig(shards=(str(shards),), run_dir=root / "run", base="tiny", lora_rank=4,
                       device="cpu", batch_size=2, max_steps=2, save_every=1, workers=0)  # fmt: skip
     train(cfg)

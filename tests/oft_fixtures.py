@@ -32,9 +32,12 @@ def platform_step_dir(
     normalization: str = "bounds_q99",
     robot: str | None = None,
     seed: int = 0,
+    no_normalize: tuple[int, ...] | None = None,
 ) -> Path:
     """RUN/step-3 with model_config.json, the adapter, the head (and projector and FiLM maps),
-    stats.json (with proprio statistics when the model takes the state) and train_config.json."""
+    stats.json (with proprio statistics when the model takes the state; the actions' mask
+    leaves `no_normalize` raw, by default the gripper of 7-dim actions as OFT's platforms do)
+    and train_config.json."""
     torch.manual_seed(seed)
     config = ModelConfig(base="tiny", action_dim=action_dim, chunk=chunk, lora_rank=RANK,
                          num_images=len(cameras), proprio_dim=proprio_dim, film=film)  # fmt: skip
@@ -50,7 +53,8 @@ def platform_step_dir(
     rng = np.random.default_rng(seed)
     actions = rng.normal(size=(64, action_dim))
     proprio = array_stats(rng.normal(size=(64, proprio_dim))) if proprio_dim else None
-    no_normalize = (action_dim - 1,) if action_dim == 7 else ()
+    if no_normalize is None:
+        no_normalize = (action_dim - 1,) if action_dim == 7 else ()
     stats = DatasetStats(array_stats(actions, no_normalize), proprio, 64, 4)
     (step_dir / "stats.json").write_text(stats_to_json(DATASET, stats))
     run = TrainConfig(shards=(str(out / "shards"),), base="tiny", lora_rank=RANK, cameras=cameras,

@@ -49,10 +49,12 @@ def write_toy_shards(
     seed: int = 0,
     dataset: str = TOY_DATASET,
     action_scale: float = 1.0,
+    no_normalize: tuple[int, ...] = (),
 ) -> Path:
     """A shard set of one shard per episode; sample keys `ep{i}_{t:06d}`; returns `root`.
 
     `dataset` and `action_scale` make sets to mix: other names, other action ranges.
+    `no_normalize`: the action dims its statistics' mask leaves raw.
     """
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -67,7 +69,8 @@ def write_toy_shards(
             for t in range(steps):
                 writer.add(_toy_sample(f"ep{i}", t, levels, actions, chunk, dataset))
         splits[split] = [ShardEntry(**vars(r)) for r in writer.close()]
-    write_stats(root / STATS_FILE, dataset, dataset_stats(train_actions))
+    stats = dataset_stats(train_actions, no_normalize=no_normalize)
+    write_stats(root / STATS_FILE, dataset, stats)
     manifest = Manifest(
         dataset=dataset,
         tool_version="test",

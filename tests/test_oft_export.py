@@ -99,6 +99,27 @@ def test_a_run_oft_would_decode_differently_is_refused_in_one_line(tmp_path):
     export(ExportConfig(odd, tmp_path / "merged", to="merged"))
 
 
+def test_a_run_whose_action_mask_is_not_the_platforms_is_refused_in_one_line(tmp_path):
+    """A set converted without --robot or --no-normalize-dims normalizes LIBERO's gripper;
+    OFT's LIBERO pipeline leaves it raw. ALOHA's normalizes every dimension."""
+    step_dir = platform_step_dir(tmp_path, chunk=8, action_dim=7, no_normalize=())
+    result = CliRunner().invoke(main, ["export", str(step_dir), str(tmp_path / "out")])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output and str(step_dir) in result.output
+    assert "unnormalized action dims: OpenVLA-OFT's libero 6, this run none" in result.output
+    assert "convert with --no-normalize-dims 6 (or --robot libero)" in result.output
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+    aloha = platform_step_dir(tmp_path / "aloha", chunk=25, action_dim=14, robot="aloha",
+                              normalization="bounds", no_normalize=(6, 13))  # fmt: skip
+    result = CliRunner().invoke(main, ["export", str(aloha), str(tmp_path / "out")])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "OpenVLA-OFT's aloha none, this run 6,13" in result.output
+    assert "convert without --no-normalize-dims (or with --robot aloha)" in result.output
+    # The same runs with the platform's masks export (the default fixture's masks).
+    export(ExportConfig(platform_step_dir(tmp_path / "ok", chunk=8, action_dim=7),
+                        tmp_path / "ok_out"))  # fmt: skip
+
+
 def test_merged_only_folders_predict_and_start_runs_with_fresh_lora(tmp_path):
     step_dir = platform_step_dir(tmp_path, chunk=8, action_dim=7, robot="libero")
     out = export(ExportConfig(step_dir, tmp_path / "oft"))

@@ -8,6 +8,7 @@ from shards.platforms import (
     PLATFORMS,
     PlatformMismatch,
     decode_mismatch,
+    mask_mismatch,
     matching_platforms,
     oft_platform,
     platform,
@@ -82,3 +83,24 @@ def test_the_platform_a_run_needs_or_one_line_saying_why_none_fits():
     assert "\n" not in str(err.value)
     assert "chunk 4 (OFT's libero uses 8), 3 action dims (libero: 7)" in str(err.value)
     assert "convert with --robot libero, aloha or bridge" in str(err.value)
+
+
+def test_an_action_mask_other_than_the_platforms_is_refused_naming_the_option():
+    libero, aloha = platform("libero"), platform("aloha")
+    assert mask_mismatch(libero, [True] * 6 + [False]) is None
+    assert mask_mismatch(aloha, [True] * 14) is None
+    assert mask_mismatch(libero, [True] * 7) == (
+        "unnormalized action dims: OpenVLA-OFT's libero 6, this run none (OFT's fine-tuning "
+        "normalizes with its own, so it would teach the head other targets); convert with "
+        "--no-normalize-dims 6 (or --robot libero) and train on that set"
+    )
+    aloha_text = mask_mismatch(aloha, [True] * 6 + [False] + [True] * 6 + [False])
+    assert "OpenVLA-OFT's aloha none, this run 6,13" in aloha_text
+    assert "convert without --no-normalize-dims (or with --robot aloha)" in aloha_text
+    # oft_platform checks every dataset's mask once the platform is known.
+    gripper_raw = [True] * 6 + [False]
+    assert oft_platform(None, 8, 7, 8, "bounds_q99", [gripper_raw]).name == "libero"
+    with pytest.raises(PlatformMismatch, match="this run none .*--no-normalize-dims 6"):
+        oft_platform(None, 8, 7, 8, "bounds_q99", [gripper_raw, [True] * 7])
+    with pytest.raises(PlatformMismatch, match="OpenVLA-OFT's aloha none, this run 13"):
+        oft_platform("aloha", 25, 14, 14, "bounds", [[True] * 13 + [False]])

@@ -72,6 +72,32 @@ def test_oft_libero_set_converts_as_tfds_reads_it(tmp_path):
     check_against_tfds(out, LIBERO, {"image": "head", "wrist_image": "left_wrist"}, 7)
 
 
+def test_robot_libero_on_a_no_noops_set_drops_nothing_and_inverts_the_gripper(tmp_path):
+    """OFT's `*_no_noops` sets were filtered when OFT wrote them, so its no-op rule drops no
+    step (the set's actions have no still step); their gripper is still LIBERO's raw -1..+1,
+    which OFT's loader clips to [0, 1] and inverts when it reads it, and so do we."""
+    out = tmp_path / "out"
+    run_convert(ASSETS / LIBERO, out, val_episodes=0, image_size=SIZE, robot="libero", chunk=None)
+    manifest = read_manifest(out)
+    truth = recorded(LIBERO)
+    assert manifest.chunk == 8 and manifest.options["robot"] == "libero"
+    assert manifest.dropped_steps() == 0
+    steps = {e.source["file_path"]: e.steps for e in manifest.episodes}
+    assert steps == {path: len(src["action"]) for path, src in truth.items()}
+    by_key = {e.key: e.source["file_path"] for e in manifest.episodes}
+    gripper_values = []
+    for s in read_split(out, "train"):
+        src, t = truth[by_key[s["meta"]["episode"]]], s["meta"]["t"]
+        rows = src["action"][t : t + 8]
+        np.testing.assert_array_equal(s["actions"][: len(rows), :6], rows[:, :6])
+        np.testing.assert_array_equal(s["actions"][: len(rows), 6], 1 - np.clip(rows[:, 6], 0, 1))
+        assert s["meta"]["proprio"] == [float(v) for v in src["state"][t]]
+        gripper_values += src["action"][t : t + 1, 6].tolist()
+    assert min(gripper_values) < 0 < max(gripper_values)  # both sides of the clip were seen
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats[manifest.dataset]["action"]["mask"] == [True] * 6 + [False]
+
+
 def test_aloha_set_keeps_its_val_split_and_three_cameras(tmp_path):
     out = tmp_path / "out"
     run_convert(ASSETS / ALOHA, out, **OPTIONS)

@@ -67,7 +67,8 @@ def export(cfg: ExportConfig) -> Path:
     """Write cfg.out whole or not at all (a temporary folder renamed at the end), after
     checking the checkpoint's checksums and the space the output needs. An OFT export is
     refused, in one line, when OFT would decode the policy differently than it was trained
-    (chunk, widths, normalization) or its peft could not read the adapter config."""
+    (chunk, widths, normalization), its fine-tuning would normalize the actions differently
+    (masks), or its peft could not read the adapter config."""
     info = read_checkpoint(cfg.step_dir)
     if info.oft is not None:
         raise CheckpointError(f"{cfg.step_dir}: already an OpenVLA-OFT folder; nothing to export")
@@ -122,11 +123,12 @@ def _move_into_place(tmp: Path, out: Path, out_existed: bool) -> None:
 
 
 def run_platform(info: CheckpointInfo, source: Path) -> Platform:
-    """The OFT platform the run's policy decodes right under; PlatformMismatch otherwise."""
+    """The OFT platform the run's policy decodes right under, its datasets' action masks
+    the platform's; PlatformMismatch otherwise."""
     try:
         return oft_platform(
             info.run.robot, info.model.chunk, info.model.action_dim, info.model.proprio_dim,
-            info.run.normalization,
+            info.run.normalization, [s.action.mask for _, s in sorted(info.stats.items())],
         )  # fmt: skip
     except PlatformMismatch as exc:
         raise PlatformMismatch(f"{source}: {exc}") from None
