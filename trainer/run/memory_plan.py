@@ -1,0 +1,114 @@
+"""GPU memory of a 7B fine-tuning run, part by part: a pure estimate and the batch that fits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common.errors import ConfigError
+
+GIB = 1024**3
+# Parameters of openvla-7b (tests/assets/openvla_7b_weights.json), of LoRA r=32 on every
+# linear layer the forward pass runs, and of the L1 head for 14 action dims (both counted on
+# the 7B built on the meta device; tests/test_slim7b.py recounts them).
+BASE_7B_PARAMS = 7_541_237_184
+LORA_7B_R32_PARAMS = 107_969_280
+HEAD_14_PARAMS = 268_644_366
+LLM_LAYERS, DINOV2_BLOCKS_RUN, SIGLIP_BLOCKS_RUN = 32, 23, 26  # towers stop before their last
+# Bytes autograd keeps per sample at the 7B's widths, 2 images and 650 tokens under bf16
+# autocast, measured on the slim 7B by bench/slim7b.py (saved tensors per module, batch 1
+# and 2 agree per sample): one Llama layer, one DINOv2 block, one SigLIP block, and the rest
+# (patch embeddings, projector, embeddings, final norm, head). With gradient checkpointing a
+# layer keeps only its input (650 x 4096 bf16) until backward recomputes it.
+LLM_LAYER_BYTES = 104_000_000
+DINOV2_BLOCK_BYTES = 23_000_000
+SIGLIP_BLOCK_BYTES = 30_000_000
+REST_BYTES = 40_000_000
+LLM_CHECKPOINT_BYTES = 650 * 4096 * 2
+TOWER_CHECKPOINT_BYTES = 2 * 257 * (1024 + 1152) * 2
+# CUDA context, cuBLAS/cuDNN workspaces and the caching allocator's slack: not measurable on a
+# CPU; the part of the H100 anchor (batch 8: 60 GiB) the parts above do not explain.
+OVERHEAD_BYTES = 3 * GIB
+ADAPTER_BYTES = {"float32": 4, "bfloat16": 2}  # per trainable value: weight, grad, 2 Adam moments
+
+
+@dataclass(frozen=True)
+class MemoryRows:
+    """One run's estimate, in bytes, part by part."""
+
+    weights: int
+    lora: int
+    head: int
+    optimizer: int
+    activations: int
+    overhead: int
+
+    @property
+    def total(self) -> int:
+        return (
+            self.weights + self.lora + self.head + self.optimizer + self.activations + self.overhead
+        )
+
+
+def activation_bytes(batch: int, grad_checkpointing: bool) -> int:
+    """Bytes held for backward at `batch`: every layer's saved tensors, or with checkpointing
+    every layer's input plus the largest layer recomputed at once."""
+    if not grad_checkpointing:
+        per_sample = (
+            LLM_LAYERS * LLM_LAYER_BYTES
+            + DINOV2_BLOCKS_RUN * DINOV2_BLOCK_BYTES
+            + SIGLIP_BLOCKS_RUN * SIGLIP_BLOCK_BYTES
+            + REST_BYTES
+        )
+        return batch * per_sample
+    kept = (
+        LLM_LAYERS * LLM_CHECKPOINT_BYTES
+        + (DINOV2_BLOCKS_RUN + SIGLIP_BLOCKS_RUN) * TOWER_CHECKPOINT_BYTES
+        + REST_BYTES
+        + LLM_LAYER_BYTES
+    )
+    return batch * kept
+
+
+def estimate(batch: int, grad_checkpointing: bool, adapters: str = "float32") -> MemoryRows:
+    """The 7B at `batch` per GPU: bf16 base, LoRA r=32 and head in `adapters` with AdamW."""
+    if adapters not in ADAPTER_BYTES:
+        raise ValueError(f"adapters must be one of {sorted(ADAPTER_BYTES)}, got {adapters!r}")
+    size = ADAPTER_BYTES[adapters]
+    return MemoryRows(
+        weights=BASE_7B_PARAMS * 2,
+        lora=LORA_7B_R32_PARAMS * size * 2,  # the values and their gradients
+        head=HEAD_14_PARAMS * size * 2,
+        optimizer=(LORA_7B_R32_PARAMS + HEAD_14_PARAMS) * size * 2,  # AdamW's two moments
+        activations=activation_bytes(batch, grad_checkpointing),
+        overhead=OVERHEAD_BYTES,
+    )
+
+
+def largest_batch(gpu_bytes: int, grad_checkpointing: bool, adapters: str = "float32") -> int:
+    """The largest batch whose estimate fits `gpu_bytes`; 0 when not even batch 1 fits."""
+    batch = 0
+    while estimate(batch + 1, grad_checkpointing, adapters).total <= gpu_bytes:
+        batch += 1
+    return batch
+
+
+def check_batch_fits(
+    batch: int, grad_accum: int, grad_checkpointing: bool, gpu_bytes: int, gpu_name: str
+) -> None:
+    """Refuse a 7B run the estimate says cannot fit, naming the batch and --grad-accum that
+    keep the same effective batch (or the largest batch, when none divides it)."""
+    need = estimate(batch, grad_checkpointing).total
+    if need <= gpu_bytes:
+        return
+    have = f"{gpu_name} has {gpu_bytes / GIB:.0f} GiB"
+    head = f"--batch-size {batch} needs about {need / GIB:.0f} GiB for the 7B but the {have}"
+    fits = largest_batch(gpu_bytes, grad_checkpointing)
+    if fits == 0:
+        hint = "" if grad_checkpointing else "; add --grad-checkpointing"
+        raise ConfigError(f"{head}: not even batch 1 fits{hint}")
+    total = batch * grad_accum
+    divisor = max(b for b in range(1, fits + 1) if total % b == 0)
+    advice = f"use --batch-size {divisor} --grad-accum {total // divisor}"
+    if not grad_checkpointing and largest_batch(gpu_bytes, True) >= batch:
+        advice += f", or keep batch {batch} with --grad-checkpointing"
+    raise ConfigError(f"{head}: {advice} (the same {total} samples per step)")
