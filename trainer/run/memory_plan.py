@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
+
+import torch
 
 from common.errors import ConfigError
+from trainer.model.model_config import BASE_7B_RANDOM, BASE_7B_SLIM, BASE_TINY
+from trainer.run.train_config import TrainConfig
 
 GIB = 1024**3
 # Parameters of openvla-7b (tests/assets/openvla_7b_weights.json), of LoRA r=32 on every
@@ -112,3 +118,30 @@ def check_batch_fits(
     if not grad_checkpointing and largest_batch(gpu_bytes, True) >= batch:
         advice += f", or keep batch {batch} with --grad-checkpointing"
     raise ConfigError(f"{head}: {advice} (the same {total} samples per step)")
+
+
+def is_7b(base: str) -> bool:
+    """openvla-7b's size: the random 7B, a hub id (fetched later, so not yet readable), or a
+    folder whose config.json keeps Llama-2-7B's width and depth (LlamaConfig's defaults)."""
+    if base == BASE_7B_RANDOM:
+        return True
+    if base in (BASE_TINY, BASE_7B_SLIM):
+        return False
+    config = Path(base).expanduser() / "config.json"
+    if not config.is_file():
+        return not Path(base).expanduser().exists()
+    try:
+        text = json.loads(config.read_text()).get("text_config", {})
+    except (ValueError, AttributeError):
+        return False  # loading it will say what is wrong with it
+    return text.get("hidden_size", 4096) == 4096 and text.get("num_hidden_layers", 32) == 32
+
+
+def check_gpu_memory(cfg: TrainConfig, device: torch.device) -> None:
+    """Refuse, before any weight is read, a 7B run on a GPU too small for its batch."""
+    if device.type != "cuda" or not is_7b(cfg.base):
+        return
+    props = torch.cuda.get_device_properties(device)
+    check_batch_fits(
+        cfg.batch_size, cfg.grad_accum, cfg.grad_checkpointing, props.total_memory, props.name
+    )
