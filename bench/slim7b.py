@@ -111,26 +111,32 @@ def report_activations(model: ActionModel, batches: tuple[int, ...]) -> None:
 
 
 @click.command()
-@click.option("--steps", default=3, show_default=True, help="Training steps (one saved).")
+@click.option("--steps", default=3, show_default=True, help="Training steps (one saved); 0: none.")
 @click.option("--batch-size", default=1, show_default=True)
 def main(steps: int, batch_size: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = slim_run(Path(tmp), steps, batch_size)
-        start = time.perf_counter()
-        train(cfg)
-        wall = time.perf_counter() - start
-        rates = [r["samples_per_s"] for r in read_metrics(cfg.run_dir) if r["split"] == "train"]
-        step_s = batch_size / statistics.median(rates[1:] or rates)
-        print(f"slim 7B, CPU {torch.get_num_threads()} threads, batch {batch_size}: ")
-        print(f"  {steps} steps + build + save: {wall:.0f} s; median step {step_s:.1f} s")
-        for path in sorted((cfg.run_dir / f"step-{steps}").iterdir()):
-            print(f"  {path.name}: {path.stat().st_size / MIB:.1f} MiB")
+        if steps:
+            train_figures(Path(tmp), steps, batch_size)
         model = build_model(
             ModelConfig(base=BASE_7B_SLIM, action_dim=ACTION_DIM, chunk=CHUNK, dtype="bfloat16")
         )
         report_activations(model, (1, 2))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(f"peak RSS: {peak / 1024**3:.2f} GiB")
+
+
+def train_figures(root: Path, steps: int, batch_size: int) -> None:
+    """vla-train's own loop on the slim 7B: wall time, median step, checkpoint files."""
+    cfg = slim_run(root, steps, batch_size)
+    start = time.perf_counter()
+    train(cfg)
+    wall = time.perf_counter() - start
+    rates = [r["samples_per_s"] for r in read_metrics(cfg.run_dir) if r["split"] == "train"]
+    step_s = batch_size / statistics.median(rates[1:] or rates)
+    print(f"slim 7B, CPU {torch.get_num_threads()} threads, batch {batch_size}:")
+    print(f"  {steps} steps + build + save: {wall:.0f} s; median step {step_s:.1f} s")
+    for path in sorted((cfg.run_dir / f"step-{steps}").iterdir()):
+        print(f"  {path.name}: {path.stat().st_size / MIB:.1f} MiB")
 
 
 if __name__ == "__main__":
