@@ -72,8 +72,11 @@ def saved_bytes(model: ActionModel, batch) -> tuple[dict[str, int], dict[str, in
         stack.append(owners[module])
         ran[owners[module]] += 1
 
+    def leave(module, _args, _output) -> None:  # returns None: the output stays as it was
+        stack.pop()
+
     hooks = [m.register_forward_pre_hook(enter) for m in owners]
-    hooks += [m.register_forward_hook(lambda *_: stack.pop()) for m in owners]
+    hooks += [m.register_forward_hook(leave) for m in owners]
     try:
         saving = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
         with saving, autocast(batch.pixel_values.device, model.config.torch_dtype):
