@@ -14,25 +14,31 @@ from trainer.run.train_config import TrainConfig
 
 GIB = 1024**3
 # Parameters of openvla-7b (tests/assets/openvla_7b_weights.json), of LoRA r=32 on every
-# linear layer the forward pass runs, and of the L1 head for 14 action dims (both counted on
-# the 7B built on the meta device; tests/test_slim7b.py recounts them).
+# linear layer the forward pass runs (trainer/model/lora.py), and of the L1 head for 14 action
+# dims (tests/test_memory_plan.py recounts it).
 BASE_7B_PARAMS = 7_541_237_184
 LORA_7B_R32_PARAMS = 107_969_280
 HEAD_14_PARAMS = 268_644_366
 LLM_LAYERS, DINOV2_BLOCKS_RUN, SIGLIP_BLOCKS_RUN = 32, 23, 26  # towers stop before their last
 # Bytes autograd keeps per sample at the 7B's widths, 2 images and 650 tokens under bf16
-# autocast, measured on the slim 7B by bench/slim7b.py (saved tensors per module, batch 1
-# and 2 agree per sample): one Llama layer, one DINOv2 block, one SigLIP block, and the rest
-# (patch embeddings, projector, embeddings, final norm, head). With gradient checkpointing a
-# layer keeps only its input (650 x 4096 bf16) until backward recomputes it.
-LLM_LAYER_BYTES = 104_000_000
-DINOV2_BLOCK_BYTES = 23_000_000
-SIGLIP_BLOCK_BYTES = 30_000_000
-REST_BYTES = 40_000_000
+# autocast with a frozen bf16 base (weights are kept, not inputs; LoRA keeps its input), counted
+# from the tensors each module saves, in units of one bf16 (tokens x width) tensor: a Llama
+# layer 21.75 (two fp32 RMSNorm inputs 4, the normed inputs 2, q/k/v/out of flash or
+# memory-efficient attention 4, o_proj's input 1, SiLU's input, both factors of the product and
+# down_proj's input 4 x 11008/4096), a ViT block 19 per image (fp32 LayerNorm inputs 4, qkv and
+# fc1 inputs 2, attention 4, proj 1, GELU and fc2 inputs 8), and the rest (pixels, projector,
+# final norm, head). bench/slim7b.py measures the same on the slim 7B (saved tensors per module).
+LLM_LAYER_BYTES = 116_000_000
+DINOV2_BLOCK_BYTES = 20_000_000
+SIGLIP_BLOCK_BYTES = 22_000_000
+REST_BYTES = 45_000_000
+# With gradient checkpointing a layer keeps only its input (650 x 4096 bf16) until backward
+# recomputes it, one layer at a time.
 LLM_CHECKPOINT_BYTES = 650 * 4096 * 2
 TOWER_CHECKPOINT_BYTES = 2 * 257 * (1024 + 1152) * 2
-# CUDA context, cuBLAS/cuDNN workspaces and the caching allocator's slack: not measurable on a
-# CPU; the part of the H100 anchor (batch 8: 60 GiB) the parts above do not explain.
+# CUDA context, cuBLAS/cuDNN workspaces, backward's transient gradients and the caching
+# allocator's slack: not measurable on a CPU, so an allowance; with it the estimate lands within
+# 2 GiB of the H100 anchor (batch 8: 60 GiB measured, batch 16 out of memory).
 OVERHEAD_BYTES = 3 * GIB
 ADAPTER_BYTES = {"float32": 4, "bfloat16": 2}  # per trainable value: weight, grad, 2 Adam moments
 
