@@ -13,87 +13,123 @@ from trainer.model.model_config import BASE_7B_RANDOM, BASE_7B_SLIM, BASE_TINY
 from trainer.run.train_config import TrainConfig
 
 GIB = 1024**3
-# Parameters of openvla-7b (tests/assets/openvla_7b_weights.json), of LoRA r=32 on every
-# linear layer the forward pass runs (trainer/model/lora.py), and of the L1 head for 14 action
-# dims (tests/test_memory_plan.py recounts it).
-BASE_7B_PARAMS = 7_541_237_184
-LORA_7B_R32_PARAMS = 107_969_280
-HEAD_14_PARAMS = 268_644_366
-LLM_LAYERS, DINOV2_BLOCKS_RUN, SIGLIP_BLOCKS_RUN = 32, 23, 26  # towers stop before their last
-# Bytes autograd keeps per sample at the 7B's widths, 2 images and 650 tokens under bf16
-# autocast with a frozen bf16 base (weights are kept, not inputs; LoRA keeps its input), counted
-# from the tensors each module saves, in units of one bf16 (tokens x width) tensor: a Llama
-# layer 21.75 (two fp32 RMSNorm inputs 4, the normed inputs 2, q/k/v/out of flash or
-# memory-efficient attention 4, o_proj's input 1, SiLU's input, both factors of the product and
-# down_proj's input 4 x 11008/4096), a ViT block 19 per image (fp32 LayerNorm inputs 4, qkv and
-# fc1 inputs 2, attention 4, proj 1, GELU and fc2 inputs 8), and the rest (pixels, projector,
-# final norm, head). bench/slim7b.py measures the same on the slim 7B (saved tensors per module).
-LLM_LAYER_BYTES = 116_000_000
-DINOV2_BLOCK_BYTES = 20_000_000
-SIGLIP_BLOCK_BYTES = 22_000_000
-REST_BYTES = 45_000_000
-# With gradient checkpointing a layer keeps only its input (650 x 4096 bf16) until backward
-# recomputes it, one layer at a time.
-LLM_CHECKPOINT_BYTES = 650 * 4096 * 2
-TOWER_CHECKPOINT_BYTES = 2 * 257 * (1024 + 1152) * 2
-# CUDA context, cuBLAS/cuDNN workspaces, backward's transient gradients and the caching
-# allocator's slack: not measurable on a CPU, so an allowance; with it the estimate lands within
-# 2 GiB of the H100 anchor (batch 8: 60 GiB measured, batch 16 out of memory).
-OVERHEAD_BYTES = 3 * GIB
-ADAPTER_BYTES = {"float32": 4, "bfloat16": 2}  # per trainable value: weight, grad, 2 Adam moments
+MIB = 1024**2
+
+
+@dataclass(frozen=True)
+class Depth:
+    """How many Llama layers and ViT blocks a model at openvla-7b's widths has."""
+
+    llm_layers: int
+    dinov2_blocks: int
+    siglip_blocks: int
+
+    def __post_init__(self) -> None:
+        if min(self.llm_layers, self.dinov2_blocks, self.siglip_blocks) < 2:
+            raise ValueError("each tower runs all but its last block: give at least 2 of each")
+
+
+OPENVLA_7B = Depth(llm_layers=32, dinov2_blocks=24, siglip_blocks=27)
+SLIM_7B = Depth(llm_layers=2, dinov2_blocks=2, siglip_blocks=2)
+
+# Measured on the slim 7B by `python -m bench.slim7b` (trainer/model's own network at
+# openvla-7b's widths, LoRA r=32 on every linear layer that runs, the 14-dim L1 head). One
+# module of each kind: frozen and trainable parameters; "rest" is everything outside the Llama
+# layers and ViT blocks (embeddings, lm_head, patch embeddings, projector, norms, the head).
+# The 7B's counts follow by depth (tests/test_memory_plan.py checks them against
+# tests/assets/openvla_7b_weights.json and the published LoRA and head counts).
+LLM_LAYER_PARAMS, LLM_LAYER_LORA = 202_383_360, 2_498_560
+DINOV2_BLOCK_PARAMS, DINOV2_BLOCK_LORA = 12_598_272, 524_288
+SIGLIP_BLOCK_PARAMS, SIGLIP_BLOCK_LORA = 15_239_504, 570_368
+SLIM_REST_PARAMS, SLIM_REST_TRAINABLE = 351_144_528, 269_771_534
+# What one forward under bf16 autocast (bf16 base, float32 LoRA and head) leaves for
+# backward, per sample, at 2 images and TOKENS tokens, by `python -m bench.slim7b` on the CPU:
+# the bytes autograd saves in one Llama layer, one DINOv2 and one SigLIP block that run, and
+# outside them; and a layer's input, which is all gradient checkpointing keeps of a layer until
+# backward recomputes it. The bf16 copies autocast makes of the trainable weights are saved
+# once per batch (WEIGHT_CASTS), not per sample.
+TOKENS = 644
+LLM_LAYER_SAVED = round(125.04 * MIB)
+DINOV2_BLOCK_SAVED = round(17.68 * MIB)
+SIGLIP_BLOCK_SAVED = round(18.90 * MIB)
+REST_SAVED = round(46.89 * MIB)
+LLM_LAYER_INPUT = round(5.03 * MIB)
+DINOV2_BLOCK_INPUT = round(1.02 * MIB)
+SIGLIP_BLOCK_INPUT = round(1.12 * MIB)
+WEIGHT_CASTS = round(525.24 * MIB)
+ADAPTER_BYTES = {"float32": 4, "bfloat16": 2}  # per trainable value
 
 
 @dataclass(frozen=True)
 class MemoryRows:
-    """One run's estimate, in bytes, part by part."""
+    """One run's estimate, in bytes, part by part. Not in it: the CUDA context, kernels'
+    workspaces and the gradients backward holds for a moment, which a CPU cannot measure."""
 
     weights: int
     lora: int
     head: int
     optimizer: int
     activations: int
-    overhead: int
 
     @property
     def total(self) -> int:
-        return (
-            self.weights + self.lora + self.head + self.optimizer + self.activations + self.overhead
-        )
+        return self.weights + self.lora + self.head + self.optimizer + self.activations
 
 
-def activation_bytes(batch: int, grad_checkpointing: bool) -> int:
-    """Bytes held for backward at `batch`: every layer's saved tensors, or with checkpointing
-    every layer's input plus the largest layer recomputed at once."""
-    if not grad_checkpointing:
-        per_sample = (
-            LLM_LAYERS * LLM_LAYER_BYTES
-            + DINOV2_BLOCKS_RUN * DINOV2_BLOCK_BYTES
-            + SIGLIP_BLOCKS_RUN * SIGLIP_BLOCK_BYTES
-            + REST_BYTES
-        )
-        return batch * per_sample
-    kept = (
-        LLM_LAYERS * LLM_CHECKPOINT_BYTES
-        + (DINOV2_BLOCKS_RUN + SIGLIP_BLOCKS_RUN) * TOWER_CHECKPOINT_BYTES
-        + REST_BYTES
-        + LLM_LAYER_BYTES
+def parameters(depth: Depth) -> tuple[int, int]:
+    """Frozen parameters and trainable ones (LoRA and head) at `depth`; the last block of
+    each tower is loaded but never runs, so it gets no LoRA."""
+    frozen = SLIM_REST_PARAMS + (
+        depth.llm_layers * LLM_LAYER_PARAMS
+        + depth.dinov2_blocks * DINOV2_BLOCK_PARAMS
+        + depth.siglip_blocks * SIGLIP_BLOCK_PARAMS
     )
-    return batch * kept
+    trainable = SLIM_REST_TRAINABLE + (
+        depth.llm_layers * LLM_LAYER_LORA
+        + (depth.dinov2_blocks - 1) * DINOV2_BLOCK_LORA
+        + (depth.siglip_blocks - 1) * SIGLIP_BLOCK_LORA
+    )
+    return frozen, trainable
 
 
-def estimate(batch: int, grad_checkpointing: bool, adapters: str = "float32") -> MemoryRows:
-    """The 7B at `batch` per GPU: bf16 base, LoRA r=32 and head in `adapters` with AdamW."""
+def activation_bytes(batch: int, grad_checkpointing: bool, depth: Depth = OPENVLA_7B) -> int:
+    """Bytes held for backward at `batch`: every running layer's saved tensors, or with
+    checkpointing every layer's input plus the largest layer's tensors while it recomputes."""
+    llm, dinov2, siglip = depth.llm_layers, depth.dinov2_blocks - 1, depth.siglip_blocks - 1
+    if grad_checkpointing:
+        per_sample = (
+            llm * LLM_LAYER_INPUT
+            + dinov2 * DINOV2_BLOCK_INPUT
+            + siglip * SIGLIP_BLOCK_INPUT
+            + max(LLM_LAYER_SAVED, DINOV2_BLOCK_SAVED, SIGLIP_BLOCK_SAVED)
+        )
+    else:
+        per_sample = llm * LLM_LAYER_SAVED + dinov2 * DINOV2_BLOCK_SAVED
+        per_sample += siglip * SIGLIP_BLOCK_SAVED
+    return batch * (per_sample + REST_SAVED) + WEIGHT_CASTS
+
+
+def estimate(
+    batch: int, grad_checkpointing: bool, adapters: str = "float32", depth: Depth = OPENVLA_7B
+) -> MemoryRows:
+    """The model at `depth` and `batch` per GPU: bf16 base; LoRA r=32 and the head in
+    `adapters` (float32: vla-train's master weights, either --precision; bfloat16: OFT's own
+    scripts) with their gradients and AdamW's two moments."""
     if adapters not in ADAPTER_BYTES:
         raise ValueError(f"adapters must be one of {sorted(ADAPTER_BYTES)}, got {adapters!r}")
     size = ADAPTER_BYTES[adapters]
+    frozen, trainable = parameters(depth)
+    head = HEAD_14_PARAMS
     return MemoryRows(
-        weights=BASE_7B_PARAMS * 2,
-        lora=LORA_7B_R32_PARAMS * size * 2,  # the values and their gradients
-        head=HEAD_14_PARAMS * size * 2,
-        optimizer=(LORA_7B_R32_PARAMS + HEAD_14_PARAMS) * size * 2,  # AdamW's two moments
-        activations=activation_bytes(batch, grad_checkpointing),
-        overhead=OVERHEAD_BYTES,
+        weights=frozen * 2,
+        lora=(trainable - head) * size * 2,  # the values and their gradients
+        head=head * size * 2,
+        optimizer=trainable * size * 2,
+        activations=activation_bytes(batch, grad_checkpointing, depth),
     )
+
+
+HEAD_14_PARAMS = 268_644_366  # the L1 head for 14 action dims (trainer/model/head.py)
 
 
 def largest_batch(gpu_bytes: int, grad_checkpointing: bool, adapters: str = "float32") -> int:
@@ -113,7 +149,7 @@ def check_batch_fits(
     if need <= gpu_bytes:
         return
     have = f"{gpu_name} has {gpu_bytes / GIB:.0f} GiB"
-    head = f"--batch-size {batch} needs about {need / GIB:.0f} GiB for the 7B but the {have}"
+    head = f"--batch-size {batch} needs at least {need / GIB:.0f} GiB for the 7B but the {have}"
     fits = largest_batch(gpu_bytes, grad_checkpointing)
     if fits == 0:
         hint = "" if grad_checkpointing else "; add --grad-checkpointing"
