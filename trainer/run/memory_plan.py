@@ -58,6 +58,7 @@ DINOV2_BLOCK_INPUT = round(1.02 * MIB)
 SIGLIP_BLOCK_INPUT = round(1.12 * MIB)
 WEIGHT_CASTS = round(525.24 * MIB)
 ADAPTER_BYTES = {"float32": 4, "bfloat16": 2}  # per trainable value
+HEAD_14_PARAMS = 268_644_366  # the L1 head for 14 action dims, within SLIM_REST_TRAINABLE
 
 
 @dataclass(frozen=True)
@@ -119,17 +120,13 @@ def estimate(
         raise ValueError(f"adapters must be one of {sorted(ADAPTER_BYTES)}, got {adapters!r}")
     size = ADAPTER_BYTES[adapters]
     frozen, trainable = parameters(depth)
-    head = HEAD_14_PARAMS
     return MemoryRows(
         weights=frozen * 2,
-        lora=(trainable - head) * size * 2,  # the values and their gradients
-        head=head * size * 2,
+        lora=(trainable - HEAD_14_PARAMS) * size * 2,  # the values and their gradients
+        head=HEAD_14_PARAMS * size * 2,
         optimizer=trainable * size * 2,
         activations=activation_bytes(batch, grad_checkpointing, depth),
     )
-
-
-HEAD_14_PARAMS = 268_644_366  # the L1 head for 14 action dims (trainer/model/head.py)
 
 
 def largest_batch(gpu_bytes: int, grad_checkpointing: bool, adapters: str = "float32") -> int:
