@@ -50,13 +50,13 @@ SLIM_REST_PARAMS, SLIM_REST_TRAINABLE = 351_144_528, 269_771_534
 # once per batch (WEIGHT_CASTS), not per sample.
 TOKENS = 644
 LLM_LAYER_SAVED = round(125.04 * MIB)
-DINOV2_BLOCK_SAVED = round(17.68 * MIB)
-SIGLIP_BLOCK_SAVED = round(18.90 * MIB)
-REST_SAVED = round(46.89 * MIB)
+DINOV2_BLOCK_SAVED = round(17.50 * MIB)
+SIGLIP_BLOCK_SAVED = round(18.69 * MIB)
+REST_SAVED = round(46.86 * MIB)
 LLM_LAYER_INPUT = round(5.03 * MIB)
 DINOV2_BLOCK_INPUT = round(1.02 * MIB)
 SIGLIP_BLOCK_INPUT = round(1.12 * MIB)
-WEIGHT_CASTS = round(525.24 * MIB)
+WEIGHT_CASTS = round(525.67 * MIB)
 ADAPTER_BYTES = {"float32": 4, "bfloat16": 2}  # per trainable value
 HEAD_14_PARAMS = 268_644_366  # the L1 head for 14 action dims, within SLIM_REST_TRAINABLE
 
