@@ -43,12 +43,11 @@ DINOV2_BLOCK_PARAMS, DINOV2_BLOCK_LORA = 12_598_272, 524_288
 SIGLIP_BLOCK_PARAMS, SIGLIP_BLOCK_LORA = 15_239_504, 570_368
 SLIM_REST_PARAMS, SLIM_REST_TRAINABLE = 351_144_528, 269_771_534
 # What one forward under bf16 autocast (bf16 base, float32 LoRA and head) leaves for
-# backward, per sample, at 2 images and TOKENS tokens, by `python -m bench.slim7b` on the CPU:
+# backward, per sample, at 2 images and 644 tokens, by `python -m bench.slim7b` on the CPU:
 # the bytes autograd saves in one Llama layer, one DINOv2 and one SigLIP block that run, and
 # outside them; and a layer's input, which is all gradient checkpointing keeps of a layer until
 # backward recomputes it. The bf16 copies autocast makes of the trainable weights are saved
 # once per batch (WEIGHT_CASTS), not per sample.
-TOKENS = 644
 LLM_LAYER_SAVED = round(125.04 * MIB)
 DINOV2_BLOCK_SAVED = round(17.50 * MIB)
 SIGLIP_BLOCK_SAVED = round(18.69 * MIB)
