@@ -87,7 +87,7 @@ def _option(name: str, help: str, **kwargs: Any):
     "--allow-new-data", is_flag=True,
     help="With --resume: go on although a set's shards or stats.json differ from the run's.",
 )  # fmt: skip
-@_option("base", "tiny, openvla-7b-random, a local openvla-7b folder or a hub id.")
+@_option("base", "tiny, openvla-7b-random, openvla-7b-slim, a local openvla-7b folder or a hub id.")
 @_option("lora_rank", "LoRA rank r (alpha = min(r, 16)).")
 @click.option(
     "--init-from", "init_from", type=click.Path(file_okay=False),

@@ -18,7 +18,7 @@ from trainer.inference.checkpoint_info import CheckpointInfo, read_checkpoint
 from trainer.inference.policy import resolve_device
 from trainer.model import ActionModel, load_model
 from trainer.model.adapter_config import config_for_peft_011
-from trainer.model.model_config import BASE_7B_RANDOM, BASE_TINY
+from trainer.model.model_config import BASE_7B_RANDOM, BASE_7B_SLIM, BASE_TINY
 from trainer.model.model_files import ADAPTER_FILE, HEAD_FILE, PROPRIO_FILE, read_tensors
 from trainer.model.oft_files import write_oft
 from trainer.model.oft_film import oft_vision_state, without_film
@@ -163,7 +163,7 @@ def write_merged(policy: ActionModel, out: Path) -> None:
     if set(state) != set(without_film(published_shapes(merged))):
         raise RuntimeError("merged state dict does not have the published names")
     write_state_dict(state, out)
-    if base_name in (BASE_TINY, BASE_7B_RANDOM):
+    if base_name in (BASE_TINY, BASE_7B_RANDOM, BASE_7B_SLIM):
         (out / "config.json").write_text(json.dumps(merged.spec, indent=2, sort_keys=True) + "\n")
         policy.tokenizer.save_pretrained(out)
         return

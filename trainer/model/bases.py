@@ -7,7 +7,14 @@ from contextlib import contextmanager
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from .model_config import BASE_7B_RANDOM, BASE_TINY, OPENVLA_7B_SPEC, tiny_spec
+from .model_config import (
+    BASE_7B_RANDOM,
+    BASE_7B_SLIM,
+    BASE_TINY,
+    OPENVLA_7B_SLIM_SPEC,
+    OPENVLA_7B_SPEC,
+    tiny_spec,
+)
 from .tokenizer import tiny_tokenizer
 from .vision import set_spatial_positions
 from .vla import OpenVLA
@@ -87,6 +94,11 @@ def build_base(
         # vocab, and padding uses the config's 32000. Prompts come out a little longer.
         # Drawn on the device for speed: its weights depend on the device type.
         return random_base(OPENVLA_7B_SPEC, device, dtype, device), tiny_tokenizer()
+    if base == BASE_7B_SLIM:
+        # Drawn on CPU like tiny, so a checkpoint finds the same base on any device.
+        return random_base(
+            OPENVLA_7B_SLIM_SPEC, device, dtype, torch.device("cpu")
+        ), tiny_tokenizer()
     directory = resolve_base_dir(base)
     spec = read_spec(directory)
     state = read_state_dict(directory, device)

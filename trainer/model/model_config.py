@@ -10,6 +10,7 @@ from common.errors import UserError
 
 BASE_TINY = "tiny"
 BASE_7B_RANDOM = "openvla-7b-random"
+BASE_7B_SLIM = "openvla-7b-slim"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -38,6 +39,16 @@ TINY_TOWER_OVERRIDES = {
     ),
 }
 IMAGE_SIZE = 224
+# The slim 7B: the same towers at full width, two blocks each (features come from the first).
+SLIM_DINOV2_ID = "vla-shards/slim-dinov2"
+SLIM_SIGLIP_ID = "vla-shards/slim-siglip"
+SLIM_TOWER_BLOCKS = 2
+SLIM_LLM_LAYERS = 2
+TOWER_OVERRIDES = {
+    **TINY_TOWER_OVERRIDES,
+    SLIM_DINOV2_ID: (DINOV2_TIMM_ID, {"depth": SLIM_TOWER_BLOCKS}),
+    SLIM_SIGLIP_ID: (SIGLIP_TIMM_ID, {"depth": SLIM_TOWER_BLOCKS}),
+}
 
 # The parts of openvla/openvla-7b's config.json that shape the network. Its text_config holds
 # only the differences from LlamaConfig's defaults (which are Llama-2-7B's), so we overlay
@@ -47,6 +58,13 @@ OPENVLA_7B_SPEC: dict = {
     "image_sizes": [IMAGE_SIZE, IMAGE_SIZE],
     "pad_token_id": 32000,
     "text_config": {"model_type": "llama", "pad_token_id": 32000, "vocab_size": 32064},
+}
+# openvla-7b at every width (vocabulary, heads, MLP, patches) but 2 Llama layers and 2 blocks
+# per tower: the whole 7B path (bf16 base, LoRA on every linear, the real head) on a CPU.
+OPENVLA_7B_SLIM_SPEC: dict = {
+    **OPENVLA_7B_SPEC,
+    "timm_model_ids": [SLIM_DINOV2_ID, SLIM_SIGLIP_ID],
+    "text_config": {**OPENVLA_7B_SPEC["text_config"], "num_hidden_layers": SLIM_LLM_LAYERS},
 }
 
 
@@ -90,7 +108,8 @@ class ModelConfig:
     """What to build: the base weights and the OFT action-chunk shape."""
 
     base: str = BASE_TINY
-    """"tiny" | "openvla-7b-random" | a local dir in the openvla-7b layout | a hub id."""
+    """"tiny" | "openvla-7b-random" | "openvla-7b-slim" | a local dir in the openvla-7b layout
+    | a hub id."""
     action_dim: int = 14
     """D: action dimensions per step."""
     chunk: int = 8

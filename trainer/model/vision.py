@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .film import film_features, has_film
-from .model_config import IMAGE_SIZE, TINY_TOWER_OVERRIDES
+from .model_config import IMAGE_SIZE, TOWER_OVERRIDES
 
 # Ends of each tower that OpenVLA never runs (features come from the second-to-last block);
 # they stay loaded so the published checkpoint matches key for key, but stay frozen.
@@ -18,7 +18,7 @@ _UNUSED_TAILS = ("norm", "fc_norm", "attn_pool", "head")
 
 def create_tower(timm_id: str) -> nn.Module:
     """A timm ViT at 224 px without a classifier, random weights (the checkpoint fills them)."""
-    name, overrides = TINY_TOWER_OVERRIDES.get(timm_id, (timm_id, {}))
+    name, overrides = TOWER_OVERRIDES.get(timm_id, (timm_id, {}))
     return timm.create_model(
         name, pretrained=False, num_classes=0, img_size=IMAGE_SIZE, **overrides
     )

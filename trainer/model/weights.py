@@ -49,8 +49,8 @@ def resolve_base_dir(base: str) -> Path:
         return path
     if base.count("/") != 1 or base.startswith((".", "/", "~")):
         raise ModelLoadError(
-            f"base {base!r} is not 'tiny', 'openvla-7b-random', an existing directory "
-            "or a hub id such as openvla/openvla-7b: fix the path or the name"
+            f"base {base!r} is not 'tiny', 'openvla-7b-random', 'openvla-7b-slim', an existing "
+            "directory or a hub id such as openvla/openvla-7b: fix the path or the name"
         )
     try:
         from huggingface_hub import snapshot_download

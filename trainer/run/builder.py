@@ -23,6 +23,7 @@ from trainer.model.model_files import load_saved_weights
 from trainer.model.oft_files import ADAPTER_DIR, is_oft_folder, load_oft_weights, read_oft
 from trainer.run.checkpoint import capture_rng, mixture_signature, restore_rng
 from trainer.run.distributed import Dist, gather_objects
+from trainer.run.memory_plan import check_gpu_memory
 from trainer.run.metrics import LossWindow
 from trainer.run.step import build_optimizer, build_scheduler
 from trainer.run.streams import run_stream, uses_proprio
@@ -127,6 +128,7 @@ def build_run(
     """A fresh run at step 0: the model (from `ckpt`, or built and started from
     cfg.init_from), AdamW, the schedule and the batch preparation. Resume with
     load_state_dict."""
+    check_gpu_memory(cfg, dist.device)
     # Same seed on every rank: identical initial LoRA and head weights before DDP starts.
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
