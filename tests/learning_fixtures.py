@@ -107,7 +107,11 @@ def best_constant_l1(shards: Path, split: str) -> float:
     shard_set = open_shard_set(shards)
     # The samples vla-train predict reads for a run with the default --episode-tail.
     drop_tail = TrainConfig.episode_tail == "drop"
-    stream = StreamConfig(split=split, batch_size=64, finite=True, drop_tail=drop_tail)
+    # Only the actions matter, so any camera the set has will do (the default pair may not).
+    cameras = shard_set.manifest.cameras[:1]
+    stream = StreamConfig(
+        split=split, batch_size=64, finite=True, drop_tail=drop_tail, cameras=cameras
+    )
     loader = make_loader(shard_set, stream)
     batches = list(loader)
     actions = np.concatenate([b["actions"].numpy() for b in batches])
