@@ -11,7 +11,7 @@ from shards.reader import StreamConfig, make_loader
 from shards.source import open_shard_set
 from stats.normalize import bounds, normalize
 from tests.episode_fixtures import make_episodes, run_convert
-from trainer.inference.predict import PredictConfig, compare
+from trainer.inference.predict import PredictConfig, PredictReport, compare
 from trainer.run.checkpoint import latest_checkpoint
 from trainer.run.loop import train
 from trainer.run.train_config import TrainConfig
@@ -61,24 +61,35 @@ def learning_set(root: Path, blank_images: bool = False, seed: int = 0) -> Path:
                 del f[key]
                 f.create_dataset(key, data=[INSTRUCTION], dtype=h5py.string_dtype("utf-8"))
             if blank_images:
-                for name in IMAGE_FIELDS:
-                    f[name][...] = f[name][0]
+                blank_frames(f, IMAGE_FIELDS)
     shards = root / "shards"
     run_convert(root / "episodes", shards, image_size=224, val_episodes=1, shard_samples=48)
     return shards
 
 
+def blank_frames(f: h5py.File, names: tuple[str, ...]) -> None:
+    """Every frame of these cameras becomes the first one: the images say nothing."""
+    for name in names:
+        f[name][...] = f[name][0]
+
+
 def train_tiny(
-    shards: Path, run_dir: Path, steps: int = STEPS, seed: int = SEED, **options
+    shards: Path,
+    run_dir: Path,
+    steps: int = STEPS,
+    seed: int = SEED,
+    resume: bool = False,
+    **options,
 ) -> TrainConfig:
     """vla-train with its defaults, except the tiny base, the steps, the batch size, the seed,
-    the decay step (DECAY_STEP) and `options` (TrainConfig fields)."""
+    the decay step (DECAY_STEP) and `options` (TrainConfig fields); with `resume`, on from
+    the run's newest step-N."""
     options = {"decay_step": DECAY_STEP, **options}
     cfg = TrainConfig(
         shards=(str(shards),), run_dir=run_dir, base="tiny", max_steps=steps, batch_size=BATCH,
         seed=seed, **options,
     )  # fmt: skip
-    train(cfg)
+    train(cfg, resume=resume)
     return cfg
 
 
@@ -89,9 +100,12 @@ def curve(records: list[dict]) -> list[float]:
 
 def predicted_l1(shards: Path, run_dir: Path, split: str) -> float:
     """vla-train predict's normalized L1 over a whole split, seen as at evaluation (no aug)."""
-    ckpt = latest_checkpoint(run_dir)
-    config = PredictConfig(ckpt=ckpt, shards=str(shards), split=split, samples=0)
-    return compare(config).l1_normalized
+    return predict_split(shards, latest_checkpoint(run_dir), split).l1_normalized
+
+
+def predict_split(shards: Path, ckpt: Path, split: str) -> PredictReport:
+    """vla-train predict over a whole split: the L1 in action units and normalized."""
+    return compare(PredictConfig(ckpt=ckpt, shards=str(shards), split=split, samples=0))
 
 
 def best_constant_l1(shards: Path, split: str) -> float:
@@ -99,7 +113,11 @@ def best_constant_l1(shards: Path, split: str) -> float:
     shard_set = open_shard_set(shards)
     # The samples vla-train predict reads for a run with the default --episode-tail.
     drop_tail = TrainConfig.episode_tail == "drop"
-    stream = StreamConfig(split=split, batch_size=64, finite=True, drop_tail=drop_tail)
+    # Only the actions matter, so any camera the set has will do (the default pair may not).
+    cameras = shard_set.manifest.cameras[:1]
+    stream = StreamConfig(
+        split=split, batch_size=64, finite=True, drop_tail=drop_tail, cameras=cameras
+    )
     loader = make_loader(shard_set, stream)
     batches = list(loader)
     actions = np.concatenate([b["actions"].numpy() for b in batches])

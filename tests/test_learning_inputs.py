@@ -11,6 +11,7 @@ from learning_fixtures import (
     CAMERAS,
     EPISODE_STEPS,
     best_constant_l1,
+    blank_frames,
     predicted_l1,
     train_tiny,
 )
@@ -22,12 +23,6 @@ ALOHA_IMAGES = ("observations/images/cam_high", "observations/images/cam_left_wr
 INSTRUCTIONS = ("pick up the red cup", "push the blue block")
 
 
-def _blank(f: h5py.File, names: tuple[str, ...]) -> None:
-    """Every frame of these cameras becomes the first one: the images say nothing."""
-    for name in names:
-        f[name][...] = f[name][0]
-
-
 def state_set(root: Path) -> Path:
     """ALOHA episodes whose images are blank: the state (qpos, the last step's command) and
     nothing else tells where the arm goes next."""
@@ -35,7 +30,7 @@ def state_set(root: Path) -> Path:
                           image_size=(224, 224), cameras=CAMERAS)  # fmt: skip
     for path in paths:
         with h5py.File(path, "r+") as f:
-            _blank(f, ALOHA_IMAGES)
+            blank_frames(f, ALOHA_IMAGES)
     shards = root / "shards"
     run_convert(root / "episodes", shards, image_size=224, val_episodes=1, shard_samples=48,
                 instruction="follow the square")  # fmt: skip
@@ -64,7 +59,7 @@ def instruction_set(root: Path) -> Path:
     rng = np.random.default_rng(0)
     for i, path in enumerate(paths):
         with h5py.File(path, "r+") as f:
-            _blank(f, ("head_camera_image", "left_wrist_image"))
+            blank_frames(f, ("head_camera_image", "left_wrist_image"))
             sign = 1.0 if i % 2 == 0 else -1.0
             pattern = sign * np.linspace(-0.5, 0.5, f["action"].shape[1])
             f["action"][...] = pattern + rng.normal(0, 0.02, f["action"].shape)
