@@ -25,7 +25,7 @@ def crop_resize(images: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     One sampling grid per image, so the whole batch is a single grid_sample call. The grid
     is built directly, x and y each one scale and shift of the pixel centres: the same grid
     as F.affine_grid's for this scale-and-shift theta, without its batched matrix product,
-    which on CPU costs more than the sampling itself.
+    which on CPU cost more than the sampling itself.
     """
     m, _, h, w = images.shape
     kwargs = {"device": images.device, "dtype": images.dtype}
@@ -96,7 +96,7 @@ def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
     """(M, 3, H, W) RGB in [0, 1] -> HSV, each in [0, 1] (the hexcone model, as colorsys).
 
     Written with elementwise maximum/minimum and float masks: on CPU, `max(dim=1)` and
-    `torch.where` over a batch of frames each cost about as much as the tiny model's step.
+    `torch.where` over a batch of frames cost several times a plain elementwise op.
     Dividing by at least the smallest normal float changes nothing where v or delta is
     nonzero, and where they are zero so is the numerator (grey pixels get h = s = 0).
     """
