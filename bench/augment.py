@@ -1,11 +1,11 @@
 """OFT's image augmentation on CPU: today's batched ops beside their first, plainer form.
 
 Every training step augments each camera image (crop, brightness, contrast, saturation, hue);
-on a CPU that is a part of each step of the learning checks. The first form built the crop's grid with F.affine_grid (a batched matrix
-product) and converted to HSV with torch.where and max(dim=1); today's builds the grid
-directly and uses elementwise maximum/minimum and float masks. Both run on the same batch
-in alternating rounds; the script prints the median images/s of each and their ratio, and
-the largest difference between their outputs.
+on a CPU that is a part of each step of the learning checks. The first form built the crop's
+grid with F.affine_grid (a batched matrix product) and converted to HSV with torch.where and
+max(dim=1); today's builds the grid directly and uses elementwise maximum/minimum and float
+masks. Both run on the same batch in alternating rounds; the script prints the median
+images/s of each and their ratio, and the largest difference between their outputs.
 """
 
 from __future__ import annotations
