@@ -52,7 +52,8 @@ def run(tmp_path_factory):
     """A tiny run (image_aug on, so predictions take the centre crop; the default seed, which
     also picks the instructions predict reads an OFT folder with): (shards, step dir)."""
     root = tmp_path_factory.mktemp("oft")
-    shards = write_toy_shards(root / "shards", chunk=8, action_dim=7)  # LIBERO's shape
+    # LIBERO's shape and action mask (the gripper left raw), so --to oft exports it.
+    shards = write_toy_shards(root / "shards", chunk=8, action_dim=7, no_normalize=(6,))
     cfg = TrainConfig(
         shards=str(shards), run_dir=root / "run", base="tiny", lora_rank=4, device="cpu",
         workers=0, batch_size=4, max_steps=STEPS, save_every=STEPS, cameras=CAMERAS,

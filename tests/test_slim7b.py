@@ -32,8 +32,9 @@ from trainer.model.weights import INDEX_FILE, read_state_dict, to_published_name
 from trainer.run.metrics import read_metrics
 
 pytestmark = pytest.mark.slow
-# OFT's LIBERO shape (chunk 8, 7 dims, bounds_q99), so export --to oft takes the run; one
-# camera: 256 patches fewer per step than two, and nothing at these widths depends on it.
+# OFT's LIBERO shape (chunk 8, 7 dims, bounds_q99, the gripper left raw), so export --to oft
+# takes the run; one camera: 256 patches fewer per step than two, and nothing at these widths
+# depends on it.
 CHUNK, ACTION_DIM, CAMERAS = 8, 7, "head"
 ASSET = Path(__file__).parent / "assets" / "openvla_7b_weights.json"
 START_WAIT_S = 600  # a bound on waiting for the server to build the model, not a timing check
@@ -57,7 +58,12 @@ def run(tmp_path_factory):
     """Two steps of the slim 7B at batch 1 through vla-train, a checkpoint after each."""
     root = tmp_path_factory.mktemp("slim7b")
     shards = write_toy_shards(
-        root / "shards", train_episodes=2, steps=16, chunk=CHUNK, action_dim=ACTION_DIM
+        root / "shards",
+        train_episodes=2,
+        steps=16,
+        chunk=CHUNK,
+        action_dim=ACTION_DIM,
+        no_normalize=(ACTION_DIM - 1,),
     )
     args = ["--shards", str(shards), "--base", "openvla-7b-slim", "--device", "cpu"]
     args += ["--workers", "0", "--decode-threads", "0", "--batch-size", "1"]
