@@ -38,18 +38,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[train,s3,lerobot,serve,rlds,sim,wandb,tensorboard,dev]' $(TORCH_PINS)
 	touch $@
 
-$(PEFT_011)/.installed: $(VENV)/.installed
-	test -x $(PEFT_011)/bin/python || python3 -m venv $(PEFT_011)
+# Each side venv: its pins with --no-deps, our packages through a .pth file.
+$(PEFT_011)/.installed: SIDE_PINS = $(PEFT_011_PINS)
+$(PEERS)/.installed: SIDE_PINS = $(PEERS_PINS)
+$(PEFT_011)/.installed $(PEERS)/.installed: %/.installed: $(VENV)/.installed
+	test -x $*/bin/python || python3 -m venv $*
 	$(PY) -c 'import site; print(site.getsitepackages()[0])' > \
-		"$$($(PEFT_011)/bin/python -c 'import site; print(site.getsitepackages()[0])')/vla-shards-torch.pth"
-	$(PEFT_011)/bin/python -m pip install -q --no-deps $(PEFT_011_PINS)
-	touch $@
-
-$(PEERS)/.installed: $(VENV)/.installed
-	test -x $(PEERS)/bin/python || python3 -m venv $(PEERS)
-	$(PY) -c 'import site; print(site.getsitepackages()[0])' > \
-		"$$($(PEERS)/bin/python -c 'import site; print(site.getsitepackages()[0])')/vla-shards-torch.pth"
-	$(PEERS)/bin/python -m pip install -q --no-deps $(PEERS_PINS)
+		"$$($*/bin/python -c 'import site; print(site.getsitepackages()[0])')/vla-shards-torch.pth"
+	$*/bin/python -m pip install -q --no-deps $(SIDE_PINS)
 	touch $@
 
 test: venv $(PEFT_011)/.installed $(PEERS)/.installed
