@@ -9,6 +9,7 @@ layout. bench/slim7b.py measures the bf16-autocast activations the GPU plan uses
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -70,7 +71,19 @@ def run(tmp_path_factory):
     args += ["--cameras", CAMERAS, "--max-steps", "2", "--save-every", "1", "--keep", "2"]
     result = CliRunner().invoke(main, [*args, "--run-dir", str(root / "run")])
     assert result.exit_code == 0, result.output
-    return root, shards, args
+    yield root, shards, args
+    # A checkpoint here is about 1.9 GB and the merged export 3 GB: pytest would keep them
+    # (and those of its last runs) on a disk the rest of the suite and the next runs share.
+    shutil.rmtree(root)
+
+
+def _link_big_files(src: str, dst: str) -> None:
+    """copytree's copy: hard links for the checkpoint's large files (the resume only reads
+    them), real copies for the small ones it rewrites (metrics, lock)."""
+    if os.path.getsize(src) > 2**20:
+        os.link(src, dst)
+    else:
+        shutil.copy2(src, dst)
 
 
 def test_trains_and_resumes_loss_for_loss(run):
@@ -84,13 +97,16 @@ def test_trains_and_resumes_loss_for_loss(run):
     assert all(t.dtype == torch.float32 for t in adapter.values())
     assert any(".layers.1.mlp.down_proj.lora_A" in k for k in adapter)
     # Resume from step 1 in a copy: step 2 must come out exactly as before.
-    shutil.copytree(root / "run", root / "again", ignore=shutil.ignore_patterns("step-2"))
+    ignore = shutil.ignore_patterns("step-2")
+    shutil.copytree(root / "run", root / "again", ignore=ignore, copy_function=_link_big_files)
     metrics = root / "again" / "metrics.jsonl"
     metrics.write_text(metrics.read_text().splitlines(keepends=True)[0])
     result = CliRunner().invoke(main, ["--resume", str(root / "again"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     first, again = read_metrics(root / "run"), read_metrics(root / "again")
     assert [r["loss"] for r in first] == [r["loss"] for r in again]
+    for done in (root / "again", root / "run" / "step-1"):  # what the later tests don't read
+        shutil.rmtree(done)
 
 
 def test_predict_serve_and_export_to_oft_and_back(run):
@@ -144,6 +160,7 @@ def test_loads_a_sharded_base_laid_out_as_openvla_7b(run):
         pytest.skip("needs the OFT export of the test before")
     # openvla-7b ships its base in bf16: so does this copy, and the model loads it as bf16.
     state = {k: v.to(torch.bfloat16) for k, v in read_state_dict(merged).items()}
+    (merged / "model.safetensors").unlink()  # read: its 3 GB are not needed on disk again
     expected = _slim_names(json.loads(ASSET.read_text())["shapes"])
     assert {k: tuple(v.shape) for k, v in state.items()} == expected
     sharded = root / "sharded"
