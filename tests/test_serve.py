@@ -204,7 +204,10 @@ def _post_streamed(url: str) -> tuple[int, str]:
 def test_bad_requests_get_a_4xx_with_one_line_and_the_server_stays_up(server, policy, oft_json):
     url, process = server
     rss = []
-    for _ in range(2):  # the second round shows whether memory grows with abuse
+    # Round 1 warms the allocator's pools and first-use paths, and the allocator's size moves
+    # tens of MB up and back between rounds on a busy machine; a leak of what is refused grows
+    # every round, by a body (up to 64 MB) a round, so the lower of the last two rounds shows it.
+    for _ in range(4):
         for name, body, status, words in _bad_bodies():
             response = requests.post(f"{url}/act", data=body)
             detail = response.json()["detail"]
@@ -214,7 +217,8 @@ def test_bad_requests_get_a_4xx_with_one_line_and_the_server_stays_up(server, po
             status, detail = post(url)
             assert status == 413 and str(MAX_BODY_BYTES) in detail
         rss.append(psutil.Process(process.pid).memory_info().rss)
-    assert rss[1] - rss[0] < 32 * 2**20, f"server memory grew {rss} over identical bad requests"
+    grown = min(rss[2:]) - rss[1]
+    assert grown < 32 * 2**20, f"server memory grew {rss} over identical bad requests"
     obs = _observation(7)
     good = requests.post(f"{url}/act", json=obs).json()
     np.testing.assert_array_equal(np.stack(good), _expected(policy, obs))
