@@ -53,6 +53,14 @@ def test_learns_actions_that_only_the_image_tells(image_set, tmp_path):
     assert curve(logged) == pytest.approx(reference, abs=CURVE_TOLERANCE)
 
 
+@pytest.mark.slow
+def test_learns_under_bf16_as_oft_trains(image_set, tmp_path):
+    # OFT's forward in bf16 autocast and its targets rounded to bf16 (docs/OFT.md, Precision),
+    # to the same bounds. Slow on CPUs without bf16 arithmetic (PyTorch emulates it there):
+    # about 4x the float32 run.
+    check_learned(image_set, tmp_path / "run", "bf16")
+
+
 def test_learns_nothing_when_the_images_say_nothing(tmp_path):
     # Same actions, same options; every frame is one fixed image. A model that beat the
     # constant here would be reading something other than the image (e.g. the sample's key).
