@@ -16,6 +16,7 @@ from shards.format import JpegStorage, decode_jpeg, encode_jpeg, jpeg_shape, res
 from shards.reader import StreamConfig, StreamState, make_loader
 from shards.source import ShardSetError, open_shard_set
 from trainer.data.device_decode import decode_images, decoded_batch, device_decode_problem
+from trainer.run.builder import build_run, open_data
 from trainer.run.decode_choice import (
     SKIP_STEPS,
     WINDOW_STEPS,
@@ -23,6 +24,9 @@ from trainer.run.decode_choice import (
     start_decode,
     window_steps,
 )
+from trainer.run.distributed import Dist
+from trainer.run.loop import auto_decode_step
+from trainer.run.train_config import TrainConfig
 
 CPU = torch.device("cpu")
 
@@ -151,3 +155,37 @@ def test_auto_starts_on_the_cpu_and_measures_only_where_the_device_can_decode():
 
 def test_the_cpu_is_no_device_to_decode_on():
     assert device_decode_problem(CPU) == "training on the CPU, not a CUDA GPU"
+
+
+def test_auto_moving_to_the_device_mid_run_goes_on_with_the_next_batch(toy_shards, tmp_path):
+    # What the loop does at the end of auto's window, on the CPU (torchvision decodes there):
+    # the new loader starts where the handed-out batches end, so none is skipped or repeated,
+    # and its pixels are the loader's.
+    cfg = TrainConfig(
+        shards=(str(toy_shards),), run_dir=tmp_path / "r", base="tiny", lora_rank=4,
+        batch_size=4, workers=0, decode_threads=0, image_aug=False, device="cpu",
+    )  # fmt: skip
+    dist = Dist(0, 1, CPU)
+
+    def run_batches():
+        opened, mixture = open_data(cfg, dist)
+        run = build_run(opened, dist, mixture)
+        return run, run.train_batches()
+
+    _, reference = run_batches()
+    expected = [next(reference) for _ in range(5)]
+    run, batches = run_batches()
+    got = [next(batches) for _ in range(2)]
+    window: list[float] = []
+    said: list[str] = []
+    record = {"samples_per_s": 8.0, "data_wait": 0.5}  # half of each step spent waiting
+    for step in range(WINDOW_STEPS):
+        batches = auto_decode_step(run, batches, record, window, said.append)
+        assert run.cfg.decode == ("device" if step == WINDOW_STEPS - 1 else "auto")
+    assert said == ["loader: JPEGs decoded on the GPU (nvJPEG) (auto: the steps waited on the "
+                    "CPU's decode 50.0% of their time, over 5%)"]  # fmt: skip
+    got += [next(batches) for _ in range(3)]
+    assert [b.keys for b in got] == [b.keys for b in expected]
+    assert all(
+        torch.equal(a.pixel_values, b.pixel_values) for a, b in zip(got, expected, strict=True)
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -90,7 +91,7 @@ def _steps(run: Run, ckpt: Path | None, loader_line: str, stop: StopSignals) -> 
             record, stopping = step_record(run, batches, stop.requested is not None)
             logger.record(run.step, record)
             if run.cfg.decode == AUTO and window_steps(first, run.step):
-                batches = _auto_decode(run, batches, record, window, logger)
+                batches = auto_decode_step(run, batches, record, window, logger.message)
             if cfg.val_every and run.step % cfg.val_every == 0:
                 for val in validate(run):
                     logger.record(run.step, val)
@@ -114,8 +115,12 @@ def run_decode(asked: str, device: torch.device) -> DecodeChoice:
     return start_decode(asked, problem)
 
 
-def _auto_decode(
-    run: Run, batches: Prefetcher, record: dict[str, Any], window: list[float], logger: Any
+def auto_decode_step(
+    run: Run,
+    batches: Prefetcher,
+    record: dict[str, Any],
+    window: list[float],
+    say: Callable[[str], None],
 ) -> Prefetcher:
     """One step of `auto`'s window measured; at its end, the decision (the same on every
     rank: their figures are summed), and a loader that decodes on the GPU if it so decides.
@@ -128,7 +133,7 @@ def _auto_decode(
     totals = sum_across(torch.tensor([sum(window[::2]), sum(window[1::2])], device=run.dist.device))
     choice = choose_decode(float(totals[0]), float(totals[1]))
     run.cfg = replace(run.cfg, decode=choice.where)
-    logger.message(f"loader: {choice.line()}")
+    say(f"loader: {choice.line()}")
     if choice.where != DEVICE:
         return batches
     batches.close()
