@@ -43,8 +43,8 @@ def start_decode(asked: str, device_problem: str | None) -> DecodeChoice:
         return DecodeChoice(CPU, f"auto: {device_problem}")
     return DecodeChoice(
         AUTO,
-        f"auto: moved to the GPU after step {SKIP_STEPS + WINDOW_STEPS} if the steps from "
-        f"{SKIP_STEPS + 1} waited on the loader over {WAIT_SHARE_LIMIT:.0%} of their time",
+        f"auto: moved to the GPU after {SKIP_STEPS + WINDOW_STEPS} steps if the last "
+        f"{WINDOW_STEPS} of them waited on the loader over {WAIT_SHARE_LIMIT:.0%} of their time",
     )
 
 

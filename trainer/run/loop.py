@@ -54,7 +54,7 @@ def train(
     # Saved with the run as numbers: a resume elsewhere reads the same streams in the same order.
     cfg = replace(cfg, workers=plan.workers, decode_threads=plan.decode_threads)
     try:
-        decode = run_decode(cfg.decode, dist.device)
+        decode = run_decode(cfg.decode, dist.device, cfg.run_dir if resume else None)
         # Saved as decided, so a resume decodes where the run did (the pixels may differ).
         cfg = replace(cfg, decode=decode.where)
         with ExitStack() as held:
@@ -107,10 +107,16 @@ def _steps(run: Run, ckpt: Path | None, loader_line: str, stop: StopSignals) -> 
         logger.close()
 
 
-def run_decode(asked: str, device: torch.device) -> DecodeChoice:
-    """--decode for this run's device: `device` where it can't decode is the user's error."""
+def run_decode(asked: str, device: torch.device, resumed: Path | None = None) -> DecodeChoice:
+    """--decode for this run's device: `device` where it can't decode is the user's error
+    (a `resumed` run keeps where it decoded: the decoders' pixels may differ)."""
     problem = device_decode_problem(device) if asked != CPU else None
     if asked == DEVICE and problem is not None:
+        if resumed is not None:
+            raise ConfigError(
+                f"{resumed}: the run decoded its JPEGs on the GPU (--decode device) and resumes "
+                f"so, but here: {problem}; resume it on a GPU, or start a new --run-dir"
+            )
         raise ConfigError(f"--decode device: {problem}; use --decode cpu or auto")
     return start_decode(asked, problem)
 
