@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bench.gpu import check as gpu_check
-from bench.gpu.decode_part import auto_pick, compare_rounds, decode
+from bench.gpu.decode_part import auto_pick, compare_rounds, decode, pixel_gap
 from bench.gpu.loop_figures import loop_figures
 from bench.gpu.parts import PARTS, SMOKE, Context, Recorder
 from bench.gpu.probes import matmul_dtypes, profile_steps
@@ -143,6 +143,9 @@ def test_decode_part_compares_alternating_rounds_and_says_what_auto_picks(toy_sh
     assert rates["device_over_cpu"] == pytest.approx(
         rates["device_samples_per_s"] / rates["cpu_samples_per_s"]
     )
+    # torchvision's CPU decode is libjpeg-turbo, as simplejpeg's: no gap (nvJPEG's is measured).
+    gap = pixel_gap(toy_shards, ("head", "left_wrist"), torch.device("cpu"))
+    assert gap == {"images": 64, "max": 0, "mean": 0.0, "equal_share": 1.0}
     # A loader of 100 samples/s fills a batch of 8 in 0.08 s, within a 0.7 s step: no wait.
     fed = auto_pick(100.0, 8, 0.7)
     assert fed["where"] == "cpu" and fed["wait_share"] == 0.0

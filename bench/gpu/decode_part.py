@@ -45,6 +45,7 @@ def decode(ctx: Context, rec: Recorder) -> None:
     for batch in BATCHES:
         rates = compare_rounds(shards, plan, batch, CAMERAS, ctx.device, ROUNDS, BATCHES_PER_ROUND)
         rec.set(**{f"b{batch}": rates})
+    rec.set(pixels=pixel_gap(shards, CAMERAS, ctx.device))
     cpu_rate = rec.data["b8"]["cpu_samples_per_s"]
     rec.set(auto_b8=auto_pick(cpu_rate, 8, ANCHORS["step_s"]))
 
@@ -114,6 +115,29 @@ def loader_rate(shard_set: Any, cfg: Any, device: torch.device, batches: int) ->
     finally:
         loader.close()
     return samples / (time.perf_counter() - start)
+
+
+def pixel_gap(shards: Path, cameras: tuple[str, ...], device: torch.device) -> dict[str, Any]:
+    """How far the device's decode of a batch lands from the loader's (simplejpeg), in uint8
+    levels: why a resume keeps the run's decode location."""
+    from shards.reader import make_loader
+    from shards.source import open_shard_set
+    from shards.stream import StreamConfig
+    from trainer.data.device_decode import decoded_batch
+
+    shard_set = open_shard_set(shards)
+    first = []
+    for on_device in (False, True):
+        cfg = StreamConfig(cameras=cameras, batch_size=32, finite=True, jpeg_bytes=on_device)
+        first.append(next(iter(make_loader(shard_set, cfg))))
+    on_device = decoded_batch(first[1], device)["images"].cpu()
+    gap = (on_device.int() - first[0]["images"].int()).abs()
+    return {
+        "images": gap.shape[0] * gap.shape[1],
+        "max": int(gap.max()),
+        "mean": float(gap.float().mean()),
+        "equal_share": float((gap == 0).float().mean()),
+    }
 
 
 def auto_pick(cpu_samples_per_s: float, batch: int, step_s: float) -> dict[str, Any]:

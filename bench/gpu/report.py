@@ -221,6 +221,11 @@ def _decode(p: Part, anchors: Anchors) -> Iterator[str]:
             f"{b['device_samples_per_s']:.0f} ({b['device_over_cpu']:.2f}x); medians of "
             f"{p['rounds']} alternating rounds each"
         )
+    px = p["pixels"]
+    yield (
+        f"GPU against CPU pixels, {px['images']} images: max gap {px['max']} levels, mean "
+        f"{px['mean']:.3f}, {px['equal_share']:.1%} equal"
+    )
     a = p["auto_b8"]
     yield (
         f"--decode auto at the anchor's {a['step_s']} s/step, batch 8: {a['where']} "
