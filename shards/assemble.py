@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import get_worker_info
 
 from shards.buffers import BatchBuffers
 from shards.draw import Events, Job
@@ -81,9 +82,12 @@ class Decoder:
 
 
 class PendingBatch:
-    """The samples decoded so far for the next batch, their images packed at its front."""
+    """The samples decoded so far for the next batch, their images packed at its front.
 
-    def __init__(self, size: int, buffers: BatchBuffers) -> None:
+    Without `buffers` the samples carry JPEG bytes instead (StreamConfig.jpeg_bytes), packed
+    when the batch is emitted."""
+
+    def __init__(self, size: int, buffers: BatchBuffers | None) -> None:
         self.size = size
         self.buffers = buffers
         self.samples: list[dict[str, Any]] = []
@@ -94,8 +98,10 @@ class PendingBatch:
     def missing(self) -> int:
         return self.size - len(self.samples)
 
-    def slots(self, n: int) -> list[np.ndarray]:
+    def slots(self, n: int) -> list[np.ndarray | None]:
         """Where the next `n` samples' images go: the free rows of the batch's buffer."""
+        if self.buffers is None:
+            return [None] * n
         if n and self.images is None:
             self.images, self.slot = self.buffers.take()
         start = len(self.samples)
@@ -107,15 +113,20 @@ class PendingBatch:
         for k, result in enumerate(results):
             if result is None:
                 continue
-            if start + k != len(self.samples):
+            if start + k != len(self.samples) and self.images is not None:
                 self.images[len(self.samples)] = self.images[start + k]
             self.samples.append(result)
 
     def emit(self, stream: int, position: StreamPosition, events: Events) -> dict[str, Any]:
         """The collated batch; this object starts on the next one."""
         samples = self.samples
+        if self.images is not None:
+            images = {"images": self.images[: len(samples)]}  # (B, N, H, W, 3), decoded in place
+        else:
+            images = pack_jpegs([s["jpegs"] for s in samples])
+            images["jpeg_names"] = [s["name"] for s in samples]
         batch = {
-            "images": self.images[: len(samples)],  # (B, N, H, W, 3), decoded in place
+            **images,
             # Small arrays stay numpy until the training process (BatchLoader): a tensor
             # crosses from a worker through its own shared-memory segment and file-descriptor
             # hand-over, which for a few hundred bytes costs far more than pickling them.
@@ -139,6 +150,23 @@ class PendingBatch:
         return batch
 
 
+def pack_jpegs(jpegs: list[list[bytes]]) -> dict[str, Any]:
+    """Each sample's camera JPEGs as one flat uint8 tensor and B*N+1 offsets into it, sample
+    by sample, cameras in order.
+
+    One tensor, not B*N: from a worker it crosses as one shared-memory segment (each tensor
+    costs its own segment and file-descriptor hand-over), and it is pinned in one piece.
+    """
+    parts = [data for sample in jpegs for data in sample]
+    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum([len(p) for p in parts], out=offsets[1:])
+    flat = torch.empty(int(offsets[-1]), dtype=torch.uint8)
+    if get_worker_info() is not None:  # made in shared memory once, not copied there later
+        flat.share_memory_()
+    flat.numpy()[:] = np.frombuffer(b"".join(parts), dtype=np.uint8)
+    return {"jpegs": flat, "jpeg_offsets": offsets}
+
+
 def _decode(
     raw: RawSample,
     shard_set: ShardSet,
@@ -149,7 +177,7 @@ def _decode(
 ) -> dict[str, Any]:
     """Check and decode one sample; its images land in `images` (N, H, W, 3)."""
     manifest = shard_set.manifest
-    sample = decode_sample(raw, cfg.cameras, manifest, images)
+    sample = decode_sample(raw, cfg.cameras, manifest, images, not cfg.jpeg_bytes)
     key, meta = sample["key"], sample["meta"]
     decoded = {
         "key": key,
@@ -158,6 +186,10 @@ def _decode(
         "instruction": choose_instruction(meta["instructions"], cfg.seed, epoch, key),
         "set": index,
     }
+    if cfg.jpeg_bytes:
+        decoded["jpegs"] = [sample["images"][c] for c in cfg.cameras]
+        # How bad_samples names it, should the device's decoder refuse what the header passed.
+        decoded["name"] = f"{raw['__shard__']}/{key}"
     if cfg.proprio:
         decoded["proprio"] = sample_proprio(meta, manifest.proprio_dim, key)
     return decoded

@@ -106,6 +106,47 @@ def decode_jpeg(data: bytes, out: np.ndarray | None = None) -> np.ndarray:
     return simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out)
 
 
+_SOI, _EOI = b"\xff\xd8", b"\xff\xd9"
+# Start-of-frame markers (baseline, progressive, lossless...): C0-CF but DHT, JPG and DAC.
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_SOS = 0xDA
+
+
+def jpeg_shape(data: bytes) -> tuple[int, int, int]:
+    """(height, width, 3) of the RGB image JPEG bytes decode to, read from the frame header
+    without decoding; ValueError when the bytes lack a JPEG's start or end marker, or a frame
+    header before the scan.
+
+    What the reader checks when the GPU decodes the JPEGs: a decoder in RGB mode gives 3
+    channels whatever the file's components, so only 1 (grey) or 3 are accepted, as
+    decode_jpeg's libjpeg-turbo accepts.
+    """
+    if data[:2] != _SOI or data[-2:] != _EOI:
+        raise ValueError("not a whole JPEG (no start or end marker)")
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            break
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker in _SOF and length >= 8 and pos + 10 <= len(data):
+            height = int.from_bytes(data[pos + 5 : pos + 7], "big")
+            width = int.from_bytes(data[pos + 7 : pos + 9], "big")
+            if data[pos + 9] not in (1, 3):
+                raise ValueError(f"a JPEG of {data[pos + 9]} colour components")
+            return height, width, 3
+        if marker == _SOS or length < 2:
+            break
+        pos += 2 + length
+    raise ValueError("no JPEG frame header before the image data")
+
+
 def encode_actions(chunk: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(chunk, dtype=np.float32), allow_pickle=False)

@@ -5,7 +5,8 @@ The path of a sample from shard to batch, each stage in its own module:
 2. draw.Draws: their raw samples (tar members, JPEG bytes), buffer-shuffled, the set of
    each sample drawn by weight, and the stream's position for an exact resume;
 3. assemble.Decoder: checked and decoded straight into the batch's image buffer
-   (buffers.BatchBuffers), in threads if asked; bad samples counted and skipped;
+   (buffers.BatchBuffers), in threads if asked; bad samples counted and skipped (with
+   StreamConfig.jpeg_bytes, checked only, the JPEGs left for the training device);
 4. assemble.PendingBatch: collated, with the position and the bad shards and samples;
 5. here, BatchLoader: the batch in the training process, its small arrays as tensors.
 The device side (augmentation, normalization, tokens) is trainer.data.batches.
@@ -88,7 +89,8 @@ class ShardStream(IterableDataset):
         self.cfg = cfg
         state = state or StreamState()
         self.positions = dict(state.positions)
-        self.flags = FreeFlags(cfg.workers) if cfg.workers and cfg.pin_memory else None
+        ring = cfg.workers and cfg.pin_memory and not cfg.jpeg_bytes  # images, a fixed size
+        self.flags = FreeFlags(cfg.workers) if ring else None
         # The DataLoader takes batches from workers round-robin starting at worker 0, so after
         # a restart worker w plays the stream whose batch would have come next.
         self.offset = state.batches % cfg.streams_per_rank
@@ -103,7 +105,7 @@ class ShardStream(IterableDataset):
         shape = (self.cfg.batch_size, len(self.cfg.cameras), size, size, 3)
         if self.flags is not None:
             self.flags.reset(worker)
-        buffers = BatchBuffers(shape, self.flags, worker)
+        buffers = None if self.cfg.jpeg_bytes else BatchBuffers(shape, self.flags, worker)
         position = self.positions.get(stream, start)
         batches = _stream_batches(self.mixture, self.cfg, stream, position, buffers)
         return _errors_as_batches(batches)
@@ -152,7 +154,7 @@ class BatchLoader:
             yield batch
 
 
-_SMALL_ARRAYS = ("actions", "valid", "sets", "proprio")
+_SMALL_ARRAYS = ("actions", "valid", "sets", "proprio", "jpeg_offsets")
 
 
 def _as_built(batch: dict[str, Any]) -> dict[str, Any]:
@@ -199,7 +201,7 @@ def _stream_batches(
     cfg: StreamConfig,
     stream: int,
     position: StreamPosition,
-    buffers: BatchBuffers,
+    buffers: BatchBuffers | None,
 ) -> Iterator[dict[str, Any]]:
     """One stream's batches: draw what the batch lacks, decode it, keep what decodes, emit."""
     events = Events()

@@ -20,6 +20,7 @@ from shards.format import (
     decode_actions,
     decode_jpeg,
     decode_meta,
+    jpeg_shape,
     sample_key,
 )
 from shards.manifest import Manifest
@@ -81,6 +82,7 @@ def decode_sample(
     cameras: Iterable[str],
     manifest: Manifest,
     images_out: np.ndarray | None = None,
+    decode_images: bool = True,
 ) -> dict[str, Any]:
     """Decode the contract members for `cameras` and check what every reader relies on.
 
@@ -91,6 +93,8 @@ def decode_sample(
 
     With `images_out` (N, S, S, 3), camera k is decoded straight into `images_out[k]` (the
     loader passes a slot of its shared-memory batch, saving three copies per image).
+    Without `decode_images`, each camera's JPEG bytes are kept undecoded for the GPU to
+    decode, and checked as far as their headers tell (jpeg_shape): the same SampleErrors.
     """
     key = raw["__key__"]
     cameras = tuple(cameras)
@@ -105,10 +109,14 @@ def decode_sample(
     try:
         images = {}
         for k, c in enumerate(cameras):
-            out = None if images_out is None else images_out[k]
-            images[c] = decode_jpeg(raw[camera_member(c)], out)
-            if images[c].shape != image_shape:
-                raise SampleError(f"sample {key}: {c}.jpg is {images[c].shape}, not {image_shape}")
+            data = raw[camera_member(c)]
+            if decode_images:
+                images[c] = decode_jpeg(data, None if images_out is None else images_out[k])
+                shape = images[c].shape
+            else:
+                images[c], shape = data, jpeg_shape(data)
+            if shape != image_shape:
+                raise SampleError(f"sample {key}: {c}.jpg is {shape}, not {image_shape}")
         actions = decode_actions(raw[ACTIONS_MEMBER])
         meta = decode_meta(raw[META_MEMBER])
     except (ValueError, OSError) as exc:

@@ -37,6 +37,9 @@ class StreamConfig:
     # shared buffers, since the pinned copy takes the images out anyway; without, a new
     # shared tensor per batch, since taking them out would cost the training process a copy.
     pin_memory: bool = False
+    # Batches carry each camera's JPEG bytes, checked but undecoded, for the training device
+    # to decode (assemble.PendingBatch: "jpegs", "jpeg_offsets") instead of decoded images.
+    jpeg_bytes: bool = False
     # Skip each episode's last chunk-1 samples (their chunks run past the end and are padded),
     # as OpenVLA-OFT's RLDS pipeline does; by default they are read and their padding masked.
     drop_tail: bool = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,17 @@ def no_sample_decodes(root: Path) -> Path:
     path = root / "manifest.json"
     path.write_text(path.read_text().replace('"image_size": 224', '"image_size": 112'))
     return root
+
+
+def break_jpegs(shard: Path, count: int = 1) -> list[str]:
+    """Overwrite the middle of `count` samples' head.jpg with garbage; returns their keys."""
+    with tarfile.open(shard) as tar:
+        members = [m for m in tar.getmembers() if m.name.endswith(".head.jpg")][:count]
+    with open(shard, "r+b") as f:
+        for member in members:
+            f.seek(member.offset_data + 20)
+            f.write(b"\xff\xd9" + b"\x00" * 64)
+    return [m.name.split(".")[0] for m in members]
 
 
 def nan_statistic(root: Path) -> Path:

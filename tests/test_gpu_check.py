@@ -19,8 +19,9 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bench.gpu import check as gpu_check
+from bench.gpu.decode_part import auto_pick, compare_rounds, decode, pixel_gap
 from bench.gpu.loop_figures import loop_figures
-from bench.gpu.parts import PARTS, SMOKE, Context
+from bench.gpu.parts import PARTS, SMOKE, Context, Recorder
 from bench.gpu.probes import matmul_dtypes, profile_steps
 from shards.loader_plan import plan_loader
 
@@ -55,7 +56,36 @@ def test_cpu_smoke_runs_every_part_and_reports_finite_figures(tmp_path):
 
     assert parts["env"]["packages"]["torch"] == torch.__version__.split("+")[0]
 
-    b8 = parts["step_b8"]
+    _check_step_b8(parts["step_b8"], out)
+
+    b16 = parts["step_b16_gc"]
+    assert b16["fits"] is True and b16["grad_checkpointing"] is True
+    assert b16["batch"] == SMOKE.big_batch and _positive(b16["median_step_s"])
+
+    loop = parts["loop"]
+    assert loop["steps"] == SMOKE.loop_steps and loop["skipped_steps"] == SMOKE.loop_skip
+    plan = plan_loader()  # vla-train's default, "auto", on this machine
+    assert (loop["options"]["workers"], loop["options"]["decode_threads"]) == (
+        plan.workers,
+        plan.decode_threads,
+    )
+    assert _share(loop["data_wait_share"]) and _positive(loop["median_step_s"])
+    assert loop["losses_finite"] and loop["bad_samples"] == 0
+    assert _positive(loop["shard_set"]["train_samples"])
+
+    # No CUDA: the decode part says so and measures nothing; the loop's auto decoded on the CPU.
+    assert parts["decode"]["not_run"].startswith("training on the CPU, not a CUDA GPU")
+    assert loop["decode"] == "cpu"
+    _check_learning(parts)
+
+    text = (out / "report.txt").read_text()
+    for name in PARTS:
+        assert f"[{name}] ok" in text
+    assert "no further figures" not in text
+
+
+def _check_step_b8(b8: dict, out: Path) -> None:
+    """The smoke run's batch-8 step: its timings, profile, trace and autocast coverage."""
     assert b8["batch"] == SMOKE.batch and b8["steps"] == SMOKE.steps == len(b8["step_s"])
     for key in ("median_step_s", "samples_per_s", "peak_allocated_gib", "build_s"):
         assert _positive(b8[key]), key
@@ -75,21 +105,9 @@ def test_cpu_smoke_runs_every_part_and_reports_finite_figures(tmp_path):
     assert coverage["bf16_share"] == 0.0  # exact float32 on the CPU, as the trainer runs there
     assert _positive(b8["matmul_tflop_per_s"])
 
-    b16 = parts["step_b16_gc"]
-    assert b16["fits"] is True and b16["grad_checkpointing"] is True
-    assert b16["batch"] == SMOKE.big_batch and _positive(b16["median_step_s"])
 
-    loop = parts["loop"]
-    assert loop["steps"] == SMOKE.loop_steps and loop["skipped_steps"] == SMOKE.loop_skip
-    plan = plan_loader()  # vla-train's default, "auto", on this machine
-    assert (loop["options"]["workers"], loop["options"]["decode_threads"]) == (
-        plan.workers,
-        plan.decode_threads,
-    )
-    assert _share(loop["data_wait_share"]) and _positive(loop["median_step_s"])
-    assert loop["losses_finite"] and loop["bad_samples"] == 0
-    assert _positive(loop["shard_set"]["train_samples"])
-
+def _check_learning(parts: dict) -> None:
+    """The smoke run's learning parts: figures there, of the right kinds."""
     learn = parts["learn_tiny"]
     assert learn["steps"] == SMOKE.learn_steps
     for key in ("train_ratio", "held_ratio", "blank_ratio", "train_constant", "held_constant"):
@@ -99,11 +117,6 @@ def test_cpu_smoke_runs_every_part_and_reports_finite_figures(tmp_path):
     long = parts["learn_7b"]
     assert long["steps"] == SMOKE.long_steps == len(long["grad_norm"]) == len(long["loss"])
     assert long["finite"] and all(_positive(g) for g in long["grad_norm"])
-
-    text = (out / "report.txt").read_text()
-    for name in PARTS:
-        assert f"[{name}] ok" in text
-    assert "no further figures" not in text
 
 
 def test_loop_data_wait_is_total_wait_over_total_time_after_the_first_steps():
@@ -119,6 +132,32 @@ def test_loop_data_wait_is_total_wait_over_total_time_after_the_first_steps():
     assert figures["first_step_s"] == pytest.approx(5.0)
     assert figures["data_wait_goal_met"] is False and figures["skipped_steps"] == 1
     assert loop_figures(records[:1], 8, 1, 0.01)["data_wait_share"] is None
+
+
+def test_decode_part_compares_alternating_rounds_and_says_what_auto_picks(toy_shards):
+    # The CPU side of the part: torchvision decodes on the CPU here, nvJPEG on the GPU machine.
+    plan = plan_loader(0, 1)
+    rates = compare_rounds(toy_shards, plan, 2, ("head", "left_wrist"), torch.device("cpu"), 2, 3)
+    assert len(rates["cpu_rounds"]) == len(rates["device_rounds"]) == 2
+    assert all(_positive(r) for r in rates["cpu_rounds"] + rates["device_rounds"])
+    assert rates["device_over_cpu"] == pytest.approx(
+        rates["device_samples_per_s"] / rates["cpu_samples_per_s"]
+    )
+    # torchvision's CPU decode is libjpeg-turbo, as simplejpeg's: no gap (nvJPEG's is measured).
+    gap = pixel_gap(toy_shards, ("head", "left_wrist"), torch.device("cpu"))
+    assert gap == {"images": 64, "max": 0, "mean": 0.0, "equal_share": 1.0}
+    # A loader of 100 samples/s fills a batch of 8 in 0.08 s, within a 0.7 s step: no wait.
+    fed = auto_pick(100.0, 8, 0.7)
+    assert fed["where"] == "cpu" and fed["wait_share"] == 0.0
+    starved = auto_pick(5.0, 8, 0.7)  # 1.6 s a batch: each step waits 0.9 s of 1.6
+    assert starved["where"] == "device" and starved["wait_share"] == pytest.approx(0.9 / 1.6)
+
+
+def test_decode_part_without_cuda_records_why_it_did_not_run(tmp_path):
+    rec = Recorder(tmp_path / "decode.json")
+    decode(_context(tmp_path, 60), rec)
+    saved = json.loads((tmp_path / "decode.json").read_text())
+    assert saved == {"not_run": "training on the CPU, not a CUDA GPU: no device decode to measure"}
 
 
 def _context(tmp_path: Path, budget_s: float) -> Context:

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 import torch
-from shard_fixtures import TOY_INSTRUCTIONS, no_sample_decodes, write_toy_shards
+from shard_fixtures import TOY_INSTRUCTIONS, break_jpegs, no_sample_decodes, write_toy_shards
 
 from shards.mixture import open_mixture
 from shards.reader import StreamConfig, StreamState, make_loader
@@ -186,22 +186,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def _break_jpegs(shard, count: int = 1) -> list[str]:
-    """Overwrite the middle of `count` samples' head.jpg with garbage; returns their keys."""
-    import tarfile
-
-    with tarfile.open(shard) as tar:
-        members = [m for m in tar.getmembers() if m.name.endswith(".head.jpg")][:count]
-    with open(shard, "r+b") as f:
-        for member in members:
-            f.seek(member.offset_data + 20)
-            f.write(b"\xff\xd9" + b"\x00" * 64)
-    return [m.name.split(".")[0] for m in members]
-
-
 @pytest.mark.parametrize("workers", [0, 2])
 def test_decode_threads_give_the_same_batches(toy_shards, workers):
-    (broken,) = _break_jpegs(toy_shards / "train-000000.tar")
+    (broken,) = break_jpegs(toy_shards / "train-000000.tar")
     shard_set = open_shard_set(toy_shards)
     runs = []
     for threads in (0, 3):
@@ -236,7 +223,7 @@ def test_a_set_where_no_sample_decodes_stops_with_one_line(toy_shards, workers, 
 
 
 def test_bad_samples_are_skipped_counted_and_warned_about_sparingly(toy_shards, caplog):
-    broken = _break_jpegs(toy_shards / "train-000000.tar", 16)  # every sample of one shard
+    broken = break_jpegs(toy_shards / "train-000000.tar", 16)  # every sample of one shard
     cfg = StreamConfig(batch_size=8, shuffle_buffer=8)
     state = StreamState()
     for batch in _batches(make_loader(open_shard_set(toy_shards), cfg), 24):  # 4 epochs
@@ -251,7 +238,7 @@ def test_a_mixture_stops_on_the_set_that_does_not_decode(tmp_path, deadline):
     good = write_toy_shards(tmp_path / "good")
     bad = write_toy_shards(tmp_path / "bad", dataset="bad")
     for shard in bad.glob("train-*.tar"):
-        _break_jpegs(shard, 16)
+        break_jpegs(shard, 16)
     mixture = open_mixture([(str(good), 1.0), (str(bad), 1.0)])
     with pytest.raises(ShardSetError, match=f"^{bad}: 64 train samples in a row"):
         _batches(make_loader(mixture, StreamConfig(batch_size=4)), 100)

@@ -42,8 +42,17 @@ def test_auto_loading_says_what_it_chose_and_the_run_saves_the_numbers(toy_shard
     assert result.exit_code == 0, result.output
     plan = plan_loader()
     assert plan.line() in result.output
+    # --decode auto, training on the CPU: the loader decodes, and the run saves that.
+    assert "JPEGs decoded on the CPU, in the loader (auto: training on the CPU" in result.output
     saved = json.loads((tmp_path / "r" / "step-1" / "train_config.json").read_text())
     assert (saved["workers"], saved["decode_threads"]) == (plan.workers, plan.decode_threads)
+    assert saved["decode"] == "cpu"
+
+
+def test_decode_on_the_device_without_cuda_is_one_line(toy_shards, tmp_path):
+    args = ["--shards", str(toy_shards), "--run-dir", str(tmp_path / "r"), *TINY]
+    fails_with(run(*args, "--decode", "device"), "--decode device: training on the CPU, not a")
+    assert not (tmp_path / "r").exists()  # refused before the run folder was made
 
 
 @pytest.mark.parametrize(
@@ -188,10 +197,10 @@ def test_a_run_saved_before_newer_options_resumes_as_it_trained():
     from trainer.run.train_config import TrainConfig
 
     saved = json.loads(TrainConfig(shards=("s",)).to_json())
-    for name in ("episode_tail", "proprio", "film"):
+    for name in ("episode_tail", "proprio", "film", "decode"):
         del saved[name]
     old = TrainConfig.from_json(json.dumps(saved), "train_config.json")
-    assert (old.episode_tail, old.proprio, old.film) == ("pad", False, False)
+    assert (old.episode_tail, old.proprio, old.film, old.decode) == ("pad", False, False, "cpu")
     assert TrainConfig(shards=("s",)).episode_tail == "drop"  # what new runs get
 
 

@@ -18,6 +18,7 @@ from trainer.inference.export import TARGETS, ExportConfig, export
 from trainer.inference.predict import PredictConfig, compare, print_report
 from trainer.model.oft_files import PLATFORM_FILE
 from trainer.run.checkpoint import latest_checkpoint, load_config
+from trainer.run.decode_choice import DECODES
 from trainer.run.loadtest import LoadtestConfig, loadtest
 from trainer.run.loop import train as train_run
 from trainer.run.train_config import EPISODE_TAILS, PRECISIONS, ConfigError, TrainConfig
@@ -106,6 +107,12 @@ def _option(name: str, help: str, **kwargs: Any):
     "from the cores this process may use and the ranks per machine.",
 )
 @_option("decode_threads", "Threads decoding JPEGs in each loading process (0: inline; auto).")
+@_option(
+    "decode",
+    "Where JPEGs are decoded: cpu (the loader), device (the GPU, nvJPEG), or auto: the CPU, "
+    "moved to the GPU when the first steps wait on the loader.",
+    type=click.Choice(DECODES),
+)
 @_option("shuffle_buffer", "Samples held per reading stream for shuffling.")
 @click.option(
     "--image-aug/--no-image-aug", "image_aug", default=True, show_default=True,

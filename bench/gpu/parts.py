@@ -12,7 +12,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -24,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from bench.gpu.decode_part import decode
+from bench.gpu.probes import nvidia_smi
 
 BASE_7B = "openvla-7b-random"
 CAMERAS = ("head", "left_wrist")  # vla-train's default --cameras: two images per sample
@@ -135,7 +137,7 @@ def env(ctx: Context, rec: Recorder) -> None:
             "cudnn": torch.backends.cuda.cudnn_sdp_enabled(),
             "math": torch.backends.cuda.math_sdp_enabled(),
         },
-        nvidia_smi=_nvidia_smi(),
+        nvidia_smi=nvidia_smi(),
     )
 
 
@@ -207,7 +209,8 @@ def loop(ctx: Context, rec: Recorder) -> None:
     finally:
         stop.set()
         watcher.join()
-    rec.set(train_s=time.perf_counter() - start)
+    saved = json.loads((cfg.run_dir / f"step-{s.loop_steps}" / "train_config.json").read_text())
+    rec.set(train_s=time.perf_counter() - start, decode=saved["decode"])  # what auto chose
     rec.set(**loop_figures(read_metrics(cfg.run_dir), *figures_of))
 
 
@@ -282,6 +285,7 @@ PARTS: dict[str, Callable[[Context, Recorder], None]] = {
     "loop": loop,
     "learn_tiny": learn_tiny,
     "learn_7b": learn_7b,
+    "decode": decode,  # after loop: it reads the loop's shard set
 }
 
 
@@ -334,15 +338,3 @@ def _version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
-
-
-def _nvidia_smi() -> str | None:
-    query = "name,driver_version,clocks.sm,clocks.max.sm,power.draw,power.limit,temperature.gpu"
-    try:
-        done = subprocess.run(
-            ["nvidia-smi", f"--query-gpu={query}", "--format=csv"],
-            capture_output=True, text=True, timeout=20, check=True,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"unavailable: {exc}"
-    return done.stdout.strip()

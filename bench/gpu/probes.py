@@ -8,6 +8,7 @@ their inputs, so it tells which matmul work really ran in bf16.
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -163,3 +164,16 @@ def _is_device_event(event: Any) -> bool:
 def _top(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = [r for r in rows if r["self_ms"] > 0]
     return sorted(rows, key=lambda r: -r["self_ms"])[:TOP_OPS]
+
+
+def nvidia_smi() -> str | None:
+    """The GPU, driver, clocks, power and temperature as nvidia-smi reports them."""
+    query = "name,driver_version,clocks.sm,clocks.max.sm,power.draw,power.limit,temperature.gpu"
+    try:
+        done = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={query}", "--format=csv"],
+            capture_output=True, text=True, timeout=20, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"unavailable: {exc}"
+    return done.stdout.strip()

@@ -172,7 +172,7 @@ def _loop(p: Part, anchors: Anchors) -> Iterator[str]:
         f"{p['data_wait_max']:.1%}); median {p['median_step_s']:.3f} s/step, "
         f"{p['samples_per_s']:.1f} samples/s; losses finite: {p['losses_finite']}"
     )
-    yield f"whole vla-train run {p['train_s']:.0f} s"
+    yield f"whole vla-train run {p['train_s']:.0f} s; --decode auto chose: {p.get('decode', '?')}"
 
 
 def _learn_tiny(p: Part, anchors: Anchors) -> Iterator[str]:
@@ -208,6 +208,31 @@ def _learn_7b(p: Part, anchors: Anchors) -> Iterator[str]:
     )
 
 
+def _decode(p: Part, anchors: Anchors) -> Iterator[str]:
+    if "not_run" in p:
+        yield f"not run: {p['not_run']}"
+        return
+    s = p["shard_set"]
+    yield f"set: {s['train_samples']} train samples in {s['train_shards']} shards; {p['loader']}"
+    for batch in (8, 32):
+        b = p[f"b{batch}"]
+        yield (
+            f"batch {batch}: CPU decode {b['cpu_samples_per_s']:.0f} samples/s, GPU decode "
+            f"{b['device_samples_per_s']:.0f} ({b['device_over_cpu']:.2f}x); medians of "
+            f"{p['rounds']} alternating rounds each"
+        )
+    px = p["pixels"]
+    yield (
+        f"GPU against CPU pixels, {px['images']} images: max gap {px['max']} levels, mean "
+        f"{px['mean']:.3f}, {px['equal_share']:.1%} equal"
+    )
+    a = p["auto_b8"]
+    yield (
+        f"--decode auto at the anchor's {a['step_s']} s/step, batch 8: {a['where']} "
+        f"(wait share {a['wait_share']:.1%}: {a['reason']})"
+    )
+
+
 def _num(value: Any, fmt: str) -> str:
     return format(value, fmt) if isinstance(value, (int, float)) and math.isfinite(value) else "?"
 
@@ -219,4 +244,5 @@ DESCRIBE: dict[str, Callable[[Part, Anchors], Iterator[str]]] = {
     "loop": _loop,
     "learn_tiny": _learn_tiny,
     "learn_7b": _learn_7b,
+    "decode": _decode,
 }

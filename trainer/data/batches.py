@@ -15,6 +15,7 @@ from shards.stream import StreamState
 from stats.compute import ArrayStats
 from stats.normalize import Bounds, bounds, normalize
 from trainer.data.augment import pixel_values
+from trainer.data.device_decode import decoded_batch
 
 Tokenize = Callable[[list[str]], dict[str, torch.Tensor]]
 _TO_DEVICE = ("images", "actions", "valid", "sets", "proprio")  # proprio: when the run uses it
@@ -145,13 +146,26 @@ class Prefetcher:
     def _load(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
         start = time.perf_counter()
         batch = next(self.batches, None)
+        if batch is not None and "jpegs" in batch:  # the reader left the JPEGs to the device
+            with self._side_stream():
+                batch = decoded_batch(batch, self.device)
+        # The device's decode is the data path's time too: a step waits for it all the same.
         self.wait_s += time.perf_counter() - start
         if batch is None:
             return None
         tensors = {k: batch[k] for k in _TO_DEVICE if k in batch}
         tensors.update(self.tokenize(batch["instructions"]))
-        with torch.cuda.stream(self.stream) if self.stream is not None else nullcontext():
+        with self._side_stream():
             moved = {k: v.to(self.device, non_blocking=True) for k, v in tensors.items()}
         moved["keys"] = batch["keys"]
         meta = {k: v for k, v in batch.items() if k not in tensors}
         return meta, moved
+
+    def close(self) -> None:
+        """Stop the loader (its workers end): a run that changes loaders mid-way calls it."""
+        close = getattr(self.batches, "close", None)
+        if close is not None:
+            close()
+
+    def _side_stream(self) -> Any:
+        return torch.cuda.stream(self.stream) if self.stream is not None else nullcontext()

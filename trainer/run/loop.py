@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -15,8 +16,19 @@ from common.errors import UserError
 from shards.loader_plan import plan_loader
 from shards.reader import make_loader
 from trainer.data.batches import Prefetcher
+from trainer.data.device_decode import device_decode_problem
 from trainer.run.builder import Run, build_run, open_data
 from trainer.run.checkpoint import checkpoints, resume_point, save_checkpoint
+from trainer.run.decode_choice import (
+    AUTO,
+    CPU,
+    DEVICE,
+    WINDOW_STEPS,
+    DecodeChoice,
+    choose_decode,
+    start_decode,
+    window_steps,
+)
 from trainer.run.distributed import init_distributed, shutdown, sum_across
 from trainer.run.metrics import MetricsLogger, truncate_metrics
 from trainer.run.run_folder import remove_stale_temps
@@ -24,7 +36,7 @@ from trainer.run.run_lock import RunLock
 from trainer.run.step import eval_sums, l1_metrics, train_step
 from trainer.run.stop_signals import RunStopped, StopSignals
 from trainer.run.streams import run_stream
-from trainer.run.train_config import TrainConfig
+from trainer.run.train_config import ConfigError, TrainConfig
 
 
 def train(
@@ -42,6 +54,9 @@ def train(
     # Saved with the run as numbers: a resume elsewhere reads the same streams in the same order.
     cfg = replace(cfg, workers=plan.workers, decode_threads=plan.decode_threads)
     try:
+        decode = run_decode(cfg.decode, dist.device, cfg.run_dir if resume else None)
+        # Saved as decided, so a resume decodes where the run did (the pixels may differ).
+        cfg = replace(cfg, decode=decode.where)
         with ExitStack() as held:
             if dist.main:  # before any data or model is opened: a busy folder costs nothing
                 held.enter_context(RunLock(cfg.run_dir))
@@ -57,7 +72,7 @@ def train(
                 run.load_state_dict(state)
                 if dist.main:
                     truncate_metrics(cfg.run_dir, run.step)
-            _steps(run, ckpt, plan.line(), stop)
+            _steps(run, ckpt, f"{plan.line()}; {decode.line()}", stop)
     finally:
         shutdown()
     return cfg.run_dir
@@ -68,12 +83,15 @@ def _steps(run: Run, ckpt: Path | None, loader_line: str, stop: StopSignals) -> 
     cfg = run.cfg
     batches = run.train_batches()
     logger = MetricsLogger(cfg, run.step, run.dist.main)
+    first, window = run.step, []
     try:
         logger.message(start_line(run, ckpt))
         logger.message(loader_line)
         while run.step < cfg.max_steps:
             record, stopping = step_record(run, batches, stop.requested is not None)
             logger.record(run.step, record)
+            if run.cfg.decode == AUTO and window_steps(first, run.step):
+                batches = auto_decode_step(run, batches, record, window, logger.message)
             if cfg.val_every and run.step % cfg.val_every == 0:
                 for val in validate(run):
                     logger.record(run.step, val)
@@ -87,6 +105,45 @@ def _steps(run: Run, ckpt: Path | None, loader_line: str, stop: StopSignals) -> 
                 )
     finally:
         logger.close()
+
+
+def run_decode(asked: str, device: torch.device, resumed: Path | None = None) -> DecodeChoice:
+    """--decode for this run's device: `device` where it can't decode is the user's error
+    (a `resumed` run keeps where it decoded: the decoders' pixels may differ)."""
+    problem = device_decode_problem(device) if asked != CPU else None
+    if asked == DEVICE and problem is not None:
+        if resumed is not None:
+            raise ConfigError(
+                f"{resumed}: the run decoded its JPEGs on the GPU (--decode device) and resumes "
+                f"so, but here: {problem}; resume it on a GPU, or start a new --run-dir"
+            )
+        raise ConfigError(f"--decode device: {problem}; use --decode cpu or auto")
+    return start_decode(asked, problem)
+
+
+def auto_decode_step(
+    run: Run,
+    batches: Prefetcher,
+    record: dict[str, Any],
+    window: list[float],
+    say: Callable[[str], None],
+) -> Prefetcher:
+    """One step of `auto`'s window measured; at its end, the decision (the same on every
+    rank: their figures are summed), and a loader that decodes on the GPU if it so decides.
+
+    The new loader starts where data_state stands, so no batch is skipped or repeated."""
+    step_s = run.cfg.batch_size * run.cfg.grad_accum * run.dist.world_size / record["samples_per_s"]
+    window += [record["data_wait"] * step_s, step_s]
+    if len(window) < 2 * WINDOW_STEPS:
+        return batches
+    totals = sum_across(torch.tensor([sum(window[::2]), sum(window[1::2])], device=run.dist.device))
+    choice = choose_decode(float(totals[0]), float(totals[1]))
+    run.cfg = replace(run.cfg, decode=choice.where)
+    say(f"loader: {choice.line()}")
+    if choice.where != DEVICE:
+        return batches
+    batches.close()
+    return run.train_batches()
 
 
 def step_record(run: Run, batches: Prefetcher, stop: bool = False) -> tuple[dict[str, Any], bool]:

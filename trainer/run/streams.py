@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shards.mixture import Mixture
 from shards.stream import StreamConfig
+from trainer.run.decode_choice import DEVICE
 from trainer.run.distributed import Dist
 from trainer.run.train_config import ConfigError, TrainConfig
 
@@ -24,6 +25,7 @@ def run_stream(cfg: TrainConfig, split: str, dist: Dist | None = None) -> Stream
             "workers": cfg.workers,
             "decode_threads": cfg.decode_threads,
             "pin_memory": dist.device.type == "cuda",
+            "jpeg_bytes": cfg.decode == DEVICE,  # the JPEGs left for the GPU to decode
         }
     return StreamConfig(
         split=split,

@@ -12,6 +12,7 @@ from common.numbers import check_float
 from shards.loader_plan import AUTO, parse_count
 from shards.mixture import parse_source
 from stats.normalize import NORMALIZATIONS
+from trainer.run.decode_choice import DECODES
 
 TRAIN_CONFIG_FILE = "train_config.json"
 DEFAULT_NORMALIZATION = "bounds_q99"  # OFT's LIBERO bounds, for sets made without --robot
@@ -39,8 +40,8 @@ RESUME_OVERRIDABLE = frozenset(
 
 
 # Options whose default a run saved before they existed did not run with: such a run read
-# padded episode tails and fed no robot state, and resumes that way.
-SAVED_BEFORE = {"episode_tail": "pad", "proprio": False}
+# padded episode tails, fed no robot state and decoded on the CPU, and resumes that way.
+SAVED_BEFORE = {"episode_tail": "pad", "proprio": False, "decode": "cpu"}
 # Options a run saved under an older name: --cameras was once --images.
 RENAMED = {"images": "cameras"}
 
@@ -95,6 +96,11 @@ class TrainConfig:
     the number chosen, since the data order depends on it."""
     decode_threads: int | str = AUTO
     """Threads decoding each batch's JPEGs in each loading process; 0 decodes inline; "auto"."""
+    decode: str = "auto"
+    """Where JPEGs are decoded: "cpu" in the loader, "device" on the training GPU (nvJPEG
+    through torchvision), "auto" on the CPU unless it can't keep the GPU fed
+    (trainer/run/decode_choice.py). The run saves where it decoded: the two decoders' pixels
+    may differ, so a resume decodes where the run did."""
     shuffle_buffer: int = 1000
     """Samples held per reading stream for shuffling (still JPEG-encoded)."""
     episode_tail: str = "drop"
@@ -179,6 +185,8 @@ class TrainConfig:
             raise ConfigError("--cameras needs distinct camera names")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}")
+        if self.decode not in DECODES:
+            raise ConfigError(f"--decode must be one of {', '.join(DECODES)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError("--device must be auto, cpu or cuda")
         if self.wandb_entity and not self.wandb_project:
