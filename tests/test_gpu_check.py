@@ -21,7 +21,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from bench.gpu import check as gpu_check
 from bench.gpu.decode_part import auto_pick, compare_rounds, decode, pixel_gap
 from bench.gpu.loop_figures import loop_figures
-from bench.gpu.parts import PARTS, SMOKE, Context, Recorder
+from bench.gpu.part_context import SMOKE, Context, Recorder
+from bench.gpu.parts import PARTS
 from bench.gpu.probes import matmul_dtypes, profile_steps
 from shards.loader_plan import plan_loader
 

@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch  # after the wheels, and only now: a child forks from here
 
-    from bench.gpu.parts import GPU, PARTS, SMOKE, Context
+    from bench.gpu.part_context import GPU, SMOKE, Context
+    from bench.gpu.parts import PARTS
 
     names = args.parts.split(",") if args.parts else list(PARTS)
     unknown = [n for n in [*names, *args.budget] if n not in PARTS]
@@ -162,7 +163,7 @@ def _child(part: Any, ctx: Any, results: Path, log: Path) -> None:
     with open(log, "w") as stream:
         os.dup2(stream.fileno(), 1)
         os.dup2(stream.fileno(), 2)
-    from bench.gpu.parts import Recorder
+    from bench.gpu.part_context import Recorder
 
     rec = Recorder(results)
     code = 0

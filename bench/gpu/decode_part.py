@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from bench.gpu.parts import Context, Recorder
+    from bench.gpu.part_context import Context, Recorder
 
 BATCHES = (8, 32)
 ROUNDS = 3  # per side, alternating, so a drift of the machine reaches both alike
@@ -25,7 +25,7 @@ BATCHES_PER_ROUND = 40  # timed after each round's first batch: workers starting
 def decode(ctx: Context, rec: Recorder) -> None:
     """CPU decode vs device decode at batch 8 and 32, medians of alternating rounds."""
     from bench.gpu.loop_figures import set_info, stream_set
-    from bench.gpu.parts import ANCHORS, CAMERAS
+    from bench.gpu.part_context import ANCHORS, CAMERAS
     from shards.loader_plan import plan_loader
     from trainer.data.device_decode import device_decode_problem
 

@@ -16,7 +16,7 @@ class Report:
     """report.json (everything) and report.txt (one paragraph per part), rewritten on update."""
 
     def __init__(self, out: Path, meta: dict[str, Any], budgets: dict[str, float]) -> None:
-        from bench.gpu.parts import ANCHORS
+        from bench.gpu.part_context import ANCHORS
 
         self.out = out
         self.meta = meta
