@@ -6,21 +6,25 @@ simplejpeg releases the GIL while decoding, so threads decode in parallel with n
 processes and no per-batch shared-memory segment. Reads the train split in shard order
 (no shuffle buffer), decodes head and left_wrist into one batch tensor of 8, plus the
 actions and meta; alternates 1 and 2 threads and prints samples/s for each.
+
+Also the decode bound other benches set loaders against (decode_bound): the same frames'
+JPEG bytes, already in memory, decoded by threads with nothing else to do.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import simplejpeg
 import torch
 
-from shards.format import decode_actions, decode_meta
+from shards.format import decode_actions, decode_jpeg, decode_meta
 from shards.samples import RawSample, iter_raw_samples
 from shards.source import ShardSet, open_shard_set
 
@@ -32,6 +36,37 @@ def raws(shard_set: ShardSet) -> Iterator[RawSample]:
         for name in shard_set.shard_names("train"):
             with shard_set.open_shard(name) as f:
                 yield from iter_raw_samples(f, name)
+
+
+def frames_of(shard_set: ShardSet, cameras: Sequence[str]) -> list[tuple[bytes, ...]]:
+    """The JPEG bytes of every train sample of the set, these cameras, in memory."""
+    names = [f"{camera}.jpg" for camera in cameras]
+    frames = []
+    for name in shard_set.shard_names("train"):
+        with shard_set.open_shard(name) as f:
+            frames += [tuple(raw[n] for n in names) for raw in iter_raw_samples(f, name)]
+    return frames
+
+
+def decode_bound(frames: list[tuple[bytes, ...]], side: int, threads: int, samples: int) -> float:
+    """Samples/s of bare JPEG decoding of `samples` samples (the set's, over again as needed),
+    batches of 8 spread over `threads` threads (simplejpeg releases the GIL), each into a
+    buffer of its own: no reading, parsing or collation."""
+    frames = [frames[i % len(frames)] for i in range(max(samples, len(frames)))]
+    batches = [frames[i : i + 8] for i in range(0, len(frames), 8)]
+    local = threading.local()
+
+    def decode(batch: list[tuple[bytes, ...]]) -> None:
+        if not hasattr(local, "out"):
+            local.out = np.empty((8, len(batch[0]), side, side, 3), np.uint8)
+        for j, sample in enumerate(batch):
+            for k, data in enumerate(sample):
+                decode_jpeg(data, local.out[j, k])
+
+    with ThreadPoolExecutor(threads) as pool:
+        start = time.perf_counter()
+        list(pool.map(decode, batches))
+        return len(frames) / (time.perf_counter() - start)
 
 
 def run(shard_set: ShardSet, threads: int, samples: int) -> float:

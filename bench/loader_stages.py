@@ -9,8 +9,13 @@ Each line adds one stage to the one before, over the same two-camera shard set:
   stream    the trainer's stream in-process: + shuffle buffer, checks, batch collation
   loader    the trainer's DataLoader with N workers: + worker processes and the
             inter-process copy of each batch (shared memory)
-It prints the median samples/s and microseconds per sample of each line, and the
-difference to the line before, which is that stage's own cost.
+Then, side by side, the loader as the trainer builds it by default (`auto` decides its
+workers and decode threads for this machine), timed after 5 batches of warm-up, and the
+decode bound: the same frames' JPEG
+bytes, already in memory, decoded by N threads with nothing else to do (bench.decode_threads).
+It prints the median samples/s and microseconds per sample of each line, the difference of
+each stage to the line before, which is that stage's own cost, and the default loader's
+share of the decode bound. Rounds alternate all lines.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ import statistics
 import time
 from collections.abc import Callable
 
+from bench.decode_threads import decode_bound, frames_of
 from bench.scratch import scratch_dir
 from pipeline.config import ConvertConfig
 from pipeline.convert.stages import convert
 from pipeline.generate.synthetic import GenerateConfig, generate
 from shards.format import decode_jpeg
+from shards.loader_plan import LoaderPlan, plan_loader
 from shards.reader import StreamConfig, make_loader
 from shards.samples import iter_raw_samples
 from shards.source import ShardSet, open_shard_set
@@ -64,6 +71,20 @@ def stage_loader(shard_set: ShardSet, workers: int, samples: int) -> int:
     return n
 
 
+def steady_rate(shard_set: ShardSet, plan: LoaderPlan, samples: int) -> float:
+    """Samples/s of the loader `plan` builds, timed after 5 batches of warm-up (start-up and
+    the shuffle buffer's first fill left out), as bench.peers_read times every library."""
+    config = StreamConfig(cameras=CAMERAS, batch_size=8, workers=plan.workers,
+                          decode_threads=plan.decode_threads)  # fmt: skip
+    batches = iter(make_loader(shard_set, config))
+    for _ in range(5):
+        next(batches)
+    n, start = 0, time.perf_counter()
+    while n < samples:
+        n += len(next(batches)["keys"])
+    return n / (time.perf_counter() - start)
+
+
 def timed(fn: Callable[[], int]) -> float:
     start = time.perf_counter()
     n = fn()
@@ -84,17 +105,23 @@ def main() -> None:
                           cameras=CAMERAS, shard_samples=250, progress=False))  # fmt: skip
     shard_set = open_shard_set(root / "shards")
     total = shard_set.manifest.samples("train")
+    plan = plan_loader()
+    frames = frames_of(shard_set, CAMERAS)
     stages = {
-        "read": lambda: stage_read(shard_set),
-        "tar": lambda: stage_tar(shard_set),
-        "decode": lambda: stage_tar(shard_set, decode=True),
-        "stream": lambda: stage_loader(shard_set, 0, total),
-        f"loader({args.workers}w)": lambda: stage_loader(shard_set, args.workers, total),
+        "read": lambda: timed(lambda: stage_read(shard_set)),
+        "tar": lambda: timed(lambda: stage_tar(shard_set)),
+        "decode": lambda: timed(lambda: stage_tar(shard_set, decode=True)),
+        "stream": lambda: timed(lambda: stage_loader(shard_set, 0, total)),
+        f"loader({args.workers}w)": lambda: timed(
+            lambda: stage_loader(shard_set, args.workers, total)
+        ),
+        "default": lambda: steady_rate(shard_set, plan, total),
+        f"bound({args.workers}t)": lambda: decode_bound(frames, 224, args.workers, total),
     }
     rates: dict[str, list[float]] = {name: [] for name in stages}
     for _ in range(args.rounds):
         for name, fn in stages.items():
-            rates[name].append(timed(fn))
+            rates[name].append(fn())
 
     print(f"{total} samples, {len(CAMERAS)} cameras at 224, batch 8, {args.rounds} rounds")
     previous = None
@@ -104,8 +131,15 @@ def main() -> None:
         delta = "" if previous is None else f"  (+{us - previous:7.1f} us)"
         if name.startswith("loader"):
             delta = f"  (wall per sample with {args.workers} workers in parallel)"
-        print(f"{name:<12}{rate:10.0f} samples/s {us:9.1f} us/sample{delta}")
+        elif name == "default":
+            delta = f"  ({plan.line()})"
+        elif name.startswith("bound"):
+            delta = f"  (bare decode of the same frames in memory, {args.workers} threads)"
+        rounds = ", ".join(f"{v:.0f}" for v in values)
+        print(f"{name:<12}{rate:10.0f} samples/s {us:9.1f} us/sample{delta}  [{rounds}]")
         previous = us
+    default, bound = (statistics.median(rates[n]) for n in ("default", f"bound({args.workers}t)"))
+    print(f"default loader: {100 * default / bound:.0f}% of the decode bound")
 
 
 if __name__ == "__main__":

@@ -23,21 +23,15 @@ import os
 import shutil
 import statistics
 import sys
-import threading
-import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
+from bench.decode_threads import decode_bound, frames_of
 from bench.peers_write import CAMERAS, SIDE
 from bench.process_peak import run_measured
 from bench.scratch import scratch_dir
 from pipeline.generate.synthetic import GenerateConfig, generate
-from shards.format import decode_jpeg
 from shards.loader_plan import available_cores, plan_loader
-from shards.samples import iter_raw_samples
 from shards.source import open_shard_set
 from tests.s3_fixtures import moto_s3, upload_folder
 
@@ -51,38 +45,6 @@ def child(module: str, args: list[str], result: Path) -> dict[str, float]:
     """`python -m module args... result` in its own process: its JSON result and peak RSS."""
     _, peak = run_measured([sys.executable, "-m", module, *args, str(result)])
     return {**json.loads(result.read_text()), "rss": peak}
-
-
-def frames_of(shards: Path) -> list[tuple[bytes, ...]]:
-    """The JPEG bytes of every sample of our set, both cameras, in memory."""
-    shard_set = open_shard_set(shards)
-    names = [f"{camera}.jpg" for camera in CAMERAS.values()]
-    frames = []
-    for name in shard_set.shard_names("train"):
-        with shard_set.open_shard(name) as f:
-            frames += [tuple(raw[n] for n in names) for raw in iter_raw_samples(f, name)]
-    return frames
-
-
-def decode_bound(frames: list[tuple[bytes, ...]], threads: int, samples: int) -> float:
-    """Samples/s of bare JPEG decoding of `samples` samples (the set's, over again as needed),
-    batches of 8 spread over `threads` threads (simplejpeg releases the GIL), each into a
-    buffer of its own: no reading, parsing or collation."""
-    frames = [frames[i % len(frames)] for i in range(max(samples, len(frames)))]
-    batches = [frames[i : i + 8] for i in range(0, len(frames), 8)]
-    local = threading.local()
-
-    def decode(batch: list[tuple[bytes, ...]]) -> None:
-        if not hasattr(local, "out"):
-            local.out = np.empty((8, len(CAMERAS), SIDE, SIDE, 3), np.uint8)
-        for j, sample in enumerate(batch):
-            for k, data in enumerate(sample):
-                decode_jpeg(data, local.out[j, k])
-
-    with ThreadPoolExecutor(threads) as pool:
-        start = time.perf_counter()
-        list(pool.map(decode, batches))
-        return len(frames) / (time.perf_counter() - start)
 
 
 def s3_environment(endpoint: str) -> None:
@@ -127,8 +89,8 @@ def run_rounds(root: Path, args: argparse.Namespace, endpoint: str | None) -> di
                 cache = ["--cache", str(root / f"cache-{lib}-{r}")]
                 got = child("bench.peers_read", [lib, url, *cache, *read], root / "result.json")
                 results[lib, where].append(got)
-        frames = frames_of(Path(sources["local"]["ours"]))
-        bound = decode_bound(frames, args.workers, args.samples)
+        frames = frames_of(open_shard_set(sources["local"]["ours"]), list(CAMERAS.values()))
+        bound = decode_bound(frames, SIDE, args.workers, args.samples)
         results["decode", "bound"].append({"samples_per_s": bound})
         done = [f"{lib} {where} {results[lib, where][-1]['samples_per_s']:.0f}"
                 for where in sources for lib in sources[where]]  # fmt: skip
