@@ -19,7 +19,14 @@ from torch.utils.data import get_worker_info
 from shards.buffers import BatchBuffers
 from shards.draw import Events, Job
 from shards.mixture import Mixture
-from shards.samples import RawSample, SampleError, decode_sample, sample_proprio
+from shards.samples import (
+    RawSample,
+    SampleError,
+    check_members,
+    sample_images,
+    sample_labels,
+    sample_proprio,
+)
 from shards.source import ShardSet, ShardSetError
 from shards.stream import (
     WARN_FIRST_BAD,
@@ -39,6 +46,7 @@ class Decoder:
         self.mixture, self.cfg, self.events = mixture, cfg, events
         self.bad = BadSamples([s.manifest.samples(cfg.split) for s in mixture.sets])
         # simplejpeg releases the GIL, so decode threads run in parallel with no IPC at all.
+        self.threads = cfg.decode_threads
         self.pool = ThreadPoolExecutor(cfg.decode_threads) if cfg.decode_threads else None
 
     def close(self) -> None:
@@ -46,18 +54,57 @@ class Decoder:
             self.pool.shutdown(cancel_futures=True)
 
     def decode(self, jobs: list[Job], slots: list[np.ndarray]) -> list[dict[str, Any] | None]:
-        """Each job decoded into its slot, in job order; None where a sample failed."""
+        """Each job decoded into its slot, in job order; None where a sample failed.
 
-        def one(k: int) -> dict[str, Any] | SampleError:
-            raw, i, epoch = jobs[k]
+        With decode threads, the threads get the JPEGs only, one share of the batch each,
+        while this thread decodes and checks the rest of every sample. A thread needs the
+        GIL between two images; had it Python checks to run as well, it would wait for the
+        GIL behind the others and this thread, and the cores would idle.
+        """
+        problems: list[SampleError | None] = []
+        for raw, _, _ in jobs:
             try:
-                return _decode(raw, self.mixture.sets[i], i, self.cfg, epoch, slots[k])
+                check_members(raw, self.cfg.cameras)
+                problems.append(None)
             except SampleError as exc:
-                return exc
+                problems.append(exc)
+        whole = [k for k, problem in enumerate(problems) if problem is None]
 
-        ks = range(len(jobs))
-        results = [one(k) for k in ks] if self.pool is None else list(self.pool.map(one, ks))
-        return [self._count(job, result) for job, result in zip(jobs, results, strict=True)]
+        def images(ks: list[int]) -> list[dict[str, Any] | SampleError]:
+            return [self._images(jobs[k], slots[k]) for k in ks]
+
+        if self.pool is None:
+            decoded = images(whole)
+            labels = [self._labels(jobs[k]) for k in whole]
+        else:
+            shares = [whole[t :: self.threads] for t in range(min(self.threads, len(whole)))]
+            pending = [self.pool.submit(images, share) for share in shares]
+            labels = [self._labels(jobs[k]) for k in whole]
+            by_job = {}
+            for share, done in zip(shares, pending, strict=True):
+                by_job.update(zip(share, done.result(), strict=True))
+            decoded = [by_job[k] for k in whole]
+        for k, image, label in zip(whole, decoded, labels, strict=True):
+            # The image's problem first, as decode_sample reports a sample bad in both.
+            problems[k] = image if isinstance(image, SampleError) else label
+            if self.cfg.jpeg_bytes and not isinstance(problems[k], SampleError):
+                problems[k] = {**label, "jpegs": list(image.values())}  # in camera order
+        return [self._count(job, result) for job, result in zip(jobs, problems, strict=True)]
+
+    def _images(self, job: Job, slot: np.ndarray | None) -> dict[str, Any] | SampleError:
+        raw, index, _ = job
+        manifest = self.mixture.sets[index].manifest
+        try:
+            return sample_images(raw, self.cfg.cameras, manifest, slot, not self.cfg.jpeg_bytes)
+        except SampleError as exc:
+            return exc
+
+    def _labels(self, job: Job) -> dict[str, Any] | SampleError:
+        raw, index, epoch = job
+        try:
+            return _labels(raw, self.mixture.sets[index], index, self.cfg, epoch)
+        except SampleError as exc:
+            return exc
 
     def _count(self, job: Job, result: dict[str, Any] | SampleError) -> dict[str, Any] | None:
         raw, index, _ = job
@@ -100,12 +147,12 @@ class PendingBatch:
 
     def slots(self, n: int) -> list[np.ndarray | None]:
         """Where the next `n` samples' images go: the free rows of the batch's buffer."""
-        if self.buffers is None:
+        if self.buffers is None or not n:
             return [None] * n
-        if n and self.images is None:
+        if self.images is None:
             self.images, self.slot = self.buffers.take()
         start = len(self.samples)
-        return [self.images[start + k].numpy() for k in range(n)]
+        return list(self.images.numpy()[start : start + n])  # one view per row, no copies
 
     def keep(self, results: list[dict[str, Any] | None]) -> None:
         """Keep the samples that decoded; a failed one's row is filled by the next good one."""
@@ -167,29 +214,23 @@ def pack_jpegs(jpegs: list[list[bytes]]) -> dict[str, Any]:
     return {"jpegs": flat, "jpeg_offsets": offsets}
 
 
-def _decode(
-    raw: RawSample,
-    shard_set: ShardSet,
-    index: int,
-    cfg: StreamConfig,
-    epoch: int,
-    images: np.ndarray,
+def _labels(
+    raw: RawSample, shard_set: ShardSet, index: int, cfg: StreamConfig, epoch: int
 ) -> dict[str, Any]:
-    """Check and decode one sample; its images land in `images` (N, H, W, 3)."""
+    """One sample's all but images, checked: what the batch collates beside them."""
     manifest = shard_set.manifest
-    sample = decode_sample(raw, cfg.cameras, manifest, images, not cfg.jpeg_bytes)
-    key, meta = sample["key"], sample["meta"]
-    decoded = {
+    actions, meta = sample_labels(raw, manifest)
+    key = raw["__key__"]
+    labels = {
         "key": key,
-        "actions": sample["actions"],
+        "actions": actions,
         "valid": meta["valid"],
         "instruction": choose_instruction(meta["instructions"], cfg.seed, epoch, key),
         "set": index,
     }
     if cfg.jpeg_bytes:
-        decoded["jpegs"] = [sample["images"][c] for c in cfg.cameras]
         # How bad_samples names it, should the device's decoder refuse what the header passed.
-        decoded["name"] = f"{raw['__shard__']}/{key}"
+        labels["name"] = f"{raw['__shard__']}/{key}"
     if cfg.proprio:
-        decoded["proprio"] = sample_proprio(meta, manifest.proprio_dim, key)
-    return decoded
+        labels["proprio"] = sample_proprio(meta, manifest.proprio_dim, key)
+    return labels

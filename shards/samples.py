@@ -95,28 +95,62 @@ def decode_sample(
     loader passes a slot of its shared-memory batch, saving three copies per image).
     Without `decode_images`, each camera's JPEG bytes are kept undecoded for the GPU to
     decode, and checked as far as their headers tell (jpeg_shape): the same SampleErrors.
+
+    The three steps are also public, for a loader that runs them on different threads:
+    check_members first, then sample_images and sample_labels in either order.
     """
-    key = raw["__key__"]
     cameras = tuple(cameras)
+    check_members(raw, cameras)
+    images = sample_images(raw, cameras, manifest, images_out, decode_images)
+    actions, meta = sample_labels(raw, manifest)
+    return {"key": raw["__key__"], "images": images, "actions": actions, "meta": meta}
+
+
+def check_members(raw: RawSample, cameras: Iterable[str]) -> None:
+    """SampleError unless the raw sample has every contract member for `cameras`."""
     missing = [f for f in contract_fields(cameras) if f not in raw]
     if missing:
-        raise SampleError(f"sample {key}: missing member(s) {', '.join(missing)}")
+        raise SampleError(f"sample {raw['__key__']}: missing member(s) {', '.join(missing)}")
+
+
+def sample_images(
+    raw: RawSample,
+    cameras: tuple[str, ...],
+    manifest: Manifest,
+    images_out: np.ndarray | None = None,
+    decode_images: bool = True,
+) -> dict[str, np.ndarray | bytes]:
+    """Each camera's image, decoded (into `images_out[k]` when given) or its JPEG bytes
+    checked as far as their header tells; SampleError for one of another size or none at all.
+
+    Only C calls that release the GIL and a few comparisons: decode threads run this.
+    """
+    key = raw["__key__"]
     size = manifest.image_size
     image_shape = (size, size, 3)
     if images_out is not None and images_out.shape[1:] != image_shape:
         # Mixed sets agree on image size (checked at start); this guards a lying manifest.
         raise SampleError(f"sample {key}: set image size {size}, batch {images_out.shape[1:]}")
+    images: dict[str, np.ndarray | bytes] = {}
     try:
-        images = {}
         for k, c in enumerate(cameras):
             data = raw[camera_member(c)]
             if decode_images:
-                images[c] = decode_jpeg(data, None if images_out is None else images_out[k])
-                shape = images[c].shape
+                image = decode_jpeg(data, None if images_out is None else images_out[k])
+                images[c], shape = image, image.shape
             else:
                 images[c], shape = data, jpeg_shape(data)
             if shape != image_shape:
                 raise SampleError(f"sample {key}: {c}.jpg is {shape}, not {image_shape}")
+    except (ValueError, OSError) as exc:
+        raise SampleError(f"sample {key}: a member does not decode ({exc})") from None
+    return images
+
+
+def sample_labels(raw: RawSample, manifest: Manifest) -> tuple[np.ndarray, dict[str, Any]]:
+    """(actions, meta) checked as every reader relies on; SampleError otherwise."""
+    key = raw["__key__"]
+    try:
         actions = decode_actions(raw[ACTIONS_MEMBER])
         meta = decode_meta(raw[META_MEMBER])
     except (ValueError, OSError) as exc:
@@ -129,7 +163,7 @@ def decode_sample(
     instructions, valid = meta.get("instructions"), meta.get("valid")
     if not instructions or not isinstance(valid, int) or not 1 <= valid <= manifest.chunk:
         raise SampleError(f"sample {key}: meta.json lacks instructions or valid")
-    return {"key": key, "images": images, "actions": actions, "meta": meta}
+    return actions, meta
 
 
 def sample_proprio(meta: dict[str, Any], dims: int | None, key: str) -> np.ndarray:

@@ -50,7 +50,7 @@ def _number(field: bytes) -> int:
 def _checksum_ok(header: bytes) -> bool:
     stored = _number(header[148:156])
     # The checksum field itself counts as eight spaces.
-    return sum(header) - sum(header[148:156]) + 8 * 32 == stored
+    return sum(header[:148]) + sum(header[156:]) + 8 * 32 == stored
 
 
 def _pax_path(data: bytes) -> str | None:
@@ -81,10 +81,12 @@ def iter_members(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
         size = _number(header[124:136])
         if size > MAX_MEMBER_BYTES:
             raise TarFormatError(f"a member claims {size} bytes, over the 1 GiB limit")
-        data = _read_exact(stream, size)
-        padding = -size % BLOCK
-        if len(data) < size or len(_read_exact(stream, padding)) < padding:
+        padded = size + -size % BLOCK
+        data = _read_exact(stream, padded)  # the member and its padding in one read
+        if len(data) < padded:
             raise TarFormatError("a member is cut short (truncated?)")
+        if padded != size:
+            data = data[:size]
         kind = header[156:157]
         if kind == b"x":
             long_name = _pax_path(data) or long_name

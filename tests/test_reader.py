@@ -7,6 +7,7 @@ import http.server
 import itertools
 import json
 import logging
+import tarfile
 import threading
 from collections import Counter
 
@@ -201,6 +202,42 @@ def test_decode_threads_give_the_same_batches(toy_shards, workers):
     for a, b in zip(plain, threaded, strict=True):
         assert torch.equal(a["images"], b["images"]) and torch.equal(a["actions"], b["actions"])
         assert a["position"] == b["position"]
+
+
+def _break_member(shard, key: str, member: str) -> None:
+    """Overwrite the start of one sample's member with bytes no decoder takes."""
+    with tarfile.open(shard) as tar:
+        (found,) = [m for m in tar.getmembers() if m.name == f"{key}.{member}"]
+    with open(shard, "r+b") as f:
+        f.seek(found.offset_data)
+        f.write(b"\x00" * 16)
+
+
+def test_decode_threads_report_each_bad_sample_as_inline_does(toy_shards, caplog):
+    # The threads decode only the JPEGs while the stream checks the rest: a sample bad in
+    # its image, its actions or both is still reported once, by its image's problem first.
+    shard = toy_shards / "train-000000.tar"
+    with tarfile.open(shard) as tar:
+        keys = sorted({m.name.split(".")[0] for m in tar.getmembers()})[:3]
+    _break_member(shard, keys[0], "head.jpg")
+    _break_member(shard, keys[1], "actions.npy")
+    _break_member(shard, keys[2], "head.jpg")
+    _break_member(shard, keys[2], "actions.npy")
+    shard_set = open_shard_set(toy_shards)
+    runs = {}
+    for threads in (0, 3):
+        caplog.clear()
+        cfg = StreamConfig(batch_size=5, decode_threads=threads, finite=True)
+        batches = list(make_loader(shard_set, cfg))
+        bad = [k for b in batches for k in b["bad_samples"]]
+        runs[threads] = ([b["keys"] for b in batches], bad, _warnings(caplog))
+    assert runs[3] == runs[0]
+    keys_read, bad, warnings = runs[0]
+    assert sorted(bad) == [f"train-000000.tar/{k}" for k in keys]
+    assert not {k for batch in keys_read for k in batch} & set(keys)
+    by_key = {k: next(w for w in warnings if f"sample {k}:" in w) for k in keys}
+    assert "actions.npy" not in by_key[keys[0]] and "actions.npy" not in by_key[keys[2]]
+    assert "actions.npy is not a .npy file" in by_key[keys[1]]
 
 
 def _warnings(caplog) -> list[str]:
