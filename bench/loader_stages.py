@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 
 from bench.decode_threads import decode_bound, frames_of
+from bench.peers_read import measure
 from bench.scratch import scratch_dir
 from pipeline.config import ConvertConfig
 from pipeline.convert.stages import convert
@@ -72,17 +73,12 @@ def stage_loader(shard_set: ShardSet, workers: int, samples: int) -> int:
 
 
 def steady_rate(shard_set: ShardSet, plan: LoaderPlan, samples: int) -> float:
-    """Samples/s of the loader `plan` builds, timed after 5 batches of warm-up (start-up and
-    the shuffle buffer's first fill left out), as bench.peers_read times every library."""
+    """Samples/s of the loader `plan` builds, timed as bench.peers_read times every library:
+    after 5 batches of warm-up (start-up and the shuffle buffer's first fill left out)."""
     config = StreamConfig(cameras=CAMERAS, batch_size=8, workers=plan.workers,
                           decode_threads=plan.decode_threads)  # fmt: skip
-    batches = iter(make_loader(shard_set, config))
-    for _ in range(5):
-        next(batches)
-    n, start = 0, time.perf_counter()
-    while n < samples:
-        n += len(next(batches)["keys"])
-    return n / (time.perf_counter() - start)
+    loader = make_loader(shard_set, config)
+    return measure(loader, samples, time.perf_counter())["samples_per_s"]
 
 
 def timed(fn: Callable[[], int]) -> float:

@@ -46,7 +46,6 @@ class Decoder:
         self.mixture, self.cfg, self.events = mixture, cfg, events
         self.bad = BadSamples([s.manifest.samples(cfg.split) for s in mixture.sets])
         # simplejpeg releases the GIL, so decode threads run in parallel with no IPC at all.
-        self.threads = cfg.decode_threads
         self.pool = ThreadPoolExecutor(cfg.decode_threads) if cfg.decode_threads else None
 
     def close(self) -> None:
@@ -77,7 +76,8 @@ class Decoder:
             decoded = images(whole)
             labels = [self._labels(jobs[k]) for k in whole]
         else:
-            shares = [whole[t :: self.threads] for t in range(min(self.threads, len(whole)))]
+            threads = min(self.cfg.decode_threads, len(whole))
+            shares = [whole[t::threads] for t in range(threads)]
             pending = [self.pool.submit(images, share) for share in shares]
             labels = [self._labels(jobs[k]) for k in whole]
             by_job = {}

@@ -19,13 +19,7 @@ import numpy as np
 
 from shards.format import META_MEMBER, decode_meta
 from shards.mixture import Mixture, set_choices
-from shards.samples import (
-    RawSample,
-    ShardReadError,
-    contract_fields,
-    extra_fields,
-    iter_raw_samples,
-)
+from shards.samples import RawSample, ShardReadError, extra_fields, iter_raw_samples
 from shards.source import ShardSet, ShardSetError
 from shards.stream import ShardPart, StreamConfig, StreamPosition, shuffled, stream_shards
 
@@ -130,9 +124,6 @@ def read_shards(
     from where it broke, and reported in `events`."""
     expected = {s.name: s.samples for s in shard_set.manifest.shards(split)}
     cameras = shard_set.manifest.cameras
-    # What a sample of the contract holds; anything else is looked at (extra_fields) only
-    # when it is there, a set difference in C being far cheaper per sample.
-    known = {"__key__", "__shard__", *contract_fields(cameras)}
     for name, part, parts in units:
         count = 0
         warned = False
@@ -143,7 +134,7 @@ def read_shards(
                     if (count - 1) % parts != part:
                         continue  # another stream's part of this shard
                     raw["__shard__"] = label + name
-                    extras = extra_fields(raw, cameras) if raw.keys() - known else None
+                    extras = extra_fields(raw, cameras)
                     if extras and not warned:
                         # Shards from elsewhere are data: such members are never decoded.
                         log.warning(

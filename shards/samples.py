@@ -7,6 +7,7 @@ in a shard is reported and never decoded, and nothing is ever extracted to disk.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
@@ -72,9 +73,18 @@ def contract_fields(cameras: Iterable[str]) -> tuple[str, ...]:
 
 
 def extra_fields(raw: RawSample, cameras: Iterable[str]) -> list[str]:
-    """Members of a raw sample that the contract does not define for a set with these cameras."""
-    allowed = set(contract_fields(cameras))
-    return sorted(f for f in raw if not f.startswith("__") and f not in allowed)
+    """Members of a raw sample that the contract does not define for a set with these cameras.
+
+    The reader asks this of every sample, so the contract's members are a cached set and
+    the usual answer (none) is one set difference.
+    """
+    extra = raw.keys() - _contract_set(tuple(cameras))
+    return sorted(f for f in extra if not f.startswith("__"))
+
+
+@functools.lru_cache(maxsize=16)
+def _contract_set(cameras: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(contract_fields(cameras))
 
 
 def decode_sample(

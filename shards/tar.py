@@ -81,12 +81,10 @@ def iter_members(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
         size = _number(header[124:136])
         if size > MAX_MEMBER_BYTES:
             raise TarFormatError(f"a member claims {size} bytes, over the 1 GiB limit")
-        padded = size + -size % BLOCK
-        data = _read_exact(stream, padded)  # the member and its padding in one read
-        if len(data) < padded:
+        data = _read_exact(stream, size)
+        padding = -size % BLOCK
+        if len(data) < size or len(_read_exact(stream, padding)) < padding:
             raise TarFormatError("a member is cut short (truncated?)")
-        if padded != size:
-            data = data[:size]
         kind = header[156:157]
         if kind == b"x":
             long_name = _pax_path(data) or long_name
