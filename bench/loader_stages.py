@@ -15,7 +15,9 @@ decode bound: the same frames' JPEG
 bytes, already in memory, decoded by N threads with nothing else to do (bench.decode_threads).
 It prints the median samples/s and microseconds per sample of each line, the difference of
 each stage to the line before, which is that stage's own cost, and the default loader's
-share of the decode bound. Rounds alternate all lines.
+share of the decode bound. Rounds alternate all lines. When the default loader runs in this
+process (few cores), how its threads spent the last round follows: time on a core, waiting
+for one, and idle (bench.thread_times), per sample.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collections.abc import Callable
 from bench.decode_threads import decode_bound, frames_of
 from bench.peers_read import measure
 from bench.scratch import scratch_dir
+from bench.thread_times import thread_lines, thread_times
 from pipeline.config import ConvertConfig
 from pipeline.convert.stages import convert
 from pipeline.generate.synthetic import GenerateConfig, generate
@@ -72,13 +75,22 @@ def stage_loader(shard_set: ShardSet, workers: int, samples: int) -> int:
     return n
 
 
-def steady_rate(shard_set: ShardSet, plan: LoaderPlan, samples: int) -> float:
+def steady_rate(shard_set: ShardSet, plan: LoaderPlan, samples: int) -> tuple[float, list[str]]:
     """Samples/s of the loader `plan` builds, timed as bench.peers_read times every library:
-    after 5 batches of warm-up (start-up and the shuffle buffer's first fill left out)."""
+    after 5 batches of warm-up (start-up and the shuffle buffer's first fill left out); and
+    how this process's threads spent the timed part (bench.thread_times)."""
     config = StreamConfig(cameras=CAMERAS, batch_size=8, workers=plan.workers,
                           decode_threads=plan.decode_threads)  # fmt: skip
     loader = make_loader(shard_set, config)
-    return measure(loader, samples, time.perf_counter())["samples_per_s"]
+    marks = []
+
+    def mark() -> None:  # read inside measure: the loader's decode threads end with it
+        marks.append((time.perf_counter(), thread_times()))
+
+    rate = measure(loader, samples, time.perf_counter(), mark)["samples_per_s"]
+    (begin, before), (end, after) = marks
+    # measure stops on the batch that passes `samples`: it counts as here, in batches of 8.
+    return rate, thread_lines(before, after, end - begin, 8 * -(-samples // 8))
 
 
 def timed(fn: Callable[[], int]) -> float:
@@ -103,6 +115,12 @@ def main() -> None:
     total = shard_set.manifest.samples("train")
     plan = plan_loader()
     frames = frames_of(shard_set, CAMERAS)
+    threads: list[str] = []
+
+    def default_rate() -> float:
+        rate, threads[:] = steady_rate(shard_set, plan, total)  # the last round's are shown
+        return rate
+
     stages = {
         "read": lambda: timed(lambda: stage_read(shard_set)),
         "tar": lambda: timed(lambda: stage_tar(shard_set)),
@@ -111,7 +129,7 @@ def main() -> None:
         f"loader({args.workers}w)": lambda: timed(
             lambda: stage_loader(shard_set, args.workers, total)
         ),
-        "default": lambda: steady_rate(shard_set, plan, total),
+        "default": lambda: default_rate(),
         f"bound({args.workers}t)": lambda: decode_bound(frames, 224, args.workers, total),
     }
     rates: dict[str, list[float]] = {name: [] for name in stages}
@@ -135,6 +153,9 @@ def main() -> None:
         print(f"{name:<12}{rate:10.0f} samples/s {us:9.1f} us/sample{delta}  [{rounds}]")
         previous = us
     default, bound = (statistics.median(rates[n]) for n in ("default", f"bound({args.workers}t)"))
+    if threads and plan.workers == 0:
+        print("the default loader's threads in its last round:")
+        print("\n".join(threads))
     print(f"default loader: {100 * default / bound:.0f}% of the decode bound")
 
 

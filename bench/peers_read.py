@@ -18,7 +18,7 @@ import argparse
 import json
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -88,8 +88,14 @@ def endless(loader: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         yield from loader
 
 
-def measure(loader: Iterable[dict[str, Any]], samples: int, start: float) -> dict[str, float]:
-    """Seconds to the first batch since `start`, and samples/s after the warm-up."""
+def measure(
+    loader: Iterable[dict[str, Any]],
+    samples: int,
+    start: float,
+    mark: Callable[[], object] | None = None,
+) -> dict[str, float]:
+    """Seconds to the first batch since `start`, and samples/s after the warm-up; `mark` is
+    called the moment the timing begins and the moment it ends, while the loader still runs."""
     batches = endless(loader)
     first = next(batches)
     first_batch_s = time.perf_counter() - start
@@ -97,10 +103,15 @@ def measure(loader: Iterable[dict[str, Any]], samples: int, start: float) -> dic
         raise SystemExit(f"frames not decoded to uint8: {[x.dtype for x in images(first)]}")
     for _ in range(WARMUP_BATCHES - 1):
         next(batches)
+    if mark is not None:
+        mark()
     seen, begin = 0, time.perf_counter()
     while seen < samples:
         seen += len(next(batches)["actions"])
-    return {"first_batch_s": first_batch_s, "samples_per_s": seen / (time.perf_counter() - begin)}
+    rate = seen / (time.perf_counter() - begin)
+    if mark is not None:
+        mark()
+    return {"first_batch_s": first_batch_s, "samples_per_s": rate}
 
 
 def main() -> None:
