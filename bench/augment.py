@@ -2,10 +2,12 @@
 
 Every training step augments each camera image (crop, brightness, contrast, saturation, hue);
 on a CPU that is a part of each step of the learning checks. The first form built the crop's
-grid with F.affine_grid (a batched matrix product) and converted to HSV with torch.where and
-max(dim=1); today's builds the grid directly and uses elementwise maximum/minimum and float
-masks. Both run on the same batch in alternating rounds; the script prints the median
-images/s of each and their ratio, and the largest difference between their outputs.
+grid with F.affine_grid (a batched matrix product), converted to HSV with torch.where and
+max(dim=1), made a new tensor at every step and wrapped the hue with torch.remainder; today's
+builds the grid directly, uses elementwise maximum/minimum and float masks, works in place
+after the crop and wraps with floor. Both run on the same batch in alternating rounds; the
+script prints the median images/s of each and their ratio, and the largest difference
+between their outputs.
 """
 
 from __future__ import annotations
@@ -42,14 +44,28 @@ def first_rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([h, s, v], dim=1)
 
 
+def first_jitter_hsv(x: torch.Tensor, saturation: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
+    h, s, v = first_rgb_to_hsv(x).unbind(1)
+    s = (s * saturation.view(-1, 1, 1)).clamp(0, 1)
+    h = torch.remainder(h + hue.view(-1, 1, 1), 1.0)
+    hsv = torch.stack([h, s, v], dim=1)
+    h, s, v = hsv[:, 0:1], hsv[:, 1:2], hsv[:, 2:3]
+    n = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype).view(1, 3, 1, 1)
+    k = torch.remainder(n + h * 6, 6)
+    return (v - v * s * torch.clamp(torch.minimum(k, 4 - k), 0, 1)).clamp(0, 1)
+
+
 def first_augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """today.augment with the first crop and HSV conversion swapped in."""
-    crop, hsv = today.crop_resize, today.rgb_to_hsv
-    today.crop_resize, today.rgb_to_hsv = first_crop_resize, first_rgb_to_hsv
-    try:
-        return today.augment(images, generator)
-    finally:
-        today.crop_resize, today.rgb_to_hsv = crop, hsv
+    """today.augment's operations, parameters and order, in the first form."""
+    u = torch.rand(images.shape[0], 6, generator=generator).to(images.dtype)
+    x = first_crop_resize(images, u[:, :2] * 2 - 1)
+    x = (x + today._per_image(u[:, 2] * 2 - 1) * today.BRIGHTNESS).clamp(0, 1)
+    low, high = today.CONTRAST
+    contrast = today._per_image(low + u[:, 3] * (high - low))
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    x = ((x - mean) * contrast + mean).clamp(0, 1)
+    low, high = today.SATURATION
+    return first_jitter_hsv(x, low + u[:, 4] * (high - low), (u[:, 5] * 2 - 1) * today.HUE)
 
 
 def images_per_s(fn, images: torch.Tensor, repeats: int) -> float:

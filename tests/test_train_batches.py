@@ -10,7 +10,16 @@ import torch
 
 from shards.reader import StreamConfig, make_loader
 from shards.source import open_shard_set
-from trainer.data.augment import CROP_AREA, augment, center_crop, crop_resize, jitter_hsv
+from trainer.data.augment import (
+    CROP_AREA,
+    augment,
+    center_crop,
+    crop_resize,
+    hsv_to_rgb,
+    jitter_hsv,
+    rgb_to_hsv,
+    wrap_unit,
+)
 from trainer.data.batches import BatchPrep, Prefetcher
 from trainer.model import ModelConfig, build_model
 
@@ -78,6 +87,26 @@ def test_colour_jitter_is_ofts_hsv_saturation_and_hue():
         np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
     # Factor 1 and delta 0 change nothing.
     torch.testing.assert_close(jitter_hsv(images, torch.ones(4), torch.zeros(4)), images)
+
+
+def test_hue_wraps_as_remainder_does_bit_for_bit():
+    # The colour jitter wraps hue (and the HSV->RGB sector) without torch.remainder: the
+    # same floats, edges included, so runs repeat what they gave before.
+    edges = [-1.0, -0.05, -1e-8, -0.0, 0.0, 1e-8, 0.5, 1 - 2**-24, 1.0, 1.05, 2 - 2**-23]
+    h = torch.cat(
+        [
+            torch.tensor(edges),
+            torch.rand(10_000, generator=torch.Generator().manual_seed(3)) * 3 - 1,
+        ]
+    )
+    assert torch.equal(wrap_unit(h.clone()), torch.remainder(h, 1.0))
+    x = torch.rand(5, 3, 40, 40, generator=torch.Generator().manual_seed(4))
+    x[0, :, :4] = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)  # red: hue 0, sector wraps
+    hsv = rgb_to_hsv(x)
+    hsv[1, 0] = 1 - 2**-24  # the top of the hue circle: k runs to its largest
+    h, s, v = hsv[:, 0:1], hsv[:, 1:2], hsv[:, 2:3]
+    k = torch.remainder(torch.tensor([5.0, 3.0, 1.0]).view(1, 3, 1, 1) + h * 6, 6)
+    assert torch.equal(hsv_to_rgb(hsv), v - v * s * torch.clamp(torch.minimum(k, 4 - k), 0, 1))
 
 
 def test_prefetched_batches_are_normalized_and_mask_rows_past_the_end(toy_shards):

@@ -69,11 +69,13 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """
     m = images.shape[0]
     u = torch.rand(m, 6, generator=generator).to(images.device, images.dtype)
+    # The crop makes a new tensor, so the steps after it work in place: each is a pass over
+    # the whole batch either way, but a new tensor per step also costs its allocation.
     x = crop_resize(images, u[:, :2] * 2 - 1)
-    x = (x + _per_image(u[:, 2] * 2 - 1) * BRIGHTNESS).clamp(0, 1)
+    x.add_(_per_image(u[:, 2] * 2 - 1) * BRIGHTNESS).clamp_(0, 1)
     contrast = _per_image(CONTRAST[0] + u[:, 3] * (CONTRAST[1] - CONTRAST[0]))
     mean = x.mean(dim=(2, 3), keepdim=True)  # per channel, as tf.image.adjust_contrast
-    x = ((x - mean) * contrast + mean).clamp(0, 1)
+    x.sub_(mean).mul_(contrast).add_(mean).clamp_(0, 1)
     saturation = SATURATION[0] + u[:, 4] * (SATURATION[1] - SATURATION[0])
     return jitter_hsv(x, saturation, (u[:, 5] * 2 - 1) * HUE)
 
@@ -86,14 +88,27 @@ def jitter_hsv(x: torch.Tensor, saturation: torch.Tensor, hue: torch.Tensor) -> 
     """tf.image.adjust_saturation then adjust_hue, per image: S x factor (clipped to [0, 1]),
     H + delta (mod 1). One HSV round trip serves both: the RGB OFT clips in between is
     already in [0, 1], so the clip changes nothing there."""
-    h, s, v = rgb_to_hsv(x).unbind(1)
-    s = (s * _per_image(saturation)[:, 0]).clamp(0, 1)
-    h = torch.remainder(h + _per_image(hue)[:, 0], 1.0)
-    return hsv_to_rgb(torch.stack([h, s, v], dim=1)).clamp(0, 1)
+    h, s, v = hsv_planes(x)
+    s.mul_(_per_image(saturation)[:, 0]).clamp_(0, 1)
+    h.add_(_per_image(hue)[:, 0])
+    wrap_unit(h)
+    return rgb_from_planes(h, s, v).clamp_(0, 1)
+
+
+def wrap_unit(h: torch.Tensor) -> torch.Tensor:
+    """h mod 1, in place, for h in [-1, 2): the same values as torch.remainder(h, 1.0) there
+    (x - floor(x) is exact where x >= 0 and rounds x + 1 as remainder does where x < 0), at
+    a fraction of its cost on CPU."""
+    return h.sub_(torch.floor(h))
 
 
 def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
-    """(M, 3, H, W) RGB in [0, 1] -> HSV, each in [0, 1] (the hexcone model, as colorsys).
+    """(M, 3, H, W) RGB in [0, 1] -> HSV, each in [0, 1] (the hexcone model, as colorsys)."""
+    return torch.stack(hsv_planes(x), dim=1)
+
+
+def hsv_planes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(M, 3, H, W) RGB in [0, 1] -> (h, s, v), each (M, H, W) in [0, 1] and a new tensor.
 
     Written with elementwise maximum/minimum and float masks: on CPU, `max(dim=1)` and
     `torch.where` over a batch of frames cost several times a plain elementwise op.
@@ -105,18 +120,26 @@ def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
     delta = v - torch.minimum(torch.minimum(r, g), b)
     tiny = torch.finfo(x.dtype).tiny
     s = delta / v.clamp_min(tiny)
-    is_r = (v == r).to(x.dtype)
-    is_g = (v == g).to(x.dtype) * (1 - is_r)
+    is_r = torch.eq(v, r, out=torch.empty_like(v))  # as floats, without a bool tensor
+    is_g = torch.eq(v, g, out=torch.empty_like(v)).mul_(1 - is_r)
     is_b = 1 - is_r - is_g
     sector = is_r * (g - b) + is_g * (2 * delta + b - r) + is_b * (4 * delta + r - g)
-    h = torch.remainder(sector / (6 * delta.clamp_min(tiny)), 1.0)
-    return torch.stack([h, s, v], dim=1)
+    h = sector.div_(6 * delta.clamp_min(tiny))  # in [-1/6, 5/6]: only the red sector wraps
+    return wrap_unit(h), s, v
 
 
 def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    """Inverse of rgb_to_hsv, in the closed form: channel n in (R, G, B) = (5, 3, 1) is
-    v - v s clamp(min(k, 4 - k), 0, 1) with k = (n + 6h) mod 6 (elementwise, no lookups)."""
-    h, s, v = x[:, 0:1], x[:, 1:2], x[:, 2:3]
-    n = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    k = torch.remainder(n + h * 6, 6)
-    return v - v * s * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
+    """Inverse of rgb_to_hsv."""
+    return rgb_from_planes(x[:, 0], x[:, 1], x[:, 2])
+
+
+def rgb_from_planes(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """(h, s, v) planes (M, H, W) -> (M, 3, H, W) RGB, in the closed form: channel n in
+    (R, G, B) = (5, 3, 1) is v - v s clamp(min(k, 4 - k), 0, 1) with k = (n + 6h) mod 6
+    (elementwise, no lookups)."""
+    n = torch.tensor([5.0, 3.0, 1.0], dtype=h.dtype, device=h.device).view(1, 3, 1, 1)
+    k = n + h.unsqueeze(1) * 6  # in [1, 11) for h in [0, 1)
+    # mod 6: exact here, and a fraction of torch.remainder's cost on CPU
+    k.sub_(torch.ge(k, 6, out=torch.empty_like(k)).mul_(6))
+    k = torch.minimum(k, 4 - k).clamp_(0, 1)
+    return k.mul_((v * s).unsqueeze(1)).neg_().add_(v.unsqueeze(1))  # v - v s clamp(...)
