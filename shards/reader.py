@@ -14,8 +14,10 @@ The device side (augmentation, normalization, tokens) is trainer.data.batches.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import signal
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -138,6 +140,11 @@ class BatchLoader:
         self.rings: dict[int, torch.UntypedStorage] = {}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        batches = self._batches()
+        _end_at_exit(batches)
+        return batches
+
+    def _batches(self) -> Iterator[dict[str, Any]]:
         for batch in self.loader:
             if "error" in batch:
                 raise ShardSetError(batch["error"])
@@ -155,6 +162,30 @@ class BatchLoader:
 
 
 _SMALL_ARRAYS = ("actions", "valid", "sets", "proprio", "jpeg_offsets")
+_OPEN: weakref.WeakSet[Iterator[dict[str, Any]]] = weakref.WeakSet()
+
+
+def _end_at_exit(batches: Iterator[dict[str, Any]]) -> None:
+    """Have `batches` closed at interpreter exit, should it still be open then.
+
+    At exit, multiprocessing ends a DataLoader's workers with SIGTERM and waits for them,
+    and the workers ignore SIGTERM (_leave_stops_to_the_parent): a script that exits with
+    an iterator still open, in a global say, would wait forever. Closed first (this hook
+    is registered after multiprocessing's and torch's, so it runs before them), the
+    iterator drops its DataLoader iterator, which tells its workers to stop and joins them.
+    """
+    if not _OPEN:
+        atexit.unregister(_close_open)  # once, however many loaders come and go
+        atexit.register(_close_open)
+    _OPEN.add(batches)
+
+
+def _close_open() -> None:
+    for batches in list(_OPEN):
+        try:
+            batches.close()
+        except Exception as exc:  # exiting anyway: say so, and let the others close
+            log.warning("closing a loader at exit: %s", exc)
 
 
 def _as_built(batch: dict[str, Any]) -> dict[str, Any]:

@@ -7,9 +7,13 @@ import http.server
 import itertools
 import json
 import logging
+import os
+import subprocess
+import sys
 import tarfile
 import threading
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -297,3 +301,30 @@ def test_batches_from_workers_stay_intact_when_kept(toy_shards, pin_memory):
     inline, workers = images_by_key(0), images_by_key(2)
     assert inline.keys() == workers.keys() and len(inline) == 64
     assert all(torch.equal(inline[k], workers[k]) for k in inline)
+
+
+EXITS_WITH_A_LOADER_OPEN = """
+import sys
+from shards.reader import StreamConfig, make_loader
+from shards.source import open_shard_set
+
+config = StreamConfig(cameras=("head", "left_wrist"), batch_size=4, workers=2)
+batches = iter(make_loader(open_shard_set(sys.argv[1]), config))  # a global, left open
+print(len(next(batches)["keys"]), flush=True)
+"""
+
+
+def test_a_script_exits_with_a_loader_still_open(toy_shards):
+    # Its workers ignore SIGTERM, which multiprocessing sends them at exit before waiting
+    # for them: without closing the loader first, the script would never end.
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", EXITS_WITH_A_LOADER_OPEN, str(toy_shards)],
+            capture_output=True, text=True, timeout=120,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("the script hung at exit with its loader open")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["4"]
+    assert "Traceback" not in done.stderr, done.stderr
