@@ -129,7 +129,7 @@ def main() -> None:
         f"loader({args.workers}w)": lambda: timed(
             lambda: stage_loader(shard_set, args.workers, total)
         ),
-        "default": lambda: default_rate(),
+        "default": default_rate,
         f"bound({args.workers}t)": lambda: decode_bound(frames, 224, args.workers, total),
     }
     rates: dict[str, list[float]] = {name: [] for name in stages}

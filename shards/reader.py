@@ -175,7 +175,7 @@ def _end_at_exit(batches: Iterator[dict[str, Any]]) -> None:
     iterator drops its DataLoader iterator, which tells its workers to stop and joins them.
     """
     if not _OPEN:
-        atexit.unregister(_close_open)  # once, however many loaders come and go
+        atexit.unregister(_close_open)  # never twice, however many loaders come and go
         atexit.register(_close_open)
     _OPEN.add(batches)
 
