@@ -56,8 +56,8 @@ def test_learns_actions_that_only_the_image_tells(image_set, tmp_path):
 @pytest.mark.slow
 def test_learns_under_bf16_as_oft_trains(image_set, tmp_path):
     # OFT's forward in bf16 autocast and its targets rounded to bf16 (docs/OFT.md, Precision),
-    # to the same bounds. Slow on CPUs without bf16 arithmetic (PyTorch emulates it there):
-    # about 4x the float32 run.
+    # to the same bounds. Slow on CPUs without bf16 arithmetic (products there run on float32
+    # kernels, rounded as bf16 hardware rounds; attention stays bf16): about 3x the fp32 run.
     check_learned(image_set, tmp_path / "run", "bf16")
 
 

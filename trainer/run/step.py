@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from trainer.data.batches import DeviceBatch
+from trainer.run.bf16_units import bf16_products
 
 WEIGHT_DECAY = 0.01  # PyTorch's AdamW default, which OFT keeps
 DECAY_FACTOR = 0.1
@@ -62,12 +63,16 @@ def l1_metrics(sums: torch.Tensor) -> dict[str, float]:
     return {"loss": ratio[0], "curr_l1": ratio[1], "future_l1": ratio[2]}
 
 
+@contextmanager
 def autocast(device: torch.device, precision: str = "fp32"):
-    """bf16 autocast on CUDA (OFT's precision), and on the CPU for --precision bf16; else
-    exact fp32 on the CPU."""
+    """bf16 autocast on CUDA (OFT's precision), and on the CPU for --precision bf16 (its
+    products on float32 units where the CPU has no bf16 ones: trainer/run/bf16_units.py);
+    else exact fp32 on the CPU."""
     if device.type == "cuda" or precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
+        with torch.autocast(device.type, dtype=torch.bfloat16), bf16_products(device, precision):
+            yield
+    else:
+        yield
 
 
 def loss_targets(actions: torch.Tensor, precision: str) -> torch.Tensor:
@@ -99,7 +104,8 @@ def train_step(
                     batch.pixel_values, batch.input_ids, batch.attention_mask, batch.proprio
                 )
             sums = l1_sums(pred, loss_targets(batch.actions, precision), batch.valid_rows)
-            (sums[0] / sums[1] / grad_accum).backward()
+            with bf16_products(device, precision):  # the backward's products are bf16 too
+                (sums[0] / sums[1] / grad_accum).backward()
         totals += sums.detach()
     optimizer.step()
     scheduler.step()
