@@ -29,7 +29,7 @@ from pathlib import Path
 from bench.decode_threads import decode_bound, frames_of
 from bench.peers_write import CAMERAS, SIDE
 from bench.process_peak import run_measured
-from bench.scratch import scratch_dir
+from bench.scratch import scratch_dir, temp_files_into
 from pipeline.generate.synthetic import GenerateConfig, generate
 from shards.loader_plan import available_cores, plan_loader
 from shards.source import open_shard_set
@@ -157,6 +157,7 @@ def main() -> None:
     args = parser.parse_args()
 
     root = scratch_dir()
+    temp_files_into(root)
     generate(GenerateConfig(root / "eps", episodes=args.episodes, steps=args.steps))
     if args.no_s3:
         results = run_rounds(root, args, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,3 +14,16 @@ def scratch_dir() -> Path:
     root = Path(tempfile.mkdtemp(prefix="vla-bench-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     return root
+
+
+def temp_files_into(root: Path) -> None:
+    """Send this process's and its children's temporary files into `root`.
+
+    The peers' libraries leave files in the system's temporary folder after a run: MosaicML
+    Streaming its file locks, litdata its chunk and data caches (both under
+    `tempfile.gettempdir()`, which follows TMPDIR). Inside the scratch folder they go with it.
+    """
+    folder = root / "tmp"
+    folder.mkdir(exist_ok=True)
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = str(folder)  # gettempdir() caches its first answer
