@@ -8,7 +8,11 @@ each budget it reports the CPU time spent to reach it, the held-out L1 over the 
 constant's, the same for a no-image control (the same episodes, every frame replaced by the
 episode's first, trained alike: the robot state and the instruction are all it has), and
 the closed-loop success of `vla-train eval` on placements the demonstrations never showed.
-Recording is the slow part, so the episodes already in WORK/episodes are used again.
+It also reports the L1 on the held-out episodes' first samples, where every episode starts
+from the same pose and only the image shows the cube's place: the policy's, the control's,
+and that of the training demonstrations' median first chunk, what a policy blind to the
+cube's place predicts there. Recording is the slow part, so the episodes already in
+WORK/episodes are used again.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 
 import click
 import h5py
+import numpy as np
 
 from sim.demos import record_demos
 from sim.evaluate import EvalConfig
@@ -33,6 +38,7 @@ from tests.learning_fixtures import (
     predict_split,
     train_tiny,
 )
+from trainer.inference.predict import Comparison, PredictReport
 from trainer.inference.sim_eval import SimEvalConfig, evaluate_in_sim
 from trainer.run.train_config import TrainConfig
 
@@ -92,6 +98,11 @@ class Row:
     held_units: float  # held-out L1 in action units (radians for the joints)
     train: float  # train episodes' L1, evaluation view, over the best constant's
     control: float | None  # the no-image control's held-out L1 over the best constant's
+    # Held-out episodes' first samples, action units: the policy, the control, and the
+    # training demonstrations' median first chunk (see first_frame_l1).
+    first: float
+    first_control: float | None
+    first_median: float
     successes: int
     episodes: int
     max_reward: float  # mean over episodes of each one's best reward (4: success)
@@ -165,6 +176,26 @@ def closed_loop(ckpt: Path, out: Path, cfg: SimLearningConfig) -> dict:
     return evaluate_in_sim(SimEvalConfig(run, ckpt=ckpt, cameras=CAMERAS))
 
 
+def first_chunks(report: PredictReport) -> list[Comparison]:
+    """The rows of each episode's first sample (keys end in the step index, `_000000`)."""
+    return [r for r in report.rows if int(r.key.rsplit("_", 1)[1]) == 0]
+
+
+def first_frame_l1(held: PredictReport, train: PredictReport) -> tuple[float, float]:
+    """L1 in action units on the held-out episodes' first samples, of the policy and of the
+    training demonstrations' median first chunk.
+
+    Every episode starts from the same pose and only the cube's place differs, which only the
+    image shows: the median first chunk (per row and dimension) is what a policy blind to it
+    predicts there, so a policy that reads the cube's place comes in under it.
+    """
+    median = np.median(np.stack([r.true for r in first_chunks(train)]), axis=0)
+    rows = first_chunks(held)
+    policy = np.mean([np.abs(r.predicted - r.true)[: r.valid].mean() for r in rows])
+    blind = np.mean([np.abs(median - r.true)[: r.valid].mean() for r in rows])
+    return float(policy), float(blind)
+
+
 def measure(cfg: SimLearningConfig) -> list[Row]:
     """Record (or reuse), convert, train both sets at every budget, then evaluate each."""
     episodes = demonstrations(cfg)
@@ -179,18 +210,21 @@ def measure(cfg: SimLearningConfig) -> list[Row]:
     for steps, cpu_s in zip(cfg.budgets, cpu, strict=True):
         ckpt = cfg.work / "run" / f"step-{steps}"
         held = predict_split(shards, ckpt, "val")
-        train = predict_split(shards, ckpt, "train").l1_normalized
-        control = None
+        train = predict_split(shards, ckpt, "train")
+        first, first_median = first_frame_l1(held, train)
+        control = first_control = None
         if steps in cfg.control_budgets:
-            blind = cfg.work / "run-blank" / f"step-{steps}"
-            control = predict_split(control_shards, blind, "val").l1_normalized / control_constant
+            blind = predict_split(control_shards, cfg.work / "run-blank" / f"step-{steps}", "val")
+            control = blind.l1_normalized / control_constant
+            first_control = first_frame_l1(blind, train)[0]
         info = {"per_episode": [], "aggregated": {"avg_max_reward": 0.0, "eval_ep_s": 0.0}}
         if cfg.eval_episodes:
             info = closed_loop(ckpt, cfg.work / f"eval-{steps}", cfg)
         rows.append(Row(
             steps=steps, cpu_s=cpu_s, held=held.l1_normalized / constant["val"],
-            held_units=held.l1, train=train / constant["train"],
-            control=control,
+            held_units=held.l1, train=train.l1_normalized / constant["train"],
+            control=control, first=first, first_control=first_control,
+            first_median=first_median,
             successes=sum(e["success"] for e in info["per_episode"]),
             episodes=cfg.eval_episodes, max_reward=info["aggregated"]["avg_max_reward"],
             eval_ep_s=info["aggregated"]["eval_ep_s"],
@@ -204,17 +238,23 @@ def table(rows: list[Row]) -> str:
     lines = [
         f"| steps (batch {BATCH}) | CPU time | held-out L1 (x best constant) | held-out L1, "
         "action units | train L1 (x constant) | no-image control, held-out (x constant) | "
+        "first sample, action units: policy / control / median first chunk | "
         "success | mean max reward |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r.steps} | {r.cpu_s / 60:.0f} min | {r.held:.3f} | {r.held_units:.4f} | "
-            f"{r.train:.3f} | {'-' if r.control is None else f'{r.control:.3f}'} | "
+            f"{r.train:.3f} | {_or_dash(r.control, 3)} | "
+            f"{r.first:.4f} / {_or_dash(r.first_control, 4)} / {r.first_median:.4f} | "
             f"{r.successes}/{r.episodes} | "
             f"{r.max_reward:.2f} |"
         )
     return "\n".join(lines)
+
+
+def _or_dash(value: float | None, places: int) -> str:
+    return "-" if value is None else f"{value:.{places}f}"
 
 
 @click.command()

@@ -3,10 +3,20 @@ the no-image control blank and only as far as asked, and the recording kept for 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import h5py
 import numpy as np
 
-from bench.sim_learning import FRAMES, SimLearningConfig, demonstrations, measure, table
+from bench.sim_learning import (
+    FRAMES,
+    SimLearningConfig,
+    demonstrations,
+    first_frame_l1,
+    measure,
+    table,
+)
+from trainer.inference.predict import Comparison, PredictReport
 from trainer.run.metrics import read_metrics
 
 
@@ -22,9 +32,13 @@ def test_the_bench_measures_every_budget_and_keeps_the_recording(tmp_path):
     assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3]
     assert rows[0].control is not None and rows[1].control is None
     assert all(r.episodes == 1 and r.successes == 0 and r.eval_ep_s > 0 for r in rows)
-    assert all(np.isfinite([r.held, r.held_units, r.train]).all() for r in rows)
+    assert all(np.isfinite([r.held, r.held_units, r.train, r.first, r.first_median]).all()
+               for r in rows)  # fmt: skip
+    assert rows[0].first_control is not None and rows[1].first_control is None
+    assert rows[0].first_median == rows[1].first_median  # the demonstrations', not the run's
     lines = table(rows).splitlines()
     assert len(lines) == 4 and lines[2].startswith("| 1 |") and "| - |" in lines[3]
+    assert " / - / " in lines[3]
 
     for name in ("episode_0.hdf5", "episode_1.hdf5"):
         with h5py.File(tmp_path / "episodes" / name) as f, \
@@ -37,3 +51,34 @@ def test_the_bench_measures_every_budget_and_keeps_the_recording(tmp_path):
     recorded = (tmp_path / "episodes" / "episode_0.hdf5").stat().st_mtime_ns
     assert demonstrations(cfg) == tmp_path / "episodes"
     assert (tmp_path / "episodes" / "episode_0.hdf5").stat().st_mtime_ns == recorded
+
+
+def _report(rows: list[tuple[str, float, float, int]]) -> PredictReport:
+    """Rows of (key, predicted, true, valid rows), every value of a 2 x 1 chunk alike."""
+    comparisons = [
+        Comparison(key, "", np.full((2, 1), p), np.full((2, 1), t), valid, 0.0, 0.0)
+        for key, p, t, valid in rows
+    ]
+    return PredictReport(Path("ckpt"), "set", comparisons, 0.0, 0.0)
+
+
+def test_the_first_frame_figures_compare_first_samples_with_the_median_first_chunk():
+    train = _report(
+        [
+            ("episode_0_000000", 0, 0.0, 2),
+            ("episode_0_000001", 0, 50.0, 2),
+            ("episode_1_000000", 0, 2.0, 2),
+            ("episode_2_000000", 0, 10.0, 2),
+        ]
+    )
+    # The median first chunk is 2; later samples (here 50 and 99) take no part.
+    held = _report(
+        [
+            ("episode_7_000000", 3.0, 3.0, 2),
+            ("episode_8_000000", 9.0, 6.0, 1),
+            ("episode_8_000001", 99.0, 0.0, 2),
+        ]
+    )
+    policy, blind = first_frame_l1(held, train)
+    assert policy == (0 + 3) / 2
+    assert blind == (1 + 4) / 2
