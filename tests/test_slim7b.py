@@ -1,10 +1,10 @@
 """The slim 7B (openvla-7b's widths, 2 Llama layers) through the whole product path: vla-train,
 an exact resume, predict, serve, export to OFT and back, a sharded bf16 base folder.
 
-Training runs in float32 (--precision fp32, the CPU default): on a CPU without AVX-512 BF16 a
-bf16 matmul at these widths is about 8x slower than float32, which would make one step take
-minutes. The bf16 base is covered where it costs no matmul: loading openvla-7b's sharded bf16
-layout. bench/slim7b.py measures the bf16-autocast activations the GPU plan uses."""
+Training runs in float32 (--precision fp32, the CPU default); --precision bf16 is checked on
+the tiny base (tests/test_learning.py, tests/test_bf16_units.py). The bf16 base is covered
+where it costs no matmul: loading openvla-7b's sharded bf16 layout. bench/slim7b.py measures
+the bf16-autocast activations the GPU plan uses."""
 
 from __future__ import annotations
 
