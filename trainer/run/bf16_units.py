@@ -17,6 +17,7 @@ attention, the optimizer) keeps PyTorch's own bf16 code.
 from __future__ import annotations
 
 from contextlib import nullcontext
+from functools import cache
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -62,9 +63,14 @@ class Bf16OnFloat32Units(TorchDispatchMode):
         return _round(wide)
 
 
+@cache
 def cpu_has_bf16_units() -> bool:
-    """True where PyTorch's own bf16 CPU kernels run on bf16 instructions (oneDNN's check)."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    """True where PyTorch's own bf16 CPU kernels run on bf16 instructions (oneDNN's check);
+    False also where this PyTorch was built without oneDNN and so has no such kernels."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def bf16_products(device: torch.device, precision: str):
