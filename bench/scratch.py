@@ -17,11 +17,12 @@ def scratch_dir() -> Path:
 
 
 def temp_files_into(root: Path) -> None:
-    """Send this process's and its children's temporary files into `root`.
+    """Send this process's and its children's temporary files into `root`/tmp.
 
-    The peers' libraries leave files in the system's temporary folder after a run: MosaicML
-    Streaming its file locks, litdata its chunk and data caches (both under
-    `tempfile.gettempdir()`, which follows TMPDIR). Inside the scratch folder they go with it.
+    Libraries leave files in the system's temporary folder after a run (MosaicML Streaming
+    its file locks, litdata its chunk and data caches, torch its compiler cache: all under
+    `tempfile.gettempdir()`, which follows TMPDIR). Inside a folder that is removed or
+    pruned, they go with it.
     """
     folder = root / "tmp"
     folder.mkdir(exist_ok=True)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import tempfile
 from pathlib import Path
 
 import pytest
 from shard_fixtures import write_toy_shards
+
+from bench.scratch import temp_files_into
 
 
 @pytest.hookimpl(trylast=True)
@@ -16,10 +16,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """The libraries the suite drives (torch's compiler cache, W&B, the peers' benches) write
     to the system's temporary folder and some leave files there; under pytest's own base
     folder they are removed with its old runs instead of piling up in /tmp."""
-    folder = config._tmp_path_factory.getbasetemp() / "library-temp"
-    folder.mkdir(exist_ok=True)
-    os.environ["TMPDIR"] = str(folder)
-    tempfile.tempdir = str(folder)  # gettempdir() caches its first answer
+    temp_files_into(config._tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture
