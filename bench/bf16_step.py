@@ -29,9 +29,17 @@ VARIANTS = {
 
 
 @click.command()
-@click.option("--rounds", default=5, show_default=True, help="Alternating rounds.")
-@click.option("--steps", default=4, show_default=True, help="Timed steps per variant per round.")
-@click.option("--batch-size", default=8, show_default=True)
+@click.option(
+    "--rounds", default=5, type=click.IntRange(min=1), show_default=True, help="Alternating rounds."
+)
+@click.option(
+    "--steps",
+    default=4,
+    type=click.IntRange(min=1),
+    show_default=True,
+    help="Timed steps per variant per round.",
+)
+@click.option("--batch-size", default=8, type=click.IntRange(min=1), show_default=True)
 def main(rounds: int, steps: int, batch_size: int) -> None:
     if units.cpu_has_bf16_units():
         print("this CPU has bf16 instructions: vla-train uses PyTorch's own bf16 kernels here")

@@ -88,9 +88,17 @@ def samples_per_s(
 
 
 @click.command()
-@click.option("--rounds", default=5, show_default=True, help="Alternating rounds.")
-@click.option("--steps", default=10, show_default=True, help="Timed steps per variant per round.")
-@click.option("--batch-size", default=8, show_default=True)
+@click.option(
+    "--rounds", default=5, type=click.IntRange(min=1), show_default=True, help="Alternating rounds."
+)
+@click.option(
+    "--steps",
+    default=10,
+    type=click.IntRange(min=1),
+    show_default=True,
+    help="Timed steps per variant per round.",
+)
+@click.option("--batch-size", default=8, type=click.IntRange(min=1), show_default=True)
 def main(rounds: int, steps: int, batch_size: int) -> None:
     torch.manual_seed(0)
     config = ModelConfig(base="tiny", action_dim=ACTION_DIM, chunk=CHUNK, num_images=CAMERAS)
