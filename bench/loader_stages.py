@@ -15,7 +15,8 @@ decode bound: the same frames' JPEG
 bytes, already in memory, decoded by N threads with nothing else to do (bench.decode_threads).
 It prints the median samples/s and microseconds per sample of each line, the difference of
 each stage to the line before, which is that stage's own cost, and the default loader's
-share of the decode bound. Rounds alternate all lines. When the default loader runs in this
+share of the decode bound: of the two medians, and round by round (the bound is timed right
+after the loader in each round). Rounds alternate all lines. When the default loader runs in this
 process (few cores), how its threads spent the last round follows: time on a core, waiting
 for one, and idle (bench.thread_times), per sample.
 """
@@ -156,7 +157,15 @@ def main() -> None:
     if threads and plan.workers == 0:
         print("the default loader's threads in its last round:")
         print("\n".join(threads))
-    print(f"default loader: {100 * default / bound:.0f}% of the decode bound")
+    # The machine's speed drifts from round to round; within a round the loader and the
+    # bound are timed seconds apart, so each round's share is shown beside the medians'.
+    bounds = rates[f"bound({args.workers}t)"]
+    shares = [d / b for d, b in zip(rates["default"], bounds, strict=True)]
+    rounds = ", ".join(f"{100 * share:.0f}%" for share in shares)
+    print(
+        f"default loader: {100 * default / bound:.0f}% of the decode bound (medians); "
+        f"per round {rounds}, median {100 * statistics.median(shares):.0f}%"
+    )
 
 
 if __name__ == "__main__":
