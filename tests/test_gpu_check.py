@@ -6,6 +6,7 @@ import gzip
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -24,7 +25,8 @@ from bench.gpu.loop_figures import loop_figures
 from bench.gpu.part_context import SMOKE, Context, Recorder
 from bench.gpu.parts import PARTS
 from bench.gpu.probes import matmul_dtypes, profile_steps
-from shards.loader_plan import plan_loader
+from bench.gpu.report import DESCRIBE
+from shards.loader_plan import available_cores, plan_loader
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -144,6 +146,11 @@ def test_decode_part_compares_alternating_rounds_and_says_what_auto_picks(toy_sh
     assert rates["device_over_cpu"] == pytest.approx(
         rates["device_samples_per_s"] / rates["cpu_samples_per_s"]
     )
+    # The decode bound on every core, timed in each round beside the loader.
+    assert len(rates["bound_rounds"]) == 2 and all(_positive(r) for r in rates["bound_rounds"])
+    assert rates["bound_threads"] == available_cores()[0]
+    shares = [c / b for c, b in zip(rates["cpu_rounds"], rates["bound_rounds"], strict=True)]
+    assert rates["cpu_share_of_bound"] == pytest.approx(statistics.median(shares))
     # torchvision's CPU decode is libjpeg-turbo, as simplejpeg's: no gap (nvJPEG's is measured).
     gap = pixel_gap(toy_shards, ("head", "left_wrist"), torch.device("cpu"))
     assert gap == {"images": 64, "max": 0, "mean": 0.0, "equal_share": 1.0}
@@ -152,6 +159,12 @@ def test_decode_part_compares_alternating_rounds_and_says_what_auto_picks(toy_sh
     assert fed["where"] == "cpu" and fed["wait_share"] == 0.0
     starved = auto_pick(5.0, 8, 0.7)  # 1.6 s a batch: each step waits 0.9 s of 1.6
     assert starved["where"] == "device" and starved["wait_share"] == pytest.approx(0.9 / 1.6)
+    # The report gives the loader's share of the bound for each batch size.
+    part = {"shard_set": {"train_samples": 64, "train_shards": 1}, "loader": plan.line(),
+            "rounds": 2, "b8": rates, "b32": rates, "pixels": gap, "auto_b8": fed}  # fmt: skip
+    lines = list(DESCRIBE["decode"](part, {}))
+    share = f"{rates['cpu_share_of_bound']:.0%} of bare JPEG decoding on {available_cores()[0]}"
+    assert sum(share in line for line in lines) == 2, lines
 
 
 def test_decode_part_without_cuda_records_why_it_did_not_run(tmp_path):

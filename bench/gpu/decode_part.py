@@ -1,6 +1,7 @@
 """The GPU check's decode part: samples/s of the loader decoding JPEGs on the CPU (vla-train's
 auto plan) against the GPU decoding them (nvJPEG through torchvision), on the same shards,
-in alternating rounds; and what `--decode auto` picks at the reference step's pace.
+in alternating rounds, with the CPU loader's share of bare decoding on every core (the decode
+bound); and what `--decode auto` picks at the reference step's pace.
 
 On a machine whose torch cannot decode on CUDA the part records why it did not run.
 """
@@ -59,22 +60,39 @@ def compare_rounds(
     rounds: int,
     batches: int,
 ) -> dict[str, Any]:
-    """samples/s of `rounds` rounds each side, alternating CPU and device; their medians."""
+    """samples/s of `rounds` rounds each side, alternating CPU and device; their medians.
+
+    Each round also times the decode bound: the same frames' JPEG bytes, in memory, decoded
+    by one thread per core with nothing else to do (bench.decode_threads), so the CPU
+    loader's share of it is measured on this machine's cores, beside the loader."""
+    from bench.decode_threads import decode_bound, frames_of
+    from shards.loader_plan import available_cores
     from shards.source import open_shard_set
 
     shard_set = open_shard_set(shards)
-    rates: dict[str, list[float]] = {"cpu": [], "device": []}
+    frames = frames_of(shard_set, cameras)
+    cores = available_cores()[0]
+    rates: dict[str, list[float]] = {"cpu": [], "device": [], "bound": []}
     for r in range(rounds):
-        for side in rates:
+        for side in ("cpu", "device"):
             cfg = _stream(plan, batch, cameras, device, side == "device", seed=r)
             rates[side].append(loader_rate(shard_set, cfg, device, batches))
-    cpu, dev = (statistics.median(rates[side]) for side in ("cpu", "device"))
+        size = shard_set.manifest.image_size
+        rates["bound"].append(decode_bound(frames, size, cores, batch * batches))
+    cpu, dev, bound = (statistics.median(rates[side]) for side in ("cpu", "device", "bound"))
     return {
         "cpu_rounds": rates["cpu"],
         "device_rounds": rates["device"],
+        "bound_rounds": rates["bound"],
         "cpu_samples_per_s": cpu,
         "device_samples_per_s": dev,
         "device_over_cpu": dev / cpu,
+        "bound_samples_per_s": bound,
+        "bound_threads": cores,
+        # Round by round: the loader and the bound are timed a moment apart in each.
+        "cpu_share_of_bound": statistics.median(
+            c / b for c, b in zip(rates["cpu"], rates["bound"], strict=True)
+        ),
     }
 
 

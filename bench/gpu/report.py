@@ -221,6 +221,12 @@ def _decode(p: Part, anchors: Anchors) -> Iterator[str]:
             f"{b['device_samples_per_s']:.0f} ({b['device_over_cpu']:.2f}x); medians of "
             f"{p['rounds']} alternating rounds each"
         )
+        if "bound_samples_per_s" in b:  # reports made before the bound was measured lack it
+            yield (
+                f"batch {batch}: the CPU loader reached {b['cpu_share_of_bound']:.0%} of bare "
+                f"JPEG decoding on {b['bound_threads']} threads "
+                f"({b['bound_samples_per_s']:.0f} samples/s; goal 70%)"
+            )
     px = p["pixels"]
     yield (
         f"GPU against CPU pixels, {px['images']} images: max gap {px['max']} levels, mean "
