@@ -71,13 +71,12 @@ def compare_rounds(
 
     shard_set = open_shard_set(shards)
     frames = frames_of(shard_set, cameras)
-    cores = available_cores()[0]
+    cores, size = available_cores()[0], shard_set.manifest.image_size
     rates: dict[str, list[float]] = {"cpu": [], "device": [], "bound": []}
     for r in range(rounds):
         for side in ("cpu", "device"):
             cfg = _stream(plan, batch, cameras, device, side == "device", seed=r)
             rates[side].append(loader_rate(shard_set, cfg, device, batches))
-        size = shard_set.manifest.image_size
         rates["bound"].append(decode_bound(frames, size, cores, batch * batches))
     cpu, dev, bound = (statistics.median(rates[side]) for side in ("cpu", "device", "bound"))
     return {
